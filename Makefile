@@ -1,0 +1,20 @@
+# ehead: the commands a developer runs. `make install` then `make test` on a fresh machine.
+PYTHON ?= python3
+# The CPU build of torch 2.13.0 is installed only when no torch is present, so a machine that
+# already has its own (CUDA) build keeps it.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: install test test-all lint format sample-data demo bench
+
+install:
+	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH_PIN)"
+	$(PYTHON) -m pip install -e ".[dev]"
+
+test:
+	$(PYTHON) -m pytest -q -x --durations=15
+
+lint:
+	$(PYTHON) -m ruff check ehead_cli tests
+
+format:
+	$(PYTHON) -m ruff format ehead_cli tests

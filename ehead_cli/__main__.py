@@ -1,0 +1,3 @@
+from ehead_cli.cli import main
+
+main()
