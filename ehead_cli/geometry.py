@@ -42,7 +42,9 @@ def matrix_to_axis_angle(R: torch.Tensor) -> torch.Tensor:
     angle = rotation_angle(R)  # (...,)
     w = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
     sin = torch.sin(angle)[..., None]
-    scale = torch.where(sin.abs() > 1e-4, angle[..., None] / (2 * sin.clamp_min(1e-12)), 0.5 + angle[..., None] ** 2 / 12)
+    # angle / (2 sin angle), with its series near 0
+    scale = torch.where(sin.abs() > 1e-4, angle[..., None] / (2 * sin.clamp_min(1e-12)),
+                        0.5 + angle[..., None] ** 2 / 12)
     aa = w * scale
     # angle close to pi: R ~ 2 n n^T - I, take the largest column of (R + I) / 2
     near_pi = angle > torch.pi - 1e-3

@@ -1,0 +1,102 @@
+"""Rectified-flow maths, separate from the network (paper section 3.1, eq. 2-3, 6-7).
+
+Convention: t = 0 is noise, t = 1 is data. x_t = x0 + t (x1 - x0), x0 ~ N(0, I), t ~ U[0, 1];
+the target velocity is constant along the straight path, u = x1 - x0. Motion tensors here are
+normalised windows (B, T, 115).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ehead_cli.layout import GROUPS, ROT, TRANS
+
+# Stage-I weights (supplementary B.1)
+GROUP_WEIGHTS: dict[str, float] = {"expression": 0.6, "jaw": 0.1, "eye": 0.1, "rotation": 0.1, "translation": 0.1}
+SMOOTH_WEIGHT = 0.1
+MAX_STEPS = 25  # the paper's ablation goes from 1 to 25 Euler steps
+
+VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class PathSample:
+    """One draw from the straight path: x0 noise, x1 data, t (B,), x_t, and the target dx_t = x1 - x0."""
+
+    x0: torch.Tensor
+    x1: torch.Tensor
+    t: torch.Tensor
+    x_t: torch.Tensor
+    dx_t: torch.Tensor
+
+
+def sample_path(x1: torch.Tensor, generator: torch.Generator | None = None,
+                t: torch.Tensor | None = None) -> PathSample:
+    """Draw x0 ~ N(0, I) and t ~ U[0, 1] per window and interpolate. x1 (B, T, D)."""
+    x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+    if t is None:
+        t = torch.rand(x1.shape[0], generator=generator, device=x1.device, dtype=x1.dtype)
+    tt = t.view(-1, *([1] * (x1.dim() - 1)))
+    return PathSample(x0, x1, t, x0 + tt * (x1 - x0), x1 - x0)
+
+
+def endpoint(x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """One-step endpoint estimate x1_hat = x_t + (1 - t) v (eq. 7). t (B,)."""
+    return x_t + (1 - t).view(-1, *([1] * (x_t.dim() - 1))) * v
+
+
+def pose_smoothness(x: torch.Tensor) -> torch.Tensor:
+    """sum over t of ||p_{t+1} - p_t||^2 on rotation and translation only, per window (B,)."""
+    pose = torch.cat([x[..., ROT], x[..., TRANS]], dim=-1)
+    return (pose[:, 1:] - pose[:, :-1]).pow(2).sum(dim=(1, 2))
+
+
+def flow_loss(v: torch.Tensor, path: PathSample, weights: dict[str, float] | None = None,
+              smooth_weight: float = SMOOTH_WEIGHT) -> dict[str, torch.Tensor]:
+    """Stage-I loss (eq. 6): sum_k lambda_k ||v^(k) - u^(k)||^2 + lambda_smooth L_smooth^pose.
+
+    Each squared norm sums over the group's dimensions and the window's frames, as written in
+    the paper; both terms are then divided by the window length T (a constant that keeps the
+    loss scale independent of T without changing the ratio between the terms) and averaged over
+    the batch. The smoothness term is taken on the one-step endpoint x1_hat of the prediction
+    (what sampling produces), never on jaw or expression.
+    Returns {"loss", "<group>" (unweighted, per frame), "smooth" (unweighted, per frame)}.
+    """
+    weights = GROUP_WEIGHTS if weights is None else weights
+    T = v.shape[1]
+    err = (v - path.dx_t).pow(2)  # (B, T, D)
+    out: dict[str, torch.Tensor] = {}
+    total = v.new_zeros(())
+    for name, sl in GROUPS.items():
+        g = err[..., sl].sum(dim=(1, 2)).mean() / T
+        out[name] = g.detach()
+        total = total + weights[name] * g
+    smooth = pose_smoothness(endpoint(path.x_t, path.t, v)).mean() / T
+    out["smooth"] = smooth.detach()
+    out["loss"] = total + smooth_weight * smooth
+    return out
+
+
+def time_grid(steps: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Uniform Euler grid 0 = t_0 < ... < t_N = 1, (N + 1,)."""
+    if not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be in 1..{MAX_STEPS}, got {steps}")
+    return torch.linspace(0.0, 1.0, steps + 1, device=device, dtype=dtype)
+
+
+@torch.no_grad()
+def euler_sample(velocity: VelocityFn, x0: torch.Tensor, steps: int) -> torch.Tensor:
+    """Integrate dx/dt = v(x, t) from t = 0 (noise x0) to t = 1 with N uniform Euler steps.
+
+    ``velocity(x, t)`` takes (B, ...) and (B,) and returns (B, ...). One step is exactly the
+    endpoint estimate at t = 0.
+    """
+    grid = time_grid(steps, x0.device, x0.dtype)
+    x = x0
+    for i in range(steps):
+        t = grid[i].expand(x.shape[0])
+        x = x + (grid[i + 1] - grid[i]) * velocity(x, t)
+    return x
