@@ -153,3 +153,37 @@ def test_pickles_with_code_are_refused(tmp_path):
     assert not marker.exists()
     with pytest.raises(InputError, match="not found"):
         load_gagavatar_track(tmp_path / "absent.pkl")
+
+
+class _RootOnly(torch.nn.Module):
+    """Stands in for FlameModel.joints: a root joint that moves a little with expression[0]."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("j0", torch.tensor([0.003, -0.02, -0.03]))
+
+    def joints(self, shape: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        root = self.j0 + 0.001 * expression[:, :1]  # (N, 3)
+        return torch.stack([root, torch.zeros_like(root)], 1)  # (N, 2, 3)
+
+
+def test_root_joint_pivot_reproduces_the_tracker_with_global_pose(tmp_path):
+    """With ``face=``, turning about J0 (as ehead's FLAME does) then adding TRANS equals the
+    tracker's mesh: its FLAME global pose turns about J0, its transform about the origin."""
+    rng = np.random.default_rng(7)
+    R = axis_angle_to_matrix(torch.tensor([0.1, -0.3, 0.05], dtype=torch.float64)).numpy() @ FRONTAL
+    frame = _frame(rng, R, np.array([0.2, 0.1, 9.0]))
+    frame["posecode"][:3] = [0.05, 0.1, 0.0]  # non-zero global pose, which GAGAvatar never writes
+    face = _RootOnly()
+    track = load_gagavatar_track(_write(tmp_path / "t.pkl", {"a_0": frame}), face=face)
+
+    f64 = {k: v.astype(np.float64) for k, v in frame.items()}
+    J0 = face.joints(torch.zeros(1, 300), torch.from_numpy(frame["expcode"])[None])[0, 0].double().numpy()
+    Rg = axis_angle_to_matrix(torch.from_numpy(f64["posecode"][:3])).numpy()
+    verts = rng.standard_normal((30, 3)) * 0.1
+    posed = (verts - J0) @ Rg.T + J0  # the tracker's FLAME with its global pose, metres
+    M = f64["transform_matrix"]
+    expected = ((5.0 * posed) @ M[:, :3] + M[:, 3]) * np.array([-1.0, 1.0, -1.0]) / 5.0
+    R_ours = axis_angle_to_matrix(torch.from_numpy(track.motion[0, ROT].astype(np.float64))).numpy()
+    got = (verts - J0) @ R_ours.T + J0 + track.motion[0, TRANS]
+    np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -20,11 +20,16 @@ Conversion to our layout (FLAME convention, y up, the face looking toward +z):
   looking down -z. PyTorch3D's view frame has x left, y up, z into the scene, so
   ``p_ours = F p_p3d`` with ``F = diag(-1, 1, -1)`` (a half turn about y; a frontal face has
   ``R = F``). With column vectors the head pose is then ``v_cam = (F R^T) v + F T``.
-* ROT <- axis-angle of ``F R^T`` composed with the FLAME global pose ``posecode[0:3]`` (zero in
-  GAGAvatar output; were it not, its pivot at the root joint is neglected): the rotation of the
-  head about the FLAME origin, identity when the face looks into the camera.
+* ROT <- axis-angle of ``M = F R^T`` composed with the FLAME global pose ``posecode[0:3]`` (zero
+  in GAGAvatar output): the head's rotation, identity when the face looks into the camera; a
+  positive angle about y turns the face toward image right (the subject's left).
 * TRANS <- ``F T / 5``: the tracker scales FLAME vertices by 5 (``verts_scale``), so this is the
   head origin's position in metres in our camera frame (z about -1.8 m for its 12.0 NDC focal).
+  That is exact for a model that rotates about the FLAME origin. ehead's ``FlameModel`` rotates
+  about FLAME's root joint J0 instead: pass it as ``face=`` and TRANS gets ``+ (M - I) J0``
+  (J0 from the clip's shape and each frame's expression), after which its vertices equal the
+  tracker's exactly, a non-zero global pose included. Without it the vertices are off by
+  (M - I) J0, which grows with the turn angle and the root joint's distance from the origin.
 * shape <- the per-coefficient median of shapecode over the clip's frames.
 """
 
@@ -35,6 +40,7 @@ import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -117,15 +123,22 @@ def frame_number(key: str) -> int:
     return int(key.rsplit("_", 1)[-1])
 
 
-def load_gagavatar_track(path: str | Path, video: str | None = None) -> GagaTrack:
+class _HasJoints(Protocol):
+    def joints(self, shape: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        """(N, 300), (N, 100) -> (N, J, 3) rest-pose joints, the root first (metres)."""
+        ...
+
+
+def load_gagavatar_track(path: str | Path, video: str | None = None, face: _HasJoints | None = None) -> GagaTrack:
     """Read and convert a GAGAvatar track (file or output folder). ``video`` picks one clip from a
-    file holding several (keys '<video>_<i>')."""
+    file holding several (keys '<video>_<i>'); ``face`` (e.g. a ``FlameModel``) moves the rotation
+    pivot to its root joint."""
     p = resolve_track_file(path)
-    return gagavatar_to_motion(read_track_pickle(p), source=str(p), video=video)
+    return gagavatar_to_motion(read_track_pickle(p), source=str(p), video=video, face=face)
 
 
 def gagavatar_to_motion(frames: Mapping[str, Mapping[str, np.ndarray]], source: str = "<track>",
-                        video: str | None = None) -> GagaTrack:
+                        video: str | None = None, face: _HasJoints | None = None) -> GagaTrack:
     """Convert the per-frame dicts of one clip to our layout; see the module docstring."""
     keyed = []
     for key in frames:
@@ -156,10 +169,19 @@ def gagavatar_to_motion(frames: Mapping[str, Mapping[str, np.ndarray]], source: 
     rot = matrix_to_axis_angle(torch.from_numpy(head @ flame_global))
     motion[:, ROT] = rot.numpy()
     motion[:, TRANS] = T_view @ P3D_TO_OURS.T / VERTS_SCALE
+    shape = np.median(fields["shapecode"], axis=0)
+    if face is not None:
+        ref = next(iter(face.buffers()), None) if isinstance(face, torch.nn.Module) else None
+        like = ref if ref is not None and ref.is_floating_point() else torch.zeros(0)  # model dtype/device
+        with torch.no_grad():
+            shapes = torch.from_numpy(np.repeat(shape[None], T, axis=0)).to(like)
+            root = face.joints(shapes, torch.from_numpy(fields["expcode"]).to(like))[:, 0]
+        root = root.double().cpu().numpy()  # (T, 3) J0 per frame (expression moves it slightly)
+        motion[:, TRANS] += ((head - np.eye(3)) @ root[..., None])[..., 0]
 
     return GagaTrack(
         motion=motion.astype(np.float32),
-        shape=np.median(fields["shapecode"], axis=0).astype(np.float32),
+        shape=shape.astype(np.float32),
         keys=keys,
         frame_index=np.array([frame_number(k) for k in keys], dtype=np.int64),
     )
