@@ -1,4 +1,4 @@
-"""Listening metrics (L2, FD, Variation, Diversity, P-FD, L2 Affect) and the VQ-VAE metrics."""
+"""Listening metrics of mm-listener section 6: L2, FD, Variation, Diversity, P-FD, L2 Affect."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import scipy.linalg
 
 from ehead_cli.layout import EXPR, JAW, MOTION_DIM, ROT
 from ehead_cli.metrics import listening as L
-from ehead_cli.metrics import vq
 from ehead_cli.metrics.conventions import Unavailable, resolve_convention
 
 
@@ -92,17 +91,3 @@ def test_listening_metrics_keys_and_pose_space():
     assert isinstance(L.listening_metrics(gt, gt)["pfd_pose"], Unavailable)
     mse = L.listening_metrics(gt + 1.0, gt, convention="dualtalk")
     assert mse["l2_exp"] == pytest.approx(1.0) and L.listening_metrics(gt + 1.0, gt)["l2_exp"] == pytest.approx(10.0)
-
-
-# --- VQ-VAE (section 7) -------------------------------------------------------------------------
-def test_vq_metrics_hand_computed():
-    target = np.zeros((2, 2))
-    recon = np.array([[3.0, 4.0], [0.0, 0.0]])
-    assert vq.reconstruction_error(recon, target) == pytest.approx(2.5)  # (5 + 0) / 2
-    assert vq.reconstruction_error(recon, target, kind="mse") == pytest.approx(25 / 4)
-    assert vq.commitment(np.array([1.0, 2.0]), np.zeros(2)) == pytest.approx(2.5)
-    assert vq.perplexity(np.arange(8), 8) == pytest.approx(8.0)  # uniform use of the codebook
-    assert vq.perplexity(np.full(10, 3), 8) == pytest.approx(1.0)
-    assert vq.perplexity(np.array([0, 0, 5, 5]), 8) == pytest.approx(2.0)
-    with pytest.raises(ValueError, match="token ids"):
-        vq.perplexity(np.array([9]), 8)

@@ -238,6 +238,16 @@ def test_ba_of_identical_motion_is_one(convention):
     assert M.beat_alignment(shifted, motion, **kw) < 1.0
 
 
+def test_ba_restricted_to_selected_frames():
+    t = np.arange(200)
+    gt = np.zeros((200, MOTION_DIM))
+    gt[:, ROT.start] = 0.2 * np.sin(2 * np.pi * t / 40) * (1 + 0.5 * np.sin(2 * np.pi * t / 97))
+    pred = gt.copy()
+    pred[100:] = gt[99]  # the prediction freezes half-way: no beats after frame 100
+    assert M.beat_alignment(pred, gt, frames=t < 70) == pytest.approx(1.0)
+    assert M.beat_alignment(pred, gt, frames=t >= 110) == M.BA_EMPTY_ONE
+
+
 # --- SID ----------------------------------------------------------------------------------------
 def _two_blob_motion(n_a: int, n_b: int) -> np.ndarray:
     m = np.zeros((n_a + n_b, MOTION_DIM))

@@ -49,7 +49,7 @@ def expression_pose(motion: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def l2_distance(pred: Any, gt: Any, *, kind: str = "l2") -> float:
-    """L2 to the ground truth. pred, gt: (T, D).
+    """L2 (mm-listener supp. section 6, "distance to ground truth coefficients"). pred, gt: (T, D).
 
     l2 (default, L2L's overall_l2): (1/T) sum_t || pred_t - gt_t ||_2
     mse (DualTalk's "mse"):          (1/(T D)) sum_{t,d} (pred_td - gt_td)^2
@@ -100,12 +100,13 @@ def frechet_distance_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.nda
 
 
 def frechet_distance(pred: Any, gt: Any, **kwargs: Any) -> float:
-    """FD between the frame distributions of pred (N, D) and gt (M, D) (Gaussian fit to each)."""
+    """FD (section 6) between the frame distributions of pred (N, D) and gt (M, D), a Gaussian fit to
+    each (``gaussian_stats``), then ``frechet_distance_from_stats``."""
     return frechet_distance_from_stats(*gaussian_stats(pred), *gaussian_stats(gt), **kwargs)
 
 
 def paired_frechet_distance(listener_pred: Any, listener_gt: Any, speaker: Any, **kwargs: Any) -> float:
-    """P-FD: FD between [listener_pred || speaker] and [listener_gt || speaker], all (T, D) frame-aligned,
+    """P-FD (section 6): FD between [listener_pred || speaker] and [listener_gt || speaker], all (T, D) frame-aligned,
     concatenated along the feature axis (T, 2D): it rewards listener motion that co-varies with the
     speaker the way the real listener does."""
     lp, lg, s = _np2(listener_pred, "P-FD"), _np2(listener_gt, "P-FD"), _np2(speaker, "P-FD")
@@ -115,12 +116,13 @@ def paired_frechet_distance(listener_pred: Any, listener_gt: Any, speaker: Any, 
 
 
 def variation(x: Any) -> float:
-    """Variation: (1/D) sum_d Var_t(x_td), the population variance over frames averaged over dims."""
+    """Variation (section 6): (1/D) sum_d Var_t(x_td), population variance over frames, mean over dims."""
     return float(_np2(x, "Variation").var(0).mean())
 
 
 def diversity(x: Any, *, n_pairs: int = DIVERSITY_PAIRS, seed: int = DIVERSITY_SEED) -> float:
-    """Diversity: mean Euclidean distance || x_i - x_j ||_2 over ``n_pairs`` (30) random frame pairs.
+    """Diversity (section 6, after L2L): mean Euclidean distance || x_i - x_j ||_2 over ``n_pairs``
+    (30) random frame pairs.
 
     Pairs are drawn with a seeded generator (``numpy.random.default_rng(seed)``), i uniform over the
     T frames and j uniform over the other T - 1, so a frame is never paired with itself. T >= 2.
@@ -147,7 +149,7 @@ def windowed_mean(x: np.ndarray, window: int) -> np.ndarray:
 
 def l2_affect(pred_motion: Any, gt_motion: Any, estimator: AffectEstimator | None = None, *,
               fps: float = MOTION_FPS, window_s: float = AFFECT_WINDOW_S) -> float | Unavailable:
-    """L2 Affect: a_t = estimator(motion) (T, A) for prediction and ground truth; each averaged over
+    """L2 Affect (section 6): a_t = estimator(motion) (T, A) for prediction and ground truth; each averaged over
     every 1-second window (sliding by one frame); the mean over windows of || abar_pred - abar_gt ||_2.
 
     Returns ``Unavailable`` when no estimator is configured (the metric needs an emotion/affect

@@ -309,7 +309,8 @@ def beat_alignment(pred_motion: Any, gt_motion: Any, *, fps: float = MOTION_FPS,
                    beat_kwargs: Mapping[str, Any] | None = None, frames: Any = None) -> float:
     """BA of two (T, 115) motions: beats of the head angular speed of the ROT slice (rad/s at
     ``fps``), then ``beat_alignment_score``. ``sigma_frames`` (if given) sets sigma = frames / fps.
-    ``frames``: keep only beats whose nearest motion frame is selected (speaking/listening splits)."""
+    ``frames``: keep only the beats of selected frames (speaking/listening splits); beats are still
+    detected on the whole clip so the sliding threshold sees the full context."""
     p, g = _np(pred_motion), _np(gt_motion)
     _same_length(p, g, "BA")
     kw = dict(beat_kwargs or {})
@@ -317,7 +318,11 @@ def beat_alignment(pred_motion: Any, gt_motion: Any, *, fps: float = MOTION_FPS,
     bg = detect_beats(head_angular_speed(g[:, ROT], fps), fps, detector=detector, **kw)
     if frames is not None:
         mask = _frame_mask(frames, p.shape[0])
-        keep = lambda b: b[mask[np.clip(np.round(b * fps).astype(np.int64), 0, p.shape[0] - 1)]]  # noqa: E731
+
+        def keep(beats: np.ndarray) -> np.ndarray:
+            # a beat at (t + 0.5) / fps belongs to frame t, the first of the pair it was measured on
+            return beats[mask[np.clip(np.floor(beats * fps).astype(np.int64), 0, p.shape[0] - 1)]]
+
         bp, bg = keep(bp), keep(bg)
     sigma = sigma_s if sigma_frames is None else sigma_frames / fps
     return beat_alignment_score(bp, bg, sigma_s=sigma, symmetric=symmetric)
