@@ -415,7 +415,7 @@ def talknet_face_crops(frames: np.ndarray | torch.Tensor, boxes: np.ndarray) -> 
     cx = scipy.signal.medfilt((boxes[:, 0] + boxes[:, 2]) / 2, kernel)
     crops = []
     for t in range(grey.shape[0]):
-        s = half[t]
+        s = max(float(half[t]), 1.0)  # a degenerate box still yields a (tiny) crop
         pad = int(s * (1 + 2 * CROP_SCALE))
         img = F.pad(grey[t], (pad, pad, pad, pad), value=CROP_PAD_VALUE)
         my, mx = cy[t] + pad, cx[t] + pad
@@ -492,6 +492,25 @@ def _score_chunks(net: TalkNet, feats: torch.Tensor, mfcc: torch.Tensor, chunk: 
     return torch.cat(scores)
 
 
+def _score_chunking(net: TalkNet, x: torch.Tensor, base: torch.Tensor, mfcc: torch.Tensor, chunk: int) \
+        -> torch.Tensor:
+    """Scores (n,) with the clip cut every ``chunk`` frames; ``base`` holds the uncut features."""
+    n = x.shape[0]
+    frames, bounds = [], []
+    for start in range(0, n, chunk):
+        end = min(start + chunk, n)
+        for t in range(start, end):
+            after_cut = start > 0 and t - start < TEMPORAL_CONTEXT
+            before_cut = end < n and end - 1 - t < TEMPORAL_CONTEXT
+            if after_cut or before_cut:
+                frames.append(t)
+                bounds.append((start, end))
+    feats = base.clone()
+    if frames:
+        feats[frames] = _chunk_edge_features(net, x, frames, bounds)
+    return _score_chunks(net, feats, mfcc, chunk)
+
+
 @torch.inference_mode()
 def talknet_scores(net: TalkNet, faces: np.ndarray | torch.Tensor, audio16k: np.ndarray,
                    durations_s: tuple[float, ...] = DEMO_DURATIONS_S) -> np.ndarray:
@@ -516,21 +535,12 @@ def talknet_scores(net: TalkNet, faces: np.ndarray | torch.Tensor, audio16k: np.
     x, mfcc = x[:n], mfcc[: n * MFCC_PER_FRAME]
     base = _stem_features(net, x[None, None])[0]  # (n, 512) with no cuts
 
+    per_chunking: dict[int, torch.Tensor] = {}  # chunks longer than the clip all mean one pass
     total = torch.zeros(n, device=device)
     for d in durations_s:
-        chunk = max(1, round(d * MOTION_FPS))
-        frames, bounds = [], []
-        for start in range(0, n, chunk):
-            end = min(start + chunk, n)
-            for t in range(start, end):
-                after_cut = start > 0 and t - start < TEMPORAL_CONTEXT
-                before_cut = end < n and end - 1 - t < TEMPORAL_CONTEXT
-                if after_cut or before_cut:
-                    frames.append(t)
-                    bounds.append((start, end))
-        feats = base.clone()
-        if frames:
-            feats[frames] = _chunk_edge_features(net, x, frames, bounds)
-        total += _score_chunks(net, feats, mfcc, chunk)
+        chunk = min(max(1, round(d * MOTION_FPS)), n)
+        if chunk not in per_chunking:
+            per_chunking[chunk] = _score_chunking(net, x, base, mfcc, chunk)
+        total += per_chunking[chunk]
     scores = (total / len(durations_s)).float().cpu().numpy()
     return np.concatenate([scores, np.full(T - n, scores[-1], dtype=np.float32)])
