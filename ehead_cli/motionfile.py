@@ -56,10 +56,10 @@ class Motion:
 
 
 def save_motion(path: str | Path, m: Motion) -> None:
-    """Validate and write ``m`` to ``path`` (.npz), atomically."""
+    """Validate and write ``m`` to ``path`` (compressed .npz), atomically."""
     m.validate(str(path))
     with atomic_path(path) as tmp:
-        np.savez(tmp, motion=m.motion, shape=m.shape, states=m.states, fps=np.float32(m.fps))
+        np.savez_compressed(tmp, motion=m.motion, shape=m.shape, states=m.states, fps=np.float32(m.fps))
 
 
 def load_motion(path: str | Path) -> Motion:
