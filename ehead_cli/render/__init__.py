@@ -1,0 +1,26 @@
+"""The built-in differentiable mesh renderer: camera, rasteriser, shading, renderers.
+
+``camera`` places a perspective pinhole camera, ``rasterizer`` finds the visible triangle per pixel
+and its differentiable barycentric weights, ``shading`` lights the surface, ``renderer`` puts them
+together for raw meshes (``MeshRenderer``) and for face models (``Renderer``).
+"""
+
+from ehead_cli.render.camera import Camera
+from ehead_cli.render.rasterizer import Fragments, barycentrics, interpolate, rasterize
+from ehead_cli.render.renderer import MeshRenderer, Rendered, Renderer, to_uint8
+from ehead_cli.render.shading import Light, lambert, vertex_normals
+
+__all__ = [
+    "Camera",
+    "Fragments",
+    "Light",
+    "MeshRenderer",
+    "Rendered",
+    "Renderer",
+    "barycentrics",
+    "interpolate",
+    "lambert",
+    "rasterize",
+    "to_uint8",
+    "vertex_normals",
+]
