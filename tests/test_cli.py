@@ -1,0 +1,43 @@
+"""The command line as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def ehead(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ehead_cli", *args], capture_output=True, text=True, env=env)
+
+
+def test_info_paper_json():
+    r = ehead("info", "--preset", "paper", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    for key, value in {"d_model": 448, "depth": 8, "heads": 8, "mlp_hidden": 1792, "window": 100,
+                       "history_frames": 75, "history_tokens": 20, "seq_len": 120, "token_dim": 116,
+                       "cond_dim": 896}.items():
+        assert d[key] == value, key
+    assert 40e6 < d["params_trainable"] < 80e6
+
+
+def test_info_lists_presets_and_assets(tmp_path):
+    import os
+
+    env = dict(os.environ, EHEAD_FLAME=str(tmp_path / "nowhere.pkl"), COLUMNS="200")
+    r = ehead("info", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert [p["preset"] for p in d["presets"]] == ["paper", "small", "tiny"]
+    flame = next(a for a in d["assets"] if a["asset"] == "flame")
+    assert flame["configured"].endswith("nowhere.pkl") and flame["found"] is False
+    r = ehead("info", env=env)
+    assert r.returncode == 0 and "EHEAD_HUBERT" in r.stdout and "MISSING" in r.stdout
+
+
+def test_user_errors_are_one_line_without_traceback():
+    r = ehead("info", "--preset", "enormous")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+    assert "--preset" in r.stderr and "paper" in r.stderr
