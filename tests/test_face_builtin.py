@@ -137,11 +137,11 @@ def test_named_expressions_move_their_regions(head):
 
 
 def test_expression_components_are_local_and_plausible(head):
-    """Each component at +-1 moves the face by a few millimetres at most and leaves the back of the
-    head alone; the unnamed ones are smaller than the named ones."""
+    """Each component at +-1 moves the face by millimetres (the blink: the lid's travel) and leaves
+    the back of the head alone; the unnamed ones are smaller than the named ones."""
     dirs = head.exprdirs.view(N_EXPR, -1, 3)  # metres per unit
     peak = dirs.norm(dim=-1).amax(1)
-    assert (peak > 0.2 * MM).all() and (peak < 8 * MM).all()
+    assert (peak > 0.2 * MM).all() and (peak < 10 * MM).all()
     back = head.v_template[:, 2] < -0.05
     assert dirs[:, back].norm(dim=-1).max() < 1e-4
     assert peak[bh.N_NAMED_EXPR:].max() < peak[: bh.N_NAMED_EXPR].min()
@@ -172,7 +172,8 @@ def test_eye_pose_moves_only_its_eyeball(head):
         moved = (turned - rest).norm(dim=1) > 1e-7
         assert moved.any() and torch.equal(moved, moved & (head.vertex_part == part))
         ball = head.vertex_part == part
-        torch.testing.assert_close(turned[ball].mean(0), rest[ball].mean(0), atol=2e-4, rtol=0)
+        centre = head.joints(torch.zeros(1, N_SHAPE), torch.zeros(1, N_EXPR))[0, 1 if part == bh.EYE_LEFT_PART else 2]
+        torch.testing.assert_close((turned[ball] - centre).norm(dim=1), (rest[ball] - centre).norm(dim=1))
     # a positive yaw turns the gaze toward +x, the subject's left
     pupil = head.vertex_part == bh.EYE_LEFT_PART
     front = torch.argmax(torch.where(pupil, rest[:, 2], torch.tensor(-1.0)))

@@ -122,7 +122,8 @@ EYE_PATCH_BOTTOM = -0.020
 
 HAIR_RAMP = 0.03  # hair reaches its full thickness this far above the hairline
 LID_PATCH_HALF_WIDTH = 1.5  # the lid patch spans |t| <= this (t = +-1 at the eye corners)
-EYEBALL_RINGS_DEG = (4.0, 9.0, 14.0, 20.0, 25.0, 29.0, 40.0, 60.0, 85.0, 115.0, 150.0)  # from the front
+EYEBALL_RINGS_DEG = (4.0, 9.0, 14.0, 20.0, 25.0, 29.0, 40.0, 60.0, 90.0, 120.0, 150.0)  # from the front
+EQUATOR = EYEBALL_RINGS_DEG.index(90.0)  # this ring's mean is the eyeball centre
 EYEBALL_SEGMENTS = 16
 PUPIL_DEG = 4.5  # angular radius of the pupil seen from the eyeball centre
 IRIS_DEG = 25.0
@@ -137,7 +138,7 @@ EAR_MEDIAL = (0.9, 0.6, 0.3)
 JAW_BAND = 0.0025  # metres over which the jaw weight rises below the lips
 JAW_BAND_WIDENING = 0.0013  # metres more per degree of azimuth beyond the mouth corner
 JAW_HINGE_SKIN = (0.066, -0.022, -0.002)  # skin in front of the left ear; the hinge is the mean of both sides
-JAW_LINE = (0.066, -0.012, 0.106)  # jaw-line landmarks: half width, top height, depth to the chin
+JAW_LINE = (0.066, -0.012, 0.103)  # jaw-line landmarks: half width, top height, depth to the chin
 LANDMARK_TIE = 0.0015  # metres: candidates this close in the frontal view count as a tie
 CHEEK_BLUSH = (0.04, -0.03, 0.07)
 
@@ -515,7 +516,7 @@ class _Builder:
             self.faces.append(faces)
             ids = np.concatenate([[front], *rings, [back]])
             polar_deg = np.concatenate([[0.0], np.repeat(EYEBALL_RINGS_DEG, EYEBALL_SEGMENTS), [180.0]])
-            self.eyeball[side] = (ids, polar_deg, c, part)
+            self.eyeball[side] = (ids, polar_deg, c, part, rings[EQUATOR])
 
     # --- ears ---------------------------------------------------------------------------------------
     def ears(self) -> None:
@@ -593,7 +594,7 @@ class _Builder:
         V = self.V()
         self.P = V
         self.part = np.full(len(V), SKIN_PART)
-        for ids, _, _, part in self.eyeball.values():
+        for ids, _, _, part, _ in self.eyeball.values():
             self.part[ids] = part
         for ids in self.ear_ids.values():
             self.part[ids] = EAR_PART
@@ -670,7 +671,7 @@ class _Builder:
             lash = np.zeros(len(P))
             lash[ids[up & (s < 1e-9) & (np.abs(t) <= 1.0)]] = 0.85
             paint(lash, LASH_LINE)
-        for ids, polar_deg, _, _ in self.eyeball.values():
+        for ids, polar_deg, *_ in self.eyeball.values():
             col[ids] = np.select([polar_deg[:, None] <= PUPIL_DEG, polar_deg[:, None] <= PUPIL_DEG + 5,
                                   polar_deg[:, None] <= IRIS_DEG - 4, polar_deg[:, None] <= IRIS_DEG + 0.5],
                                  [PUPIL, IRIS_RIM, IRIS, IRIS_RIM], SCLERA)
@@ -715,7 +716,7 @@ class _Builder:
         for side in (1, -1):  # skin just in front of each ear: their mean lies on the hinge axis
             d = np.linalg.norm(self.P[skin] - np.array([side * JAW_HINGE_SKIN[0], *JAW_HINGE_SKIN[1:]]), axis=1)
             hinge.extend(skin[np.argsort(d)[:3]])
-        return (np.array(hinge), self.eyeball[1][0], self.eyeball[-1][0], self.below[self.neck_row])
+        return (np.array(hinge), self.eyeball[1][4], self.eyeball[-1][4], self.below[self.neck_row])
 
     # --- landmarks and masks --------------------------------------------------------------------------
     def _front(self, xy, candidates: np.ndarray) -> int:
@@ -829,7 +830,7 @@ class _Builder:
         vectors = rng.normal(size=(n, 3, 3))
         d2 = ((P[None, None] - centres[:, :, None]) ** 2).sum(-1)  # (n, 3, V)
         field = np.einsum("njv,njc->nvc", np.exp(-0.5 * d2 / sigma[..., None] ** 2), vectors)
-        peak = np.abs(field).max((1, 2), keepdims=True)
+        peak = np.linalg.norm(field, axis=-1).max(1)[:, None, None]
         k = np.arange(N_NAMED_SHAPE, N_SHAPE)[:, None, None]
         S[N_NAMED_SHAPE:] = field / peak * 0.0025 * np.sqrt(N_NAMED_SHAPE / k)
         return self._rigid_eyes(S).transpose(1, 2, 0)
@@ -853,13 +854,13 @@ class _Builder:
             E[EXPR_CHEEK_PUFF] += puff[:, None] * np.array([s * 0.005, 0.0, 0.0025])  # 5 mm out
             E[EXPR_NOSE_WRINKLE, :, 1] += 0.0025 * _bump(P, (s * 0.012, -0.028, 0.092), 0.009)  # 2.5 mm up
             E[EXPR_SQUINT, :, 1] += 0.001 * _bump(P, (s * 0.032, -0.022, 0.07), 0.01)
-        g = _bump(P, mouth, (0.016, 0.014, 0.02))
-        E[EXPR_LIP_ROUND, :, 0] = -0.35 * P[:, 0] * g  # corners ~7 mm toward the middle
+        g = _bump(P, mouth, (0.020, 0.014, 0.02))
+        E[EXPR_LIP_ROUND, :, 0] = -0.35 * P[:, 0] * g  # corners ~4 mm toward the middle
         E[EXPR_LIP_ROUND, :, 2] = 0.007 * g  # lips 7 mm forward
         part = _bump(P, mouth, (0.022, 0.010, 0.03))
         E[EXPR_LIPS_PART, :, 1] = 0.0025 * part * self.lip_side  # each lip 2.5 mm away from the slit
         E[EXPR_NOSE_WRINKLE, :, 1] += 0.001 * part * (self.lip_side > 0)
-        E[EXPR_MOUTH_SIDEWAYS, :, 0] = 0.004 * _bump(P, mouth, (0.02, 0.018, 0.025))  # 4 mm toward +x
+        E[EXPR_MOUTH_SIDEWAYS, :, 0] = 0.005 * _bump(P, mouth, (0.025, 0.018, 0.025))  # 5 mm toward +x
         E[EXPR_BLINK] = self.lid_offsets(closed=1.0)  # 1.0 closes the lids exactly
         E[EXPR_SQUINT] += self.lid_offsets(lower_raise_deg=SQUINT_DEG)
         # the rest: one Gaussian bump each (0.8-1.8 cm wide) on the face, peak 2 mm * (11 / k)^0.6
@@ -872,7 +873,8 @@ class _Builder:
         d2 = ((P[None] - centres[:, None]) ** 2).sum(-1)  # (n, V)
         field = np.exp(-0.5 * d2 / sigma[:, None] ** 2)[..., None] * vectors[:, None]
         k = np.arange(N_NAMED_EXPR, N_EXPR)[:, None, None]
-        E[N_NAMED_EXPR:] = field / np.abs(field).max((1, 2), keepdims=True) * 0.002 * (N_NAMED_EXPR / k) ** 0.6
+        peak = np.linalg.norm(field, axis=-1).max(1)[:, None, None]
+        E[N_NAMED_EXPR:] = field / peak * 0.002 * (N_NAMED_EXPR / k) ** 0.6
         E[:, (self.part == EYE_LEFT_PART) | (self.part == EYE_RIGHT_PART)] = 0.0  # eyes turn only by eye pose
         return E.transpose(1, 2, 0)
 
