@@ -302,3 +302,20 @@ def test_eye_pose_moves_eye_weighted_vertices(tmp_path, fake_chumpy, monkeypatch
     moved = (model(torch.zeros(N_SHAPE), eye) - model(torch.zeros(N_SHAPE), zero)).norm(dim=-1)
     assert torch.all(moved[STATIC] < 1e-7)
     assert torch.all(moved[a["weights"][:, 3] > 0.05] > 1e-6)
+
+
+def test_landmark_npz_variant(tmp_path, fake_chumpy, monkeypatch):
+    folder = _write_flame_folder(tmp_path, _arrays(), fake_chumpy, monkeypatch)
+    emb = np.load(folder / "landmark_embedding.npy", allow_pickle=True).item()  # our own test file
+    np.savez(tmp_path / "lmk.npz", lmk_faces_idx=emb["full_lmk_faces_idx"][0],
+             lmk_bary_coords=emb["full_lmk_bary_coords"][0])
+    monkeypatch.setenv(ENV_FLAME_LANDMARKS, str(tmp_path / "lmk.npz"))
+    from_npz = load_flame(folder)
+    monkeypatch.delenv(ENV_FLAME_LANDMARKS)
+    from_npy = load_flame(folder)
+    verts = from_npy(torch.zeros(N_SHAPE), _motion(1, seed=9))
+    torch.testing.assert_close(from_npz.landmarks(verts), from_npy.landmarks(verts))
+    np.savez(tmp_path / "bad.npz", lmk_faces_idx=np.zeros(10, np.int64), lmk_bary_coords=np.zeros((10, 3)))
+    monkeypatch.setenv(ENV_FLAME_LANDMARKS, str(tmp_path / "bad.npz"))
+    with pytest.raises(AssetError, match="bad.npz"):
+        load_flame(folder)
