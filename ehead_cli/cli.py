@@ -7,14 +7,16 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ehead_cli.errors import EheadError
+from ehead_cli.errors import ConfigError, EheadError
 
 app = typer.Typer(
     name="ehead",
@@ -75,6 +77,42 @@ def info(
     console.print(table)
     console.print(f"ehead {env['ehead']}, torch {env['torch']}, python {env['python']}, "
                   f"cuda: {env['cuda_device'] or 'not available'}, threads: {env['threads']}")
+
+
+@app.command()
+def train(
+    data: Annotated[Path | None, typer.Option(help="Dataset folder (manifest.csv + clips/), e.g. sample_data.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder to create (config, metrics, checkpoints).")] = None,
+    preset: Annotated[str, typer.Option(help="Model and schedule preset: paper, small or tiny.")] = "small",
+    config: Annotated[Path | None, typer.Option(help="TOML file with [model] and [train] overrides.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Total optimiser steps (default: the preset's).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Windows per step over all processes.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for initialisation and data order.")] = None,
+    workers: Annotated[int | None, typer.Option(help="DataLoader workers per process.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder exactly where it stopped.")]
+    = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
+    audio_encoder: Annotated[str | None, typer.Option(
+        "--audio-encoder", help="mHuBERT-147 folder for presets with a HuBERT encoder (or EHEAD_HUBERT).")] = None,
+) -> None:
+    """Stage-I training (coefficient-space flow matching). Use torchrun for many GPUs."""
+    from ehead_cli.train import train as run_train
+
+    if resume is None and (data is None or out is None):
+        raise ConfigError("ehead train needs --data DIR and --out RUN_DIR (or --resume RUN_DIR)")
+    overrides = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "workers": workers,
+                 "compile": True if compile else None}
+    if resume is not None:
+        for name, value in (("--preset", preset != "small"), ("--config", config), ("--seed", seed),
+                            ("--batch-size", batch_size), ("--lr", lr)):
+            if value:
+                raise ConfigError(f"{name} cannot change a run being resumed; only --steps, --workers, --device")
+    run = run_train(data, resume or out, preset, config, overrides, resume=resume is not None, device=device,
+                    hubert_path=audio_encoder, command=" ".join(["ehead", *sys.argv[1:]]))
+    if int(os.environ.get("RANK", "0")) == 0:
+        console.print(f"checkpoint: {run / 'checkpoint'}   metrics: {run / 'metrics.csv'}")
 
 
 def main() -> None:

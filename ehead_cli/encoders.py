@@ -98,6 +98,7 @@ class MelEncoder(nn.Module):
     """
 
     frozen = False
+    window_local = True  # a window's front end is exactly a slice of its clip's (cacheable per clip)
 
     def __init__(self, cfg: AudioEncoderConfig):
         super().__init__()
@@ -135,6 +136,7 @@ class HubertEncoder(nn.Module):
     returning all hidden states: (B, num_hidden_layers + 1, S, hidden_size) at 50 Hz."""
 
     frozen = True
+    window_local = False  # self-attention over the whole input: encode each window on its own
 
     def __init__(self, cfg: AudioEncoderConfig, path: str | os.PathLike | None = None):
         super().__init__()

@@ -24,3 +24,38 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
+
+
+def write_dataset(root: Path, clips: dict[str, tuple[str, float]], seed: int = 0) -> Path:
+    """A small dataset folder in the DATASET layout: per clip (split, seconds). The audio is
+    amplitude-modulated noise; the jaw follows its envelope while speaking (a learnable toy)."""
+    import numpy as np
+    import pandas as pd
+    import soundfile as sf
+
+    from ehead_cli.layout import JAW, ROT, SAMPLES_PER_FRAME, n_frames_for
+    from ehead_cli.motionfile import Motion, save_motion
+
+    rng = np.random.default_rng(seed)
+    (root / "clips").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for cid, (split, seconds) in clips.items():
+        n = int(seconds * 16000)
+        T = n_frames_for(n)
+        env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * np.arange(T) / 25 + rng.uniform(0, 6))
+        states = np.where((np.arange(T) // 50) % 2 == 0, 1, -1).astype(np.int8)
+        wave = rng.normal(size=T * SAMPLES_PER_FRAME) * 0.1 * np.repeat(env, SAMPLES_PER_FRAME)
+        sf.write(root / "clips" / f"{cid}.flac", wave[:n].astype(np.float32), 16000)
+        motion = (rng.normal(size=(T, 115)) * 0.02).astype(np.float32)
+        motion[:, JAW.start] = np.where(states > 0, 0.2 * env, 0.0)
+        motion[:, ROT.start] = 0.05 * np.sin(np.arange(T) / 10)
+        save_motion(root / "clips" / f"{cid}.npz", Motion(motion, rng.normal(size=300), states, 25))
+        rows.append({"id": cid, "split": split, "duration": n / 16000, "n_frames": T})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return root
+
+
+@pytest.fixture
+def toy_dataset(tmp_path) -> Path:
+    return write_dataset(tmp_path / "data", {"a": ("train", 8.0), "b": ("train", 5.0), "c": ("val", 5.0),
+                                             "d": ("test", 5.0)})

@@ -86,7 +86,8 @@ def test_known_rotations_give_known_geodesic_angles():
     a, b = torch.tensor([0, 0.3, 0]), torch.tensor([0, -0.2, 0])
     assert geodesic_angle(a, b).item() == pytest.approx(0.5, abs=1e-6)
     # 90 deg about x then 90 deg about y: composition is a 120 deg rotation
-    R = axis_angle_to_matrix(torch.tensor([0, math.pi / 2, 0])) @ axis_angle_to_matrix(torch.tensor([math.pi / 2, 0, 0]))
+    ry = axis_angle_to_matrix(torch.tensor([0, math.pi / 2, 0]))
+    R = ry @ axis_angle_to_matrix(torch.tensor([math.pi / 2, 0, 0]))
     assert geodesic_angle(z, matrix_to_axis_angle(R)).item() == pytest.approx(2 * math.pi / 3, abs=1e-5)
     Re = euler_to_matrix(torch.tensor(0.2), torch.tensor(0.0), torch.tensor(0.0))
     torch.testing.assert_close(Re, axis_angle_to_matrix(torch.tensor([0.2, 0, 0])))

@@ -39,7 +39,8 @@ def randomize_zero_init(model: torch.nn.Module, seed: int = 1) -> None:
 def test_paper_preset_dimensions():
     cfg = preset("paper")
     info = preset_info(cfg)
-    assert (info["d_model"], info["depth"], info["heads"], info["head_dim"], info["mlp_hidden"]) == (448, 8, 8, 56, 1792)
+    dims = (info["d_model"], info["depth"], info["heads"], info["head_dim"], info["mlp_hidden"])
+    assert dims == (448, 8, 8, 56, 1792)
     assert (info["window"], info["history_frames"], info["history_tokens"], info["seq_len"]) == (100, 75, 20, 120)
     assert (info["token_dim"], info["cond_dim"], info["ref_in_dim"]) == (116, 896, 215)
     assert info["cond_parts"] == {"timestep": 448, "reference": 112, "audio": 224, "magnitude": 112}

@@ -1,0 +1,145 @@
+"""Dataset windows and Stage-I training: shapes, history padding, data errors, a two-step train on
+sample_data, exact resume, and a 2-process DDP run (gloo, CPU)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+from conftest import REPO, write_dataset
+from safetensors.torch import load_file
+
+from ehead_cli.config import preset
+from ehead_cli.data import WindowDataset, fit_stats, load_index
+from ehead_cli.encoders import MelEncoder
+from ehead_cli.errors import InputError
+from ehead_cli.layout import LISTEN
+from ehead_cli.train import lr_at, read_metrics, resolve_config, train
+
+FAST = {"workers": 0, "log_every": 1, "batch_size": 4}
+
+
+def test_windows_shapes_and_history_padding(toy_dataset):
+    cfg = preset("tiny")
+    index = load_index(toy_dataset, min_frames=cfg.window)
+    clips = index.split("train")
+    stats = fit_stats(clips, cfg.window)
+    ds = WindowDataset(clips, stats, cfg.window, cfg.history_frames, MelEncoder(cfg.audio), stride=10, seed=0)
+    first = ds[0]  # clip a, start in [0, 9]
+    assert first["x1"].shape == (100, 115) and first["x0"].shape == (100, 115)
+    assert first["history"].shape == (75, 115) and first["history_states"].shape == (75,)
+    assert first["front"].shape == (200, cfg.audio.n_mels)
+    assert first["shape"].shape == (100,) and first["ref"].shape == (115,) and first["magnitude"].shape == (2,)
+    assert 0 <= first["t"] <= 1 and ((first["magnitude"] >= 0) & (first["magnitude"] <= 1)).all()
+    # the padding rule: history frames before the clip start are the reference frame, listening
+    _, lo, hi = ds.slots[0]
+    s = next(s for s in range(lo, hi + 1) if torch.equal(first["x1"], torch.from_numpy(ds._norm[0][s:s + 100])))
+    n_pad = 75 - s
+    assert torch.equal(first["history"][:n_pad], first["ref"].expand(n_pad, -1))
+    assert (first["history_states"][:n_pad] == LISTEN).all()
+    torch.testing.assert_close(first["history"][n_pad:], torch.from_numpy(ds._norm[0][:s]))
+    # deep inside a clip: real history, no padding
+    deep = next(i for i, (ci, lo, _) in enumerate(ds.slots) if lo >= 80)
+    item = ds[deep]
+    assert not torch.equal(item["history"][0], item["ref"])
+    # deterministic per (seed, epoch, index); the epoch changes the random parts
+    assert all(torch.equal(a, b) for a, b in zip(ds[3].values(), ds[3].values(), strict=True))
+    ds.set_epoch(1)
+    assert not torch.equal(ds[3]["x0"], first["x0"])
+
+
+def test_window_audio_is_the_windows_own(toy_dataset):
+    cfg = preset("tiny")
+    clips = load_index(toy_dataset, min_frames=100).split("train")
+    enc = MelEncoder(cfg.audio)
+    ds = WindowDataset(clips, fit_stats(clips, 100), 100, 75, enc, stride=10, seed=0)
+    item = ds[5]
+    ci, _, _ = ds.slots[5]
+    wave = sf.read(clips[ci].audio_path, dtype="float32")[0]
+    full = enc.frontend(torch.from_numpy(wave)[None])[0]
+    matches = [s for s in range(0, clips[ci].n_frames - 99) if torch.allclose(full[2 * s:2 * s + 200], item["front"])]
+    assert matches and torch.equal(item["x1"], torch.from_numpy(ds._norm[ci][matches[0]:matches[0] + 100]))
+
+
+def test_data_problems_name_the_clip(tmp_path, capsys):
+    with pytest.raises(InputError, match="data folder not found"):
+        load_index(tmp_path / "none")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no manifest.csv"):
+        load_index(tmp_path / "empty")
+    root = write_dataset(tmp_path / "d", {"ok": ("train", 5.0), "short": ("train", 2.0), "long": ("train", 5.0)})
+    sf.write(root / "clips" / "long.flac", np.zeros(16000 * 7, np.float32), 16000)  # 7 s audio, 5 s motion
+    idx = load_index(root, min_frames=100)
+    assert [c.id for c in idx.clips] == ["ok"]
+    assert any("clip short" in p and "shorter than one window" in p for p in idx.problems)
+    assert any("clip long" in p and "audio has 175 frames but motion/states have 125" in p for p in idx.problems)
+    df = pd.read_csv(root / "manifest.csv")
+    df.loc[0, "split"] = "training"
+    df.to_csv(root / "manifest.csv", index=False)
+    with pytest.raises(InputError, match=r"manifest.csv:2: split 'training'"):
+        load_index(root)
+    only_short = write_dataset(tmp_path / "s", {"short": ("train", 2.0)})
+    with pytest.raises(InputError, match="no usable training clips"):
+        train(only_short, tmp_path / "run", "tiny", overrides=FAST, progress=False)
+    assert "clip short" in capsys.readouterr().err
+
+
+def test_schedule_warmup_and_decay():
+    cfg = resolve_config("tiny", None, {"steps": 110, "lr": 1e-3})["train"]
+    assert lr_at(cfg, 0) == pytest.approx(1e-4)  # warm-up over 10 steps
+    assert lr_at(cfg, 9) == pytest.approx(1e-3)
+    assert lr_at(cfg, 109) == pytest.approx(1e-4, rel=0.01)  # cosine to 10 %
+    paper = resolve_config("paper", None, {})["train"]
+    assert (paper.steps, paper.batch_size, paper.lr, paper.warmup_steps) == (80000, 64, 6e-4, 2000)
+
+
+def test_two_step_train_on_sample_data(tmp_path):
+    data = REPO / "sample_data"
+    if not (data / "manifest.csv").is_file():
+        pytest.skip("sample_data has not been generated")
+    run = train(data, tmp_path / "run", "tiny", overrides={**FAST, "steps": 2, "val_windows": 4}, progress=False)
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
+    assert "val_loss" in rows[-1]
+    for name in ("config.toml", "metrics.csv", "loss.png", "checkpoint/config.json", "checkpoint/model.safetensors",
+                 "state/state.safetensors"):
+        assert (run / name).is_file(), name
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "checkpoint" / "model.safetensors"))
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(toy_dataset, tmp_path):
+    ov = {**FAST, "steps": 4}
+    full = train(toy_dataset, tmp_path / "full", "tiny", overrides=ov, progress=False)
+    part = train(toy_dataset, tmp_path / "part", "tiny", overrides=ov, stop_after=2, progress=False)
+    assert [r["step"] for r in read_metrics(part)] == [1, 2]
+    train(None, part, resume=True, overrides={"workers": 1}, progress=False)  # other worker count: same batches
+    a, b = read_metrics(full), read_metrics(part)
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    wa, wb = _weights(full), _weights(part)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    with pytest.raises(InputError, match="already holds a training run"):
+        train(toy_dataset, part, "tiny", overrides=ov, progress=False)
+
+
+def test_two_process_ddp_matches_one_process(toy_dataset, tmp_path):
+    args = ["train", "--data", str(toy_dataset), "--preset", "tiny", "--steps", "2", "--batch-size", "4",
+            "--workers", "0"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--master_port=29533", "-m", "ehead_cli", *args, "--out", str(tmp_path / "ddp")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    single = train(toy_dataset, tmp_path / "one", "tiny", overrides={"steps": 2, "batch_size": 4, "workers": 0},
+                   progress=False)
+    wa, wb = _weights(tmp_path / "ddp"), _weights(single)
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-5
