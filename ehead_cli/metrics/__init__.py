@@ -21,21 +21,27 @@ from ehead_cli.metrics.listening import (
 )
 from ehead_cli.metrics.motion import (
     BASELINES,
+    MetricGeometry,
     baseline_motion,
     beat_alignment,
     clip_motion_metrics,
     face_dynamics_deviation,
+    geometry_metrics,
     lip_vertex_error,
+    metric_geometry,
     motion_to_vertices,
     mouth_opening_difference,
+    mouth_openings,
     speaker_identity_diversity,
+    template_vertices,
 )
 from ehead_cli.metrics.vq import commitment, perplexity, reconstruction_error
 
 __all__ = [
-    "BASELINES", "CONVENTIONS", "Convention", "Unavailable", "baseline_motion", "beat_alignment",
+    "BASELINES", "CONVENTIONS", "Convention", "MetricGeometry", "Unavailable", "baseline_motion", "beat_alignment",
     "clip_motion_metrics", "commitment", "diversity", "face_dynamics_deviation", "frechet_distance",
-    "l2_affect", "l2_distance", "lip_vertex_error", "listening_metrics", "load_lpips", "lpips",
-    "motion_to_vertices", "mouth_opening_difference", "paired_frechet_distance", "perplexity", "psnr",
-    "reconstruction_error", "resolve_convention", "speaker_identity_diversity", "ssim", "variation",
+    "geometry_metrics", "l2_affect", "l2_distance", "lip_vertex_error", "listening_metrics", "load_lpips", "lpips",
+    "metric_geometry", "motion_to_vertices", "mouth_opening_difference", "mouth_openings", "paired_frechet_distance",
+    "perplexity", "psnr", "reconstruction_error", "resolve_convention", "speaker_identity_diversity", "ssim",
+    "template_vertices", "variation",
 ]

@@ -78,17 +78,21 @@ def frechet_distance_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.nda
 
     FD = || mu1 - mu2 ||^2 + tr(S1) + tr(S2) - 2 tr( (S1 S2)^(1/2) )
 
-    The square root is ``scipy.linalg.sqrtm`` (called without the removed ``disp`` argument). If it
-    is not finite (near-singular product) both covariances get ``eps`` on the diagonal and it is
-    recomputed. Rounding can leave a small imaginary part: the real part is used, with a
-    RuntimeWarning when the largest |imag| on the diagonal exceeds ``imag_tol`` (1e-3). Tiny negative
-    results from rounding are clamped to 0 (FD is a squared distance).
+    The square root is ``scipy.linalg.sqrtm`` (called without the removed ``disp`` argument). Its
+    "matrix is singular" LinAlgWarning is silenced, as the FID reference code silenced it with
+    ``disp=False``: covariances of fewer frames than dimensions are singular by construction, and the
+    result is checked here instead. If it is not finite (near-singular product) both covariances get
+    ``eps`` on the diagonal and it is recomputed. Rounding can leave a small imaginary part: the real
+    part is used, with a RuntimeWarning when the largest |imag| on the diagonal exceeds ``imag_tol``
+    (1e-3). Tiny negative results from rounding are clamped to 0 (FD is a squared distance).
     """
     diff = mu1 - mu2
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(sigma1.shape[0]) * eps
+            covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
         residue = float(np.abs(np.diagonal(covmean).imag).max())
         if residue > imag_tol:

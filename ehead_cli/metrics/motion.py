@@ -18,6 +18,7 @@ lengths is the caller's rule).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -376,6 +377,82 @@ def speaker_identity_diversity(pred_motion: Any, gt_motion: Any, *, k: int | Map
 
 
 # --- one clip, all vertex metrics ---------------------------------------------------------------
+VERTEX_CHUNK_FRAMES = 256  # frames per face-model call: bounds memory to (chunk, V, 3) for long clips
+VERTEX_METRICS = ("lve", "fdd", "mod")
+CLIP_METRICS = (*VERTEX_METRICS, "ba")
+
+
+@dataclass(frozen=True)
+class MetricGeometry:
+    """The head-pose-free geometry the vertex metrics read, kept small for long clips.
+
+    lips (T, K, 3) and upper (T, U, 3): the ``lips`` / ``upper_face`` mask vertices; landmarks
+    (T, 68, 3); all float32 numpy in the face model's unit (metres for FLAME).
+    """
+
+    lips: np.ndarray
+    upper: np.ndarray
+    landmarks: np.ndarray
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.lips.shape[0])
+
+    def openings(self, *, scale: float = MM_PER_M) -> np.ndarray:
+        """(T,) inner-lip mouth opening d_t (MOD's quantity), in mm by default."""
+        return mouth_openings(self.landmarks, scale=scale)
+
+
+@torch.no_grad()
+def metric_geometry(face: FaceModel, shape: Any, motion: Any, *,
+                    chunk_frames: int = VERTEX_CHUNK_FRAMES) -> MetricGeometry:
+    """``motion_to_vertices`` in chunks of ``chunk_frames``, keeping only the lip and upper-face
+    vertices and the 68 landmarks: shape (300,), motion (T, 115) -> ``MetricGeometry``."""
+    m = torch.as_tensor(_np(motion))
+    if m.ndim != 2 or m.shape[-1] != MOTION_DIM or m.shape[0] == 0:
+        raise ValueError(f"motion must be (T >= 1, {MOTION_DIM}), got {tuple(m.shape)}")
+    lip_idx, upper_idx = face.mask(LIP_MASK), face.mask(UPPER_FACE_MASK)
+    parts: dict[str, list[np.ndarray]] = {"lips": [], "upper": [], "landmarks": []}
+    for start in range(0, m.shape[0], chunk_frames):
+        v = motion_to_vertices(face, shape, m[start : start + chunk_frames])  # (t, V, 3)
+        parts["lips"].append(v[:, lip_idx].float().cpu().numpy())
+        parts["upper"].append(v[:, upper_idx].float().cpu().numpy())
+        parts["landmarks"].append(face.landmarks(v).float().cpu().numpy())
+    return MetricGeometry(**{k: np.concatenate(v, 0) for k, v in parts.items()})
+
+
+def _all_indices(x: np.ndarray) -> np.ndarray:
+    return np.arange(x.shape[1])
+
+
+def geometry_metrics(pred: MetricGeometry, gt: MetricGeometry, pred_motion: Any, gt_motion: Any, *,
+                     convention: str | Convention = "paper", fps: float = MOTION_FPS, frames: Any = None,
+                     template_upper: Any = None, metrics: Sequence[str] = CLIP_METRICS) -> dict[str, float]:
+    """LVE, FDD, MOD (from ``metric_geometry``) and BA (from the motions) of one clip.
+
+    pred_motion, gt_motion (T, 115). ``frames`` restricts every metric to a subset (see each
+    function). ``template_upper`` (U, 3): the neutral upper-face vertices, needed only by a
+    convention whose FDD uses ``reference="template"``. ``metrics``: the subset of
+    lve/fdd/mod/ba to compute.
+    """
+    conv = resolve_convention(convention)
+    out: dict[str, float] = {}
+    if "lve" in metrics:
+        out["lve"] = lip_vertex_error(pred.lips, gt.lips, _all_indices(gt.lips), frames=frames, **conv.kwargs("lve"))
+    if "fdd" in metrics:
+        fdd_kw = conv.kwargs("fdd")
+        if fdd_kw.get("reference") == "template":
+            if template_upper is None:
+                raise ValueError("FDD: this convention measures from the template; pass template_upper (U, 3)")
+            fdd_kw["template"] = template_upper
+        out["fdd"] = face_dynamics_deviation(pred.upper, gt.upper, _all_indices(gt.upper), frames=frames, **fdd_kw)
+    if "mod" in metrics:
+        out["mod"] = mouth_opening_difference(pred.landmarks, gt.landmarks, frames=frames, **conv.kwargs("mod"))
+    if "ba" in metrics:
+        out["ba"] = beat_alignment(pred_motion, gt_motion, fps=fps, frames=frames, **conv.kwargs("ba"))
+    return out
+
+
 def clip_motion_metrics(face: FaceModel, shape: Any, pred_motion: Any, gt_motion: Any, *,
                         convention: str | Convention = "paper", fps: float = MOTION_FPS,
                         frames: Any = None) -> dict[str, float]:
@@ -386,18 +463,12 @@ def clip_motion_metrics(face: FaceModel, shape: Any, pred_motion: Any, gt_motion
     ``speaker_identity_diversity`` on the pooled frames.
     """
     conv = resolve_convention(convention)
-    v_p = motion_to_vertices(face, shape, pred_motion)
-    v_g = motion_to_vertices(face, shape, gt_motion)
-    fdd_kw = conv.kwargs("fdd")
-    if fdd_kw.get("reference") == "template":
-        fdd_kw["template"] = template_vertices(face, shape)
-    return {
-        "lve": lip_vertex_error(v_p, v_g, face.mask(LIP_MASK), frames=frames, **conv.kwargs("lve")),
-        "fdd": face_dynamics_deviation(v_p, v_g, face.mask(UPPER_FACE_MASK), frames=frames, **fdd_kw),
-        "mod": mouth_opening_difference(face.landmarks(v_p), face.landmarks(v_g), frames=frames,
-                                        **conv.kwargs("mod")),
-        "ba": beat_alignment(pred_motion, gt_motion, fps=fps, frames=frames, **conv.kwargs("ba")),
-    }
+    template_upper = None
+    if conv.kwargs("fdd").get("reference") == "template":
+        template_upper = template_vertices(face, shape)[face.mask(UPPER_FACE_MASK)]
+    return geometry_metrics(metric_geometry(face, shape, pred_motion), metric_geometry(face, shape, gt_motion),
+                            pred_motion, gt_motion, convention=conv, fps=fps, frames=frames,
+                            template_upper=template_upper)
 
 
 # --- baselines (`ehead eval --baseline`) --------------------------------------------------------
