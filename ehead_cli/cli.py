@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ehead_cli.errors import ConfigError, EheadError
+from ehead_cli.errors import ConfigError, EheadError, InputError
 
 app = typer.Typer(
     name="ehead",
@@ -113,6 +113,120 @@ def train(
                     hubert_path=audio_encoder, command=" ".join(["ehead", *sys.argv[1:]]))
     if int(os.environ.get("RANK", "0")) == 0:
         console.print(f"checkpoint: {run / 'checkpoint'}   metrics: {run / 'metrics.csv'}")
+
+
+@app.command()
+def generate(
+    audio: Annotated[list[Path] | None, typer.Option(help="Speech the avatar hears (repeat with --states).")] = None,
+    states: Annotated[list[Path] | None, typer.Option(
+        help="LS states CSV for the --audio at the same position (frame,state or start,end,state).")] = None,
+    jobs: Annotated[Path | None, typer.Option(help="CSV of jobs: audio,states[,out][,avatar].")] = None,
+    user_audio: Annotated[Path | None, typer.Option(help="Two-stream mode: the user's microphone track.")] = None,
+    agent_audio: Annotated[Path | None, typer.Option(help="Two-stream mode: the agent's speech track.")] = None,
+    agent_segments: Annotated[Path | None, typer.Option(
+        help="Two-stream mode: CSV start,end[,available] of the agent utterances (seconds).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder for <name>.npz and <name>.mp4.")] = Path("out"),
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint folder (default: the shipped demo model).")]
+    = None,
+    steps: Annotated[int, typer.Option(help="Euler sampling steps, 1-25.")] = 4,
+    magnitude: Annotated[tuple[float, float], typer.Option(help="Head-motion magnitude m_r m_t in [0, 1].")]
+    = (0.3, 0.3),
+    seed: Annotated[int, typer.Option(help="Noise seed (same seed, same motion).")] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass across all jobs.")] = 64,
+    video: Annotated[bool, typer.Option("--video/--no-video", help="Render the MP4 too.")] = True,
+    size: Annotated[int, typer.Option(help="Video size in pixels (square).")] = 512,
+    avatar: Annotated[Path | None, typer.Option(
+        help="Shape file (.npy/.npz) or motion NPZ whose shape and first frame become the reference.")] = None,
+    flame: Annotated[str | None, typer.Option(help="Render with FLAME from this path (or EHEAD_FLAME).")] = None,
+    audio_encoder: Annotated[str | None, typer.Option(
+        "--audio-encoder", help="mHuBERT-147 folder for checkpoints with a HuBERT encoder (or EHEAD_HUBERT).")]
+    = None,
+) -> None:
+    """Generate motion (NPZ) and video (MP4 with the audio) from speech and listening/speaking states."""
+    from ehead_cli import jobs as jobs_lib
+    from ehead_cli.generate import Generator
+
+    modes = sum([bool(audio or states), jobs is not None, bool(user_audio or agent_audio)])
+    if modes != 1:
+        raise ConfigError("give exactly one of: --audio/--states pairs, --jobs FILE, or --user-audio with "
+                          "--agent-audio")
+    if bool(user_audio) != bool(agent_audio):
+        raise ConfigError("two-stream mode needs both --user-audio and --agent-audio")
+    if size < 16 or size % 2:
+        raise ConfigError(f"--size must be an even number of pixels >= 16, got {size}")
+    gen = Generator.from_checkpoint(checkpoint, device=device, hubert_path=audio_encoder, steps=steps,
+                                    magnitude=magnitude, batch_size=batch_size)
+    if jobs is not None:
+        job_list = jobs_lib.jobs_from_csv(jobs, out, avatar)
+    elif user_audio:
+        job_list = [jobs_lib.two_stream_job(user_audio, agent_audio, agent_segments, out, avatar, gen.cfg.window)]
+    else:
+        job_list = jobs_lib.jobs_from_pairs(audio or [], states or [], out, avatar)
+    renderer = None
+    if video:
+        from ehead_cli.face import load_face_model
+        from ehead_cli.render import Renderer
+
+        renderer = Renderer(load_face_model(flame, device=gen.device), size=size)
+    jobs_lib.run_jobs(gen, job_list, seed=seed, renderer=renderer, video=video, console=err_console)
+    _summary(job_list)
+
+
+def _summary(job_list) -> None:
+    table = Table(title="ehead generate")
+    for col in ("job", "status", "frames", "seconds", "outputs / error"):
+        table.add_column(col, overflow="fold")
+    for j in job_list:
+        if j.error:
+            table.add_row(j.name, "[red]failed[/]", "", "", j.error)
+        else:
+            table.add_row(j.name, "[green]ok[/]", str(len(j.states)), f"{j.seconds:.1f}",
+                          ", ".join(str(p) for p in j.outputs))
+    console.print(table)
+    failed = [j for j in job_list if j.error]
+    if failed:
+        for j in failed:
+            err_console.print(f"error: {j.name}: {j.error}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def render(
+    motion: Annotated[Path, typer.Argument(help="Motion NPZ written by ehead generate (or a dataset clip).")],
+    audio: Annotated[Path | None, typer.Option(help="Audio to mux into the video.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output MP4 (default: next to the NPZ).")] = None,
+    size: Annotated[int, typer.Option(help="Video size in pixels (square).")] = 512,
+    flame: Annotated[str | None, typer.Option(help="Render with FLAME from this path (or EHEAD_FLAME).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+) -> None:
+    """Render an existing motion NPZ to MP4."""
+    import numpy as np
+
+    from ehead_cli.audio import load_audio
+    from ehead_cli.face import load_face_model
+    from ehead_cli.generate import resolve_device
+    from ehead_cli.layout import SAMPLES_PER_FRAME
+    from ehead_cli.motionfile import load_motion
+    from ehead_cli.render import Renderer
+    from ehead_cli.video import write_mp4
+
+    if size < 16 or size % 2:
+        raise ConfigError(f"--size must be an even number of pixels >= 16, got {size}")
+    m = load_motion(motion)
+    wave = None
+    if audio is not None:
+        wave = load_audio(audio)
+        n = m.n_frames * SAMPLES_PER_FRAME
+        if abs(len(wave) - n) > SAMPLES_PER_FRAME * 12:
+            raise InputError(f"{audio}: lasts {len(wave) / 16000:.2f} s but {motion} has {m.n_frames} frames "
+                             f"({m.n_frames / 25:.2f} s)")
+        wave = np.pad(wave, (0, max(0, n - len(wave))))[:n]
+    dev = resolve_device(device)
+    renderer = Renderer(load_face_model(flame, device=dev), size=size)
+    target = out or motion.with_suffix(".mp4")
+    write_mp4(target, renderer.iter_frames(m.shape, m.motion), wave)
+    console.print(f"wrote {target}")
 
 
 def main() -> None:

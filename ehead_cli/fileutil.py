@@ -27,6 +27,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise InputError(f"{folder}: cannot write output here ({err.strerror or err})") from None
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes files private; outputs are ordinary files
     try:
         yield tmp_path
         os.replace(tmp_path, path)

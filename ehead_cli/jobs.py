@@ -1,0 +1,209 @@
+"""Batch generation as the CLI runs it: validate every job, generate the good ones together
+(windows batched across jobs), write NPZ + MP4 per job, report the bad ones.
+
+Job sources: repeated ``--audio/--states`` pairs, or a jobs CSV with columns ``audio,states`` and
+optional ``out`` (output path without suffix) and ``avatar``; relative paths in the CSV are
+resolved against the CSV's folder. Outputs go to ``OUT/<audio stem>.npz`` and ``.mp4`` unless a
+job names its own ``out``.
+
+Two-stream mode (one session): ``--user-audio`` (the microphone) and ``--agent-audio`` (the agent's
+speech), with ``--agent-segments`` (CSV ``start,end[,available]`` in seconds: where each agent
+utterance lies in the agent track and when it becomes available; ``available`` defaults to
+``start``). Without a segments file, agent utterances are the stretches of the agent track louder
+than ``AGENT_SILENCE_DB`` below its peak, split at pauses of at least ``AGENT_PAUSE_S``, each
+available at its start. The scheduler (ehead_cli.scheduler) turns them into the single stream and
+the states, which are written next to the outputs (``<stem>.states.csv``, ``<stem>.single.wav``).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ehead_cli.audio import load_audio, save_wav
+from ehead_cli.errors import EheadError, InputError
+from ehead_cli.generate import Avatar, Generator
+from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, n_frames_for
+from ehead_cli.motionfile import Motion, save_motion
+from ehead_cli.scheduler import AgentUtterance, schedule_session
+from ehead_cli.states import load_states, write_states
+
+AGENT_SILENCE_DB = 35.0
+AGENT_PAUSE_S = 0.5
+
+
+@dataclass
+class Job:
+    """One clip to generate; ``error`` is set when it cannot run (reported, skipped)."""
+
+    name: str
+    audio_path: Path | None = None
+    states_path: Path | None = None
+    out: Path | None = None  # output path without suffix
+    avatar_path: Path | None = None
+    audio: np.ndarray | None = None
+    states: np.ndarray | None = None
+    avatar: Avatar | None = None
+    extra_outputs: dict[str, Path] = field(default_factory=dict)
+    error: str | None = None
+    outputs: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def jobs_from_pairs(audios: list[Path], states: list[Path], out_dir: Path, avatar: Path | None) -> list[Job]:
+    if len(audios) != len(states):
+        raise InputError(f"give one --states per --audio: got {len(audios)} --audio and {len(states)} --states")
+    return [Job(a.stem, a, s, out_dir / a.stem, avatar) for a, s in zip(audios, states, strict=True)]
+
+
+def jobs_from_csv(path: Path, out_dir: Path, avatar: Path | None) -> list[Job]:
+    """Read a jobs CSV (audio,states[,out][,avatar]); errors name the line."""
+    if not path.is_file():
+        raise InputError(f"{path}: jobs file not found (--jobs)")
+    base = path.parent
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        cols = [c.strip() for c in (reader.fieldnames or [])]
+        if "audio" not in cols or "states" not in cols:
+            raise InputError(f"{path}:1: a jobs CSV needs the columns audio,states (optional: out,avatar)")
+        jobs = []
+        for line, row in enumerate(reader, start=2):
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            if not row.get("audio") or not row.get("states"):
+                raise InputError(f"{path}:{line}: audio and states must both be given")
+            audio = base / row["audio"]
+            out = base / row["out"] if row.get("out") else out_dir / audio.stem
+            av = base / row["avatar"] if row.get("avatar") else avatar
+            jobs.append(Job(f"{audio.stem} (line {line})", audio, base / row["states"], out, av))
+    if not jobs:
+        raise InputError(f"{path}: no jobs listed")
+    return jobs
+
+
+def read_agent_segments(path: Path) -> list[AgentUtterance]:
+    if not path.is_file():
+        raise InputError(f"{path}: agent segments file not found (--agent-segments)")
+    out = []
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        cols = [c.strip() for c in (reader.fieldnames or [])]
+        if not {"start", "end"} <= set(cols):
+            raise InputError(f"{path}:1: header must be start,end[,available]")
+        for line, row in enumerate(reader, start=2):
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            try:
+                start, end = float(row["start"]), float(row["end"])
+                avail = float(row["available"]) if row.get("available") else start
+            except ValueError:
+                raise InputError(f"{path}:{line}: start, end and available must be seconds") from None
+            if not (0 <= start < end) or avail < 0:
+                raise InputError(f"{path}:{line}: need 0 <= start < end and available >= 0")
+            out.append(AgentUtterance(start, end, avail))
+    return out
+
+
+def detect_utterances(agent: np.ndarray) -> list[AgentUtterance]:
+    """Non-silent stretches of the agent track (see the module docstring), available at their start."""
+    n = len(agent) // SAMPLES_PER_FRAME
+    if n == 0:
+        return []
+    rms = np.sqrt((agent[: n * SAMPLES_PER_FRAME].reshape(n, -1) ** 2).mean(1) + 1e-12)
+    loud = 20 * np.log10(rms / rms.max()) > -AGENT_SILENCE_DB
+    gap = int(round(AGENT_PAUSE_S * MOTION_FPS))
+    out, i = [], 0
+    while i < n:
+        if not loud[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and (loud[j] or loud[j:j + gap].any()):
+            j += 1
+        out.append(AgentUtterance(i / MOTION_FPS, j / MOTION_FPS, i / MOTION_FPS))
+        i = j
+    return out
+
+
+def two_stream_job(user: Path, agent: Path, segments: Path | None, out_dir: Path, avatar: Path | None,
+                   window: int) -> Job:
+    job = Job(user.stem, user, None, out_dir / user.stem, avatar)
+    mic, speech = load_audio(user), load_audio(agent)
+    utts = read_agent_segments(segments) if segments else detect_utterances(speech)
+    single, states, _ = schedule_session(mic, speech, utts, window)
+    job.audio, job.states = single, states
+    job.extra_outputs = {"states": job.out.with_suffix(".states.csv"), "single": job.out.with_suffix(".single.wav")}
+    return job
+
+
+def load_job(job: Job) -> None:
+    """Read and validate a job's inputs; on failure set ``job.error`` (one line)."""
+    try:
+        if job.audio is None:
+            job.audio = load_audio(job.audio_path)
+            job.states = load_states(job.states_path, n_frames_for(len(job.audio)))
+        job.avatar = Avatar.load(job.avatar_path) if job.avatar_path else None
+        job.out.parent.mkdir(parents=True, exist_ok=True)
+        probe = job.out.parent / f".ehead-write-test-{job.out.name}"
+        probe.touch()
+        probe.unlink()
+    except EheadError as err:
+        job.error = str(err)
+    except OSError as err:
+        job.error = f"{job.out.parent}: cannot write output here ({err.strerror or err})"
+
+
+def write_outputs(job: Job, motion: Motion, renderer, video: bool) -> None:
+    """NPZ (and MP4 with the job's audio) for one job; each file atomic."""
+    npz = job.out.with_suffix(".npz")
+    save_motion(npz, motion)
+    job.outputs.append(npz)
+    if "states" in job.extra_outputs:
+        write_states(job.extra_outputs["states"], job.states)
+        save_wav(job.extra_outputs["single"], job.audio, SAMPLE_RATE)
+        job.outputs += [job.extra_outputs["states"], job.extra_outputs["single"]]
+    if video:
+        from ehead_cli.video import write_mp4
+
+        mp4 = job.out.with_suffix(".mp4")
+        write_mp4(mp4, renderer.iter_frames(motion.shape, motion.motion), job.audio, SAMPLE_RATE, MOTION_FPS)
+        job.outputs.append(mp4)
+
+
+def run_jobs(generator: Generator, jobs: list[Job], seed: int = 0, renderer=None, video: bool = True,
+             console=None) -> list[Job]:
+    """Validate, generate (batched) and write every job; bad jobs keep their ``error``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    for j in jobs:
+        load_job(j)
+    seen: dict[Path, str] = {}
+    for j in jobs:
+        if j.error is None:
+            if j.out in seen:
+                j.error = f"its output {j.out}.npz is also written by job {seen[j.out]}; give each job its own out"
+            seen[j.out] = j.name
+    good = [j for j in jobs if j.error is None]
+    if not good:
+        return jobs
+    n_windows = sum(-(-len(j.states) // generator.cfg.window) for j in good)
+    t0 = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("motion windows", total=n_windows)
+        motions = generator.generate_many([(j.audio, j.states, j.avatar, seed) for j in good],
+                                          on_window=lambda n: bar.advance(task, n))
+        gen_s = time.perf_counter() - t0
+        frames_total = sum(len(j.states) for j in good)
+        task2 = bar.add_task("writing", total=len(good))
+        for j, m in zip(good, motions, strict=True):
+            t1 = time.perf_counter()
+            try:
+                write_outputs(j, m, renderer, video)
+            except EheadError as err:
+                j.error = str(err)
+            j.seconds = time.perf_counter() - t1 + gen_s * len(j.states) / frames_total
+            bar.advance(task2)
+    return jobs

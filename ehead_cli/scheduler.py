@@ -1,0 +1,166 @@
+"""The Streaming Audio Scheduler (paper Algorithm 1): microphone + agent audio -> one window of
+T frames of single-stream audio with per-frame LS states, once per tick.
+
+Two queues, both counted in 25 fps frames of 640 samples:
+
+* Q_L, the listening queue: a rolling buffer of the microphone (the user);
+* Q_S, the speaking queue: the agent's (LLM's) speech, consumed monotonically from cursor c_S.
+
+Each tick emits exactly T frames:
+
+* U = unconsumed speaking frames >= T: the next T frames of Q_S, states all +1, tail mode speak;
+* 0 < U < T: the U speaking frames and the most recent T - U listening frames, ordered
+  speak|listen if the previous window ended speaking, else listen|speak (temporal continuity);
+  each frame labelled by its source; the tracked tail mode flips;
+* U = 0: the most recent T listening frames, states all -1, tail mode listen.
+
+At the start the microphone buffer may hold fewer frames than asked for; the missing (oldest)
+frames are silence. At inference the states come from audio provenance alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ehead_cli.layout import LISTEN, SAMPLES_PER_FRAME, SPEAK
+
+SPEAK_MODE, LISTEN_MODE = "speak", "listen"
+
+
+@dataclass
+class Tick:
+    """One emitted window: audio (T * 640,) float32, states (T,) int8, and which branch ran."""
+
+    audio: np.ndarray
+    states: np.ndarray
+    branch: str  # "speak", "mixed" or "listen"
+    order: str  # "speak|listen", "listen|speak", "speak" or "listen"
+
+
+def _frames(wave: np.ndarray) -> np.ndarray:
+    """(N,) samples -> (n, 640) whole frames (a trailing partial frame is zero-padded)."""
+    n = -(-len(wave) // SAMPLES_PER_FRAME)
+    out = np.zeros(n * SAMPLES_PER_FRAME, np.float32)
+    out[: len(wave)] = wave
+    return out.reshape(n, SAMPLES_PER_FRAME)
+
+
+class StreamingAudioScheduler:
+    """Algorithm 1. ``push_listening`` / ``push_speaking`` feed the queues; ``tick`` emits a window."""
+
+    def __init__(self, window: int = 100, listen_capacity: int | None = None):
+        self.T = window
+        self._mic = np.zeros((0, SAMPLES_PER_FRAME), np.float32)  # Q_L (whole frames)
+        self._mic_tail = np.zeros(0, np.float32)  # samples of an incomplete frame
+        self._speak = np.zeros((0, SAMPLES_PER_FRAME), np.float32)  # Q_S
+        self._speak_tail = np.zeros(0, np.float32)
+        self.c_S = 0  # speaking cursor, in frames
+        self.m_prev = LISTEN_MODE
+        self.capacity = listen_capacity or 4 * window  # the rolling buffer keeps this many frames
+
+    # --- queues ---------------------------------------------------------------------------------
+    def push_listening(self, samples: np.ndarray) -> None:
+        """Append microphone samples (16 kHz float) to Q_L."""
+        buf = np.concatenate([self._mic_tail, np.asarray(samples, np.float32)])
+        n = len(buf) // SAMPLES_PER_FRAME
+        self._mic = np.concatenate([self._mic, buf[: n * SAMPLES_PER_FRAME].reshape(n, SAMPLES_PER_FRAME)])
+        self._mic = self._mic[-self.capacity:]
+        self._mic_tail = buf[n * SAMPLES_PER_FRAME:]
+
+    def push_speaking(self, samples: np.ndarray, flush: bool = False) -> None:
+        """Append agent samples to Q_S. ``flush`` pads an utterance's last partial frame so it
+        becomes consumable (utterances end on frame boundaries)."""
+        buf = np.concatenate([self._speak_tail, np.asarray(samples, np.float32)])
+        if flush and len(buf) % SAMPLES_PER_FRAME:
+            buf = np.concatenate([buf, np.zeros(SAMPLES_PER_FRAME - len(buf) % SAMPLES_PER_FRAME, np.float32)])
+        n = len(buf) // SAMPLES_PER_FRAME
+        self._speak = np.concatenate([self._speak, buf[: n * SAMPLES_PER_FRAME].reshape(n, SAMPLES_PER_FRAME)])
+        self._speak_tail = buf[n * SAMPLES_PER_FRAME:]
+
+    @property
+    def unconsumed(self) -> int:
+        """U: speaking frames not yet emitted."""
+        return len(self._speak) - self.c_S
+
+    def _slice_head(self, n: int) -> np.ndarray:
+        out = self._speak[self.c_S:self.c_S + n]
+        self.c_S += n
+        return out
+
+    def _slice_tail(self, n: int) -> np.ndarray:
+        """The most recent n microphone frames; silence where the buffer is shorter."""
+        have = self._mic[len(self._mic) - min(n, len(self._mic)):] if n > 0 else self._mic[:0]
+        if len(have) < n:
+            have = np.concatenate([np.zeros((n - len(have), SAMPLES_PER_FRAME), np.float32), have])
+        return have
+
+    # --- Algorithm 1 ------------------------------------------------------------------------------
+    def tick(self) -> Tick:
+        T, U = self.T, self.unconsumed
+        if U >= T:
+            a, q = self._slice_head(T), np.full(T, SPEAK, np.int8)
+            self.m_prev, branch, order = SPEAK_MODE, "speak", "speak"
+        elif U > 0:
+            x_s, x_l = self._slice_head(U), self._slice_tail(T - U)
+            q_s, q_l = np.full(U, SPEAK, np.int8), np.full(T - U, LISTEN, np.int8)
+            if self.m_prev == SPEAK_MODE:
+                a, q, order = np.concatenate([x_s, x_l]), np.concatenate([q_s, q_l]), "speak|listen"
+            else:
+                a, q, order = np.concatenate([x_l, x_s]), np.concatenate([q_l, q_s]), "listen|speak"
+            self.m_prev = LISTEN_MODE if self.m_prev == SPEAK_MODE else SPEAK_MODE
+            branch = "mixed"
+        else:
+            a, q = self._slice_tail(T), np.full(T, LISTEN, np.int8)
+            self.m_prev, branch, order = LISTEN_MODE, "listen", "listen"
+        # trim the consumed part of Q_S so memory stays bounded over long sessions
+        if self.c_S > 4 * T:
+            self._speak, self.c_S = self._speak[self.c_S:], 0
+        return Tick(a.reshape(-1).astype(np.float32), q, branch, order)
+
+
+@dataclass(frozen=True)
+class AgentUtterance:
+    """An agent utterance: samples of the agent track [start, end) that become available at ``available`` s."""
+
+    start: float
+    end: float
+    available: float
+
+
+def schedule_session(user_audio: np.ndarray, agent_audio: np.ndarray, utterances: list[AgentUtterance],
+                     window: int = 100) -> tuple[np.ndarray, np.ndarray, list[Tick]]:
+    """Offline simulation of a live session, tick by tick.
+
+    Session time runs with the microphone: tick k fires when the microphone has delivered
+    (k + 1) T frames. Before it fires, every agent utterance whose ``available`` time has passed
+    is pushed onto Q_S (in order of availability). Ticks continue until the microphone has ended
+    and every utterance has been emitted. Returns the single-stream audio (K T 640,), the states
+    (K T,) and the ticks.
+    """
+    T = window
+    mic = _frames(user_audio).reshape(-1)
+    pending = sorted(utterances, key=lambda u: (u.available, u.start))
+    sched = StreamingAudioScheduler(T)
+    ticks: list[Tick] = []
+    n_mic_frames = len(mic) // SAMPLES_PER_FRAME
+    k = 0
+    while True:
+        now = (k + 1) * T  # session time of this tick, in frames
+        lo, hi = k * T * SAMPLES_PER_FRAME, now * SAMPLES_PER_FRAME
+        piece = np.zeros(hi - lo, np.float32)  # after the microphone ends, time goes on in silence
+        seg = mic[lo:hi]
+        piece[: len(seg)] = seg
+        sched.push_listening(piece)
+        while pending and pending[0].available * 25 <= now:
+            u = pending.pop(0)
+            a, b = int(round(u.start * 16000)), int(round(u.end * 16000))
+            sched.push_speaking(agent_audio[a:b], flush=True)
+        if k * T >= n_mic_frames and not pending and sched.unconsumed == 0 and k > 0:
+            break  # the microphone ended before this tick and nothing is left to say
+        ticks.append(sched.tick())
+        k += 1
+    audio = np.concatenate([t.audio for t in ticks]) if ticks else np.zeros(0, np.float32)
+    states = np.concatenate([t.states for t in ticks]) if ticks else np.zeros(0, np.int8)
+    return audio, states, ticks
