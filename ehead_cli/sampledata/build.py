@@ -193,7 +193,11 @@ def build_clip(spec: ClipSpec, out: Path, seed: int, synth: Synthesizer = synthe
 
 def build_dataset(out: str | Path, n_clips: int = DEFAULT_CLIPS, seed: int = DEFAULT_SEED,
           synth: Synthesizer = synthesize, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """Generate the whole dataset folder ``out``; returns the manifest (also written last)."""
+    """Generate the whole dataset folder ``out``; returns the manifest (also written last).
+
+    Generator outputs of an earlier run (``clips/conv*.flac``/``.npz``) that this run does not make
+    are removed, so the folder always matches its manifest; other files are left alone.
+    """
     out = Path(out)
     specs = plan_clips(n_clips, seed)
     rows = []

@@ -109,10 +109,12 @@ SMILE_TAU = 12.0  # frames, the smile's exponential approach to its target
 # --- both states ----------------------------------------------------------------------------------------
 BLINK_PROFILE = np.array([0.4, 0.9, 1.0, 0.75, 0.4, 0.15])  # EXPR_BLINK over a blink's frames
 BLINK_GAP_S = (1.5, 5.0)  # uniform spacing between blink starts
+FIRST_BLINK_S = (0.2, 5.0)  # uniform time of the first blink
 SACCADE_GAP_S = (0.6, 2.5)
 GAZE_STD_RAD = (0.035, 0.07)  # pitch (x) and yaw (y) spread of gaze targets
 GAZE_LIMIT_RAD = (0.09, 0.18)
 SACCADE_FRAMES = 2  # frames an eye movement takes
+GAZE_DRIFT = 0.3  # slow drift under the saccades, as a fraction of GAZE_STD_RAD
 DRIFT_HZ = (0.04, 0.2)  # frequency range of the slow drifts
 HEAD_DRIFT_DEG = np.array([1.2, 2.0, 0.8])  # pitch, yaw, roll amplitude
 SWAY_MM = np.array([1.5, 1.0, 2.0])  # x, y, z amplitude
@@ -153,7 +155,7 @@ def audio_features(wave: np.ndarray) -> AudioFeatures:
     cb = (freqs >= CENTROID_BAND_HZ[0]) & (freqs <= CENTROID_BAND_HZ[1])
     total = power[:, cb].sum(1)
     centroid = np.where(total > 0, (power[:, cb] * freqs[cb]).sum(1) / np.maximum(total, 1e-30), CENTROID_MID_HZ)
-    return AudioFeatures(level.astype(np.float64), centroid.astype(np.float64))
+    return AudioFeatures(level, centroid)
 
 
 def _smooth_centred(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -250,7 +252,7 @@ def _place(T: int, onsets: list[int], weights: list[float], kernel: np.ndarray) 
 
 def blink_track(T: int, rng: np.random.Generator) -> np.ndarray:
     """(T,) EXPR_BLINK values: blinks at uniformly spaced random starts, each ``BLINK_PROFILE``."""
-    starts, t = [], rng.uniform(0.2, BLINK_GAP_S[1]) * MOTION_FPS
+    starts, t = [], rng.uniform(*FIRST_BLINK_S) * MOTION_FPS
     while t < T:
         starts.append(int(t))
         t += rng.uniform(*BLINK_GAP_S) * MOTION_FPS
@@ -272,7 +274,7 @@ def gaze_track(T: int, rng: np.random.Generator) -> np.ndarray:
             ramp = np.arange(1, SACCADE_FRAMES + 1)[:, None] / (SACCADE_FRAMES + 1)
             span = gaze[start: min(start + SACCADE_FRAMES, stop)]
             span[:] = targets[k - 1] + ramp[: len(span)] * (targets[k] - targets[k - 1])
-    return gaze + 0.3 * drift(T, rng, np.asarray(GAZE_STD_RAD))
+    return gaze + drift(T, rng, GAZE_DRIFT * np.asarray(GAZE_STD_RAD))
 
 
 def drift(T: int, rng: np.random.Generator, amplitude: np.ndarray) -> np.ndarray:

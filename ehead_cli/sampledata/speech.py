@@ -34,6 +34,7 @@ ACTIVE_DB = -35.0  # frames within this many dB of the loudest frame count as ac
 REFERENCE_RMS_DB = -20.0  # dBFS: every synthesised utterance is scaled to this active-speech RMS
 NOISE_DB = -72.0  # dBFS RMS of the background noise under the whole mix (no exact digital silence)
 PEAK_LIMIT = 0.98  # a mix whose peak exceeds this is scaled down as a whole
+LAST_FRAME_CUT = SAMPLES_PER_FRAME // 2  # samples the last frame lacks (see ``assemble``)
 
 # language code -> the espeak-ng voice that speaks it
 ESPEAK_LANGUAGE = {"en": "en-us", "es": "es", "de": "de", "fr": "fr-fr", "it": "it", "pt": "pt-br"}
@@ -237,7 +238,7 @@ class Turn:
 class Conversation:
     """The assembled clip.
 
-    wave:    (N,) float32 16 kHz single-stream mix, N a multiple of 640 (whole motion frames)
+    wave:    (N,) float32 16 kHz single-stream mix, N = 640 T - 320 (see ``assemble``)
     states:  (T,) int8 per 25 fps frame, +1 while the avatar's turn lasts, -1 otherwise
     avatar:  (N,) float32 the avatar's track alone (scaled like the mix)
     other:   (N,) float32 the interlocutor's track alone (scaled like the mix)
@@ -253,8 +254,10 @@ class Conversation:
 
 def assemble(turns: list[Turn], other_gain_db: float, tail_s: float, noise_seed: int) -> Conversation:
     """Lay ``turns`` end to end (each after its pause), the interlocutor ``other_gain_db`` relative
-    to the avatar, ``tail_s`` of silence at the end, low noise under everything; pad to whole frames.
+    to the avatar, ``tail_s`` of silence at the end, low noise under everything.
 
+    The length is 640 T - 320 samples: T frames, the last one half long, so that both
+    ceil(N / 640) and ceil(duration x 25) give T with no floating-point tie at a whole frame.
     A frame is speaking when its centre sample lies inside one of the avatar's turns.
     """
     if not turns:
@@ -264,7 +267,7 @@ def assemble(turns: list[Turn], other_gain_db: float, tail_s: float, noise_seed:
         start = cursor + round(turn.pause_s * SAMPLE_RATE)
         spans.append((start, start + len(turn.wave), turn.avatar))
         cursor = start + len(turn.wave)
-    n = n_frames_for(cursor + round(tail_s * SAMPLE_RATE)) * SAMPLES_PER_FRAME
+    n = (n_frames_for(cursor + round(tail_s * SAMPLE_RATE)) + 1) * SAMPLES_PER_FRAME - LAST_FRAME_CUT
     avatar, other = np.zeros(n, np.float64), np.zeros(n, np.float64)
     other_gain = 10.0 ** (other_gain_db / 20.0)
     for turn, (start, stop, is_avatar) in zip(turns, spans, strict=True):
@@ -275,7 +278,7 @@ def assemble(turns: list[Turn], other_gain_db: float, tail_s: float, noise_seed:
     noise = np.random.default_rng(noise_seed).standard_normal(n) * 10.0 ** (NOISE_DB / 20.0)
     mix = avatar + other + noise
     scale = min(1.0, PEAK_LIMIT / float(np.abs(mix).max()))
-    centres = np.arange(n // SAMPLES_PER_FRAME) * SAMPLES_PER_FRAME + SAMPLES_PER_FRAME // 2
+    centres = np.arange(n_frames_for(n)) * SAMPLES_PER_FRAME + SAMPLES_PER_FRAME // 2
     speaking = np.zeros(len(centres), bool)
     for start, stop, is_avatar in spans:
         if is_avatar:
