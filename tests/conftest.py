@@ -59,3 +59,20 @@ def write_dataset(root: Path, clips: dict[str, tuple[str, float]], seed: int = 0
 def toy_dataset(tmp_path) -> Path:
     return write_dataset(tmp_path / "data", {"a": ("train", 8.0), "b": ("train", 5.0), "c": ("val", 5.0),
                                              "d": ("test", 5.0)})
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny-preset checkpoint with random (non-zero) weights, so outputs depend on every input."""
+    from ehead_cli.checkpoint import save_checkpoint
+    from ehead_cli.config import preset
+    from ehead_cli.model import EmbodiedHead
+    from ehead_cli.stats import MotionStats
+
+    torch.manual_seed(0)
+    model = EmbodiedHead(preset("tiny"), MotionStats([0.0] * 115, [0.05] * 115, [0.0, 0.0], [0.02, 0.002]))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.abs().sum() == 0:
+                p.copy_(torch.randn_like(p) * 0.02)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", model, {"note": "random weights for tests"})

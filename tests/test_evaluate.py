@@ -165,6 +165,13 @@ def test_unmatched_and_broken_files_are_reported_and_the_rest_evaluated(tmp_path
     assert "c.npz" in next(p.message for p in report.problems if p.clip_id == "c")
     assert [c.clip_id for c in report.clips] == ["a", "b"]
     assert report.exit_code == 1 and report.face == "none"  # BA needs no face model
+    only_broken = E.evaluate(pred, gt, "ba,sid")
+    assert only_broken.overall[E.PREDICTION]["all"]["ba"] == pytest.approx(1.0)  # a and b are exact copies
+    (pred / "a.npz").write_bytes(b"")
+    (pred / "b.npz").write_bytes(b"")
+    nothing = E.evaluate(pred, gt, "ba,sid")
+    assert nothing.clips == [] and nothing.exit_code == 1
+    assert nothing.unavailable()["sid"] == nothing.unavailable()["ba"] == "no clip was evaluated"
 
 
 def test_length_alignment_rule(tmp_path, gt_clips):
@@ -261,7 +268,7 @@ def write_video(path: Path, frames: np.ndarray) -> None:
 def test_image_metrics_from_video_pairs(tmp_path, gt_clips, monkeypatch):
     monkeypatch.delenv("EHEAD_VGG", raising=False)
     monkeypatch.delenv("EHEAD_LPIPS", raising=False)
-    gt = write_set(tmp_path / "gt", {"b": gt_clips["b"], "c": gt_clips["c"]})
+    gt = write_set(tmp_path / "gt", gt_clips)
     rng = np.random.default_rng(0)
     n_b, n_c = CLIPS["b"][0], CLIPS["c"][0]
     y, x = np.mgrid[0:48, 0:64]
@@ -272,6 +279,8 @@ def test_image_metrics_from_video_pairs(tmp_path, gt_clips, monkeypatch):
         (tmp_path / folder).mkdir()
         write_video(tmp_path / folder / "b.mp4", clip_b)
     write_video(tmp_path / "gt_video" / "c.mp4", video[:n_c])  # no prediction video for c
+    write_video(tmp_path / "gt_video" / "a.mp4", video)
+    (tmp_path / "pred_video" / "a.mp4").write_bytes(b"not a video")
     report = E.evaluate(gt, gt, "psnr,ssim,lpips", image_dirs=(tmp_path / "pred_video", tmp_path / "gt_video"))
     b = next(c for c in report.clips if c.clip_id == "b")
     speak = CLIPS["b"][1][0][1] - CLIPS["b"][1][0][0]
@@ -283,8 +292,11 @@ def test_image_metrics_from_video_pairs(tmp_path, gt_clips, monkeypatch):
     assert "c.mp4" in c.values[E.PREDICTION]["all"]["psnr"].reason
     assert overall(report, "psnr") == b.values[E.PREDICTION]["all"]["psnr"]  # only b has videos
     assert report.coverage[E.PREDICTION]["all"]["psnr"] == 1
+    # a broken video is a problem of its clip (exit status 1); the clip itself is still evaluated
+    assert [(p.clip_id, p.kind) for p in report.problems] == [("a", "bad video")]
+    assert "a.mp4" in report.problems[0].message and len(report.clips) == 3
     same = E.evaluate(gt, gt, "ssim", image_dirs=(tmp_path / "gt_video", tmp_path / "gt_video"))
-    assert overall(same, "ssim") == pytest.approx(1.0)
+    assert overall(same, "ssim") == pytest.approx(1.0) and same.exit_code == 0
     assert E.centre_crop(np.zeros((300, 500, 3))).shape == (256, 256, 3)
 
 
