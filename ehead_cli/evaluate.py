@@ -252,7 +252,7 @@ def metric_units(convention: str | Convention = "paper") -> dict[str, str]:
 @dataclass(frozen=True)
 class ClipProblem:
     """A clip (or file) that could not be (fully) evaluated. ``kind``: missing prediction, no ground
-    truth, unreadable, length mismatch, failed, unreadable video."""
+    truth, missing ground truth, unreadable, length mismatch, failed, bad video, video length mismatch."""
 
     clip_id: str
     kind: str
@@ -433,13 +433,14 @@ class AlignmentError(InputError):
     """Prediction and ground truth differ in length by more than the alignment tolerance."""
 
 
-def aligned_length(n_pred: int, n_gt: int, fps: float) -> int:
+def aligned_length(n_pred: int, n_gt: int, fps: float, what: tuple[str, str] = ("prediction", "ground truth")) -> int:
     """The evaluated length of a pair: min(n_pred, n_gt) when they differ by at most
-    ``ALIGN_TOLERANCE_S`` x fps frames (12 at 25 fps); else AlignmentError naming both lengths."""
+    ``ALIGN_TOLERANCE_S`` x fps frames (12 at 25 fps); else AlignmentError naming both lengths
+    (``what`` names the two sides in the message)."""
     tolerance = int(ALIGN_TOLERANCE_S * fps)
     if abs(n_pred - n_gt) > tolerance:
-        raise AlignmentError(f"prediction has {n_pred} frames, ground truth {n_gt}: they differ by more than "
-                         f"{tolerance} frames ({ALIGN_TOLERANCE_S} s)")
+        raise AlignmentError(f"{what[0]} has {n_pred} frames, {what[1]} {n_gt}: they differ by more than "
+                             f"{tolerance} frames ({ALIGN_TOLERANCE_S} s)")
     n = min(n_pred, n_gt)
     if n < 1:
         raise InputError("the clip has no frames")
@@ -450,6 +451,8 @@ def aligned_length(n_pred: int, n_gt: int, fps: float) -> int:
 def _video_frames(path: Path) -> Iterator[np.ndarray]:
     """(H, W, 3) uint8 RGB frames of the first video stream, one at a time."""
     with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise InputError(f"{path}: no video stream")
         for frame in container.decode(video=0):
             yield frame.to_ndarray(format="rgb24")
 
@@ -494,9 +497,12 @@ def video_metrics(pred_path: Path, gt_path: Path, names: Sequence[str], lpips_mo
 
     try:
         frames_p, frames_g = _video_frames(pred_path), _video_frames(gt_path)
-        for fp, fg in zip(frames_p, frames_g, strict=False):
-            counts[0] += 1
-            counts[1] += 1
+        while True:
+            fp, fg = next(frames_p, None), next(frames_g, None)
+            counts[0] += fp is not None
+            counts[1] += fg is not None
+            if fp is None or fg is None:
+                break
             if counts[0] > n_motion:
                 continue  # only counted: the alignment check below needs the full lengths
             fp, fg = centre_crop(fp), centre_crop(fg)
@@ -509,11 +515,11 @@ def video_metrics(pred_path: Path, gt_path: Path, names: Sequence[str], lpips_mo
                 flush()
         counts[0] += sum(1 for _ in frames_p)
         counts[1] += sum(1 for _ in frames_g)
-    except (av.error.FFmpegError, OSError) as err:
-        raise InputError(f"cannot decode {pred_path} / {gt_path} ({type(err).__name__}: {err})") from None
+    except av.error.FFmpegError as err:
+        raise InputError(f"cannot decode {pred_path} or {gt_path} ({err})") from None
     flush()
-    n = aligned_length(counts[0], counts[1], fps)
-    n = aligned_length(n, n_motion, fps)
+    n = aligned_length(counts[0], counts[1], fps, ("the prediction video", "the ground-truth video"))
+    n = aligned_length(n, n_motion, fps, ("the videos", "the motion"))
     return {k: torch.cat(v).numpy()[:n] for k, v in per_frame.items()}, n
 
 
@@ -543,7 +549,7 @@ def _load_pair(clip_id: str, pred_path: Path, gt_path: Path, speaker_dir: Path |
     speaker = None
     if speaker_dir is not None and (speaker_dir / f"{clip_id}{MOTION_SUFFIX}").is_file():
         sp: Motion = load_motion(speaker_dir / f"{clip_id}{MOTION_SUFFIX}")
-        n = aligned_length(sp.n_frames, n, gt.fps)
+        n = aligned_length(sp.n_frames, n, gt.fps, ("the speaker's motion", "the clip"))
         speaker = sp.motion[:n]
     states = gt.states[:n]
     masks = {"all": np.ones(n, dtype=bool), "speaking": states == SPEAK, "listening": states == LISTEN}
@@ -646,47 +652,50 @@ def _pooled(clips: Sequence[_Clip], preds: Sequence[np.ndarray], split: str, nam
             conv: Convention) -> dict[str, Value]:
     """SID, FD and P-FD on the frames of ``split`` of all clips pooled."""
     out: dict[str, Value] = {}
-    pick = [(c, p[c.masks[split]], c.gt[c.masks[split]]) for c, p in zip(clips, preds, strict=True)]
-    pick = [(c, p, g) for c, p, g in pick if len(g)]
-    pred_all = np.concatenate([p for _, p, _ in pick]) if pick else np.empty((0, 0))
-    gt_all = np.concatenate([g for _, _, g in pick]) if pick else np.empty((0, 0))
-    none = Unavailable(f"no {split} frames")
+    picked = [(c, p[c.masks[split]], c.gt[c.masks[split]]) for c, p in zip(clips, preds, strict=True)
+              if c.masks[split].any()]
+    if not picked:
+        return {k: Unavailable(f"no {split} frames") for n in names for k in METRICS[n].keys}
+    pred_all = np.concatenate([p for _, p, _ in picked])
+    gt_all = np.concatenate([g for _, _, g in picked])
     if "sid" in names:
-        if pick:
-            out.update(motion_metrics.speaker_identity_diversity(pred_all, gt_all, **conv.kwargs("sid")))
-        else:
-            out.update({k: none for k in METRICS["sid"].keys})
-    if split not in LISTENING_ONLY:
-        return out
-    few = Unavailable(f"needs at least {MIN_DISTRIBUTION_FRAMES} {split} frames") if pick else none
-    enough = len(gt_all) >= MIN_DISTRIBUTION_FRAMES
+        out.update(motion_metrics.speaker_identity_diversity(pred_all, gt_all, **conv.kwargs("sid")))
+    few = Unavailable(f"needs at least {MIN_DISTRIBUTION_FRAMES} {split} frames")
     if "fd" in names:
-        for space, p, g in zip(("exp", "pose"), listen_metrics.expression_pose(pred_all) if pick else (0, 0),
-                               listen_metrics.expression_pose(gt_all) if pick else (0, 0), strict=True):
-            out[f"fd_{space}"] = listen_metrics.frechet_distance(p, g) if enough else few
-    if "pfd" in names:
-        with_speaker = [(c, p, g) for c, p, g in pick if c.speaker is not None]
-        if not with_speaker:
-            reason = Unavailable("P-FD needs the speaker's motion: pass speaker_dir (ehead eval --speaker DIR)")
-            out.update({k: reason for k in METRICS["pfd"].keys})
+        if len(gt_all) < MIN_DISTRIBUTION_FRAMES:
+            out.update({k: few for k in METRICS["fd"].keys})
         else:
-            sp = np.concatenate([c.speaker[c.masks[split]] for c, _, _ in with_speaker])
-            p = np.concatenate([p for _, p, _ in with_speaker])
-            g = np.concatenate([g for _, _, g in with_speaker])
-            for space, lp, lg, s in zip(("exp", "pose"), listen_metrics.expression_pose(p),
-                                        listen_metrics.expression_pose(g), listen_metrics.expression_pose(sp),
-                                        strict=True):
-                out[f"pfd_{space}"] = (listen_metrics.paired_frechet_distance(lp, lg, s)
-                                       if len(g) >= MIN_DISTRIBUTION_FRAMES else few)
+            spaces = zip(METRICS["fd"].keys, listen_metrics.expression_pose(pred_all),
+                         listen_metrics.expression_pose(gt_all), strict=True)
+            out.update({k: listen_metrics.frechet_distance(p, g) for k, p, g in spaces})
+    if "pfd" in names:
+        with_speaker = [(c, p, g) for c, p, g in picked if c.speaker is not None]
+        if not with_speaker:
+            missing = Unavailable("P-FD needs the speaker's motion: pass speaker_dir (ehead eval --speaker DIR)")
+            out.update({k: missing for k in METRICS["pfd"].keys})
+        elif sum(len(g) for _, _, g in with_speaker) < MIN_DISTRIBUTION_FRAMES:
+            out.update({k: few for k in METRICS["pfd"].keys})
+        else:
+            parts = [np.concatenate(x) for x in zip(*[(p, g, c.speaker[c.masks[split]]) for c, p, g in with_speaker],
+                                                     strict=True)]
+            spaces = zip(METRICS["pfd"].keys, *(listen_metrics.expression_pose(x) for x in parts), strict=True)
+            out.update({k: listen_metrics.paired_frechet_distance(lp, lg, sp) for k, lp, lg, sp in spaces})
     return out
 
 
 # --- the pipeline ----------------------------------------------------------------------------------
-def _default_face() -> FaceModel:
+def _device(device: str | torch.device | None) -> torch.device:
+    """The requested device, else cuda when available, else cpu."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _default_face(device: torch.device) -> FaceModel:
     """FLAME when ``EHEAD_FLAME`` is set, else the built-in procedural head (both in metres)."""
     from ehead_cli.face.loading import load_face_model
 
-    return load_face_model()
+    return load_face_model(device=device)
 
 
 def evaluate(pred_dir: str | Path, gt_dir: str | Path, metrics: str | Sequence[str] | None = None, *,
@@ -711,7 +720,8 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, metrics: str | Sequence[s
     speaker_dir        the interlocutor's ``<id>.npz`` motion, for P-FD
     affect_estimator   (T, 115) -> (T, A) affect, for L2 Affect
     lpips_model        a loaded ``LPIPSVGG`` (default: ``load_lpips()`` from EHEAD_VGG / EHEAD_LPIPS)
-    device             where LPIPS runs (default: cuda when available)
+    device             where the default face model and LPIPS run (default: cuda when available); a
+                       ``face`` passed in stays where it is
     progress           called with one line per clip (e.g. a console's print)
     """
     conv = resolve_convention(convention)
@@ -743,7 +753,7 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, metrics: str | Sequence[s
     plot_ids = {c.clip_id for c in loaded[:max_plots]} if out_dir is not None else set()
     vertex_needed = any(n in VERTEX_METRICS for n in names)
     if (vertex_needed or plot_ids) and face is None and loaded:
-        face = _default_face()
+        face = _default_face(_device(device))
     sources = (PREDICTION, *(BASELINE_PREFIX + k for k in kinds))
     if any(n in DESCRIPTIVE for n in names):
         sources = (*sources, GROUND_TRUTH)
@@ -761,9 +771,7 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, metrics: str | Sequence[s
     if "lpips" in image_names and image_dirs is not None and lpips_model is None:
         lpips_model = image_metrics.load_lpips()
     if lpips_model is not None and not isinstance(lpips_model, Unavailable):
-        dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available()
-                                                                           else "cpu")
-        lpips_model = lpips_model.to(dev)
+        lpips_model = lpips_model.to(_device(device))
 
     results: list[ClipResult] = []
     evaluated: list[_Clip] = []
@@ -860,7 +868,8 @@ def _add_image_values(result: ClipResult, clip: _Clip, names: Sequence[str],
         per_frame, n = video_metrics(pred_video, gt_video, run, lpips_model, clip.gt.shape[0], clip.fps)
     except InputError as err:
         mark(Unavailable(f"video not evaluated: {err}"))
-        return ClipProblem(clip.clip_id, "unreadable video", f"{clip.clip_id}: {err}")
+        kind = "video length mismatch" if isinstance(err, AlignmentError) else "bad video"
+        return ClipProblem(clip.clip_id, kind, f"{clip.clip_id}: {err}")
     for split in SPLITS:
         mask = clip.masks[split][:n]
         if not mask.any():
@@ -891,6 +900,9 @@ def _overall(results: Sequence[ClipResult], evaluated: Sequence[_Clip], predicti
                 values.update(pooled)
                 n_with = sum(1 for c in evaluated if c.masks[split].any())
                 counts.update({k: n_with for k in pooled})
+            elif pooled_names:
+                values.update({k: Unavailable("no clip was evaluated") for n in pooled_names for k in METRICS[n].keys})
+                counts.update({k: 0 for n in pooled_names for k in METRICS[n].keys})
             for name in names:
                 spec = METRICS[name]
                 if spec.level == "pooled" or split not in spec.splits:
