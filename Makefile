@@ -4,7 +4,7 @@ PYTHON ?= python3
 # already has its own (CUDA) build keeps it.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test test-all lint format sample-data demo bench
+.PHONY: install test lint format sample-data
 
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH_PIN)"
@@ -18,3 +18,7 @@ lint:
 
 format:
 	$(PYTHON) -m ruff format ehead_cli tests
+
+# Regenerate sample_data/ (needs the Debian package espeak-ng: apt-get install espeak-ng).
+sample-data:
+	$(PYTHON) -m ehead_cli.sampledata --out sample_data

@@ -204,6 +204,8 @@ class WindowDataset(Dataset):
         c = self.clips[ci]
         if c.id not in self._front:
             wave = load_audio(c.audio_path)
+            n = c.n_frames * SAMPLES_PER_FRAME  # whole frames: 2 feature frames each (a short last frame is padded)
+            wave = np.pad(wave[:n], (0, max(0, n - len(wave))))
             if self.feature_cache is not None:
                 front = self.feature_cache.frontend(self.encoder, wave)[0]
             else:

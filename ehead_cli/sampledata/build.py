@@ -31,6 +31,7 @@ from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SPEAK
 from ehead_cli.motionfile import Motion, save_motion
 from ehead_cli.sampledata.motion import ground_truth_motion, identity_shape
 from ehead_cli.sampledata.speech import TEXTS, Turn, Voice, assemble, espeak_version, quantise_pcm16, synthesize
+from ehead_cli.states import write_states
 
 DEFAULT_SEED = 0
 DEFAULT_CLIPS = 50  # about 10 minutes in all
@@ -130,7 +131,8 @@ class BuiltClip:
 
 
 def build_clip(spec: ClipSpec, out: Path, seed: int, synth: Synthesizer = synthesize) -> BuiltClip:
-    """Synthesise, assemble and write ``clips/<id>.flac`` and ``clips/<id>.npz`` under ``out``."""
+    """Synthesise, assemble and write ``clips/<id>.flac``, ``clips/<id>.npz`` and the states as
+    ``clips/<id>.csv`` (start,end,state segments) under ``out``."""
     rng = np.random.default_rng(derive_seed(seed, spec.id))
     pool = TEXTS[spec.language]
     order = list(rng.permutation(len(pool)))
@@ -173,6 +175,7 @@ def build_clip(spec: ClipSpec, out: Path, seed: int, synth: Synthesizer = synthe
     with atomic_path(clips / f"{spec.id}.flac") as tmp:
         sf.write(str(tmp), pcm, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     save_motion(clips / f"{spec.id}.npz", Motion(motion, shape, conv.states, MOTION_FPS))
+    write_states(clips / f"{spec.id}.csv", conv.states)  # the states as `ehead generate --states` reads them
     n_frames = len(conv.states)
     row = {
         "id": spec.id,
@@ -217,9 +220,9 @@ def build_dataset(out: str | Path, n_clips: int = DEFAULT_CLIPS, seed: int = DEF
 
 
 def _remove_stale(clips: Path, keep: set[str]) -> None:
-    """Delete generator outputs (``conv*.flac``/``.npz``) from an earlier run that this run did not make."""
+    """Delete generator outputs (``conv*.flac``/``.npz``/``.csv``) from an earlier run that this run did not make."""
     for path in sorted(clips.glob("conv*")):
-        if path.suffix in (".flac", ".npz") and path.stem not in keep:
+        if path.suffix in (".flac", ".npz", ".csv") and path.stem not in keep:
             path.unlink()
 
 
@@ -260,7 +263,8 @@ avatar hears: both voices mixed. The interlocutor uses a different voice; in {eq
 clips it is as loud as the avatar (within 1.5 dB), in the others 6-16 dB quieter, so loudness alone
 does not tell the roles apart. `clips/<id>.npz` holds `motion` (T, 115) at 25 fps,
 `shape` (300,) of the clip's identity and `states` (T,) (+1 while the avatar's turn lasts, -1
-otherwise).
+otherwise); `clips/<id>.csv` holds the same states as `start,end,state` segments, the file
+`ehead generate --states` takes.
 
 The motion (`ehead_cli/sampledata/motion.py`) is a deterministic function of the stored audio, the
 states and a per-clip seed: while speaking, the jaw opening (0-0.18 rad) and the lips (parting,
