@@ -6,8 +6,8 @@ baselines too, and (with ``out_dir``) writes the reports; ``print_report`` shows
 tables. The rules below are also written into every ``report.json`` (``RULES``).
 
 Pairing. ``pred_dir/<id>.npz`` goes with ``gt_dir/<id>.npz``; when ``gt_dir`` is a dataset folder
-(``manifest.csv`` + ``clips/<id>.npz``, /work DATASET contract) the ground truth is the manifest's
-clips, optionally only one ``split``. A file on one side without its partner, a file that does not
+(``manifest.csv`` + ``clips/<id>.npz``, as ``ehead prepare`` writes it) the ground truth is the
+manifest's clips, optionally only one ``split``. A file on one side without its partner, a file that does not
 load, and a pair that cannot be aligned are listed as problems (never dropped silently); the other
 clips are still evaluated and the report's ``exit_code`` is 1.
 
@@ -43,6 +43,11 @@ Baselines (``baseline``): the same metrics for ``metrics.baseline_motion`` predi
 still, shuffled) built from the same aligned ground truth; they have no video, so no image
 metrics. Metrics that describe a prediction alone (Variation, Diversity, SID) are also reported
 for the ground truth itself (source ``ground truth``) as the value to compare with.
+
+Reports (``out_dir``, every file written atomically): ``report.json`` (settings, convention, rules,
+units, definitions, problems, overall and per-clip values; Unavailable as {"unavailable": reason},
+infinities as strings), ``per_clip.csv`` (one row per clip and source, failed clips with their
+message), ``summary.png`` and ``plots/<id>.png`` for the first ``max_plots`` clips.
 """
 
 from __future__ import annotations
@@ -732,6 +737,10 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, metrics: str | Sequence[s
     speaker_path = Path(speaker_dir) if speaker_dir is not None else None
     if speaker_path is not None and not speaker_path.is_dir():
         raise InputError(f"--speaker: {speaker_path} is not a folder")
+    if image_dirs is not None:
+        for flag, folder in zip(("--pred-video", "--gt-video"), image_dirs, strict=True):
+            if folder is None or not Path(folder).is_dir():
+                raise InputError(f"{flag}: {folder} is not a folder (give both --pred-video and --gt-video)")
     problems = [ClipProblem(i, "missing prediction", f"{Path(pred_dir) / (i + MOTION_SUFFIX)} does not exist")
                 for i in pairing.missing_prediction]
     problems += [ClipProblem(i, "no ground truth", f"{Path(pred_dir) / (i + MOTION_SUFFIX)} has no ground truth "

@@ -74,10 +74,12 @@ def jaw_opening_plot(path: str | Path, clip_id: str, openings: Mapping[str, np.n
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[1].set_xlabel("time [s]")
-    handles, labels = axes[0].get_legend_handles_labels()
+    handles, _ = axes[0].get_legend_handles_labels()
     handles.append(Patch(color=LISTEN_SHADE, label="listening (ground truth)"))
-    axes[0].legend(handles=handles, loc="upper right", fontsize="small", ncol=2)
-    axes[0].set_title(f"{clip_id}: jaw opening, ground truth vs. prediction")
+    # above the plots, so no curve is hidden behind it
+    axes[0].legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.02), fontsize="small",
+                   ncol=len(handles), frameon=False)
+    fig.suptitle(f"{clip_id}: jaw opening, ground truth vs. prediction")
     fig.tight_layout()
     return _save(fig, Path(path))
 

@@ -222,6 +222,8 @@ def test_bad_arguments_name_their_flag(tmp_path, gt_clips):
     save_motion(tmp_path / "other" / "zzz.npz", gt_clips["a"])
     with pytest.raises(InputError, match="share no clip name"):
         E.evaluate(tmp_path / "other", gt, "ba")
+    with pytest.raises(InputError, match="--pred-video"):
+        E.evaluate(gt, gt, "psnr", image_dirs=(tmp_path / "absent", gt))
     assert E.parse_metrics("image,ba") == ("ba", "psnr", "ssim", "lpips")
 
 
