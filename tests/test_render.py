@@ -131,6 +131,20 @@ def test_large_triangles_and_small_chunks_give_the_same_image():
     assert torch.equal(ref.image, chunked.image)
 
 
+def test_tiled_and_exact_paths_agree(monkeypatch):
+    from ehead_cli.render import rasterizer
+
+    v, f = icosphere(3)
+    batch = torch.stack([v * 0.45, v @ _rotation(0.5, 1.1) * 0.3 + torch.tensor([0.2, -0.1, 0.0])])
+    colors = torch.rand(v.shape[0], 3)
+    r = MeshRenderer(80, 72, camera=front_camera())
+    tiled = r(batch, f, colors)
+    monkeypatch.setattr(rasterizer, "MIN_TILE_TRIANGLES", 10**9)  # every triangle takes the exact path
+    exact = r(batch, f, colors)
+    assert torch.equal(tiled.fragments.face, exact.fragments.face)
+    assert torch.equal(tiled.image, exact.image)
+
+
 # --- interpolation and shading -----------------------------------------------------------------
 def test_colours_interpolate_with_barycentric_weights():
     v = torch.tensor([[-0.8, -0.7, 0.0], [0.8, -0.7, 0.0], [0.0, 0.9, 0.0]])
@@ -308,6 +322,14 @@ def test_face_renderer_frames_the_head_and_follows_translation():
     streamed = list(r.iter_frames(torch.zeros(N_SHAPE), motion))
     assert len(streamed) == 5
     assert all(torch.equal(torch.from_numpy(s), x) for s, x in zip(streamed, frames, strict=True))
+
+
+def test_culling_is_automatic_only_for_closed_meshes():
+    closed = TinyHead()
+    assert Renderer(closed, size=16).mesh.cull_backfaces
+    open_head = TinyHead()
+    open_head.faces = open_head.faces[1:]  # one missing triangle leaves a hole
+    assert not Renderer(open_head, size=16).mesh.cull_backfaces
 
 
 def test_face_renderer_rejects_bad_motion_shapes():

@@ -2,12 +2,13 @@
 
 ``camera`` places a perspective pinhole camera, ``rasterizer`` finds the visible triangle per pixel
 and its differentiable barycentric weights, ``shading`` lights the surface, ``renderer`` puts them
-together for raw meshes (``MeshRenderer``) and for face models (``Renderer``).
+together for raw meshes (``MeshRenderer``) and for face models (``Renderer``). Pure PyTorch,
+batched, CPU and CUDA.
 """
 
 from ehead_cli.render.camera import Camera
 from ehead_cli.render.rasterizer import Fragments, barycentrics, interpolate, rasterize
-from ehead_cli.render.renderer import MeshRenderer, Rendered, Renderer, to_uint8
+from ehead_cli.render.renderer import MeshRenderer, Rendered, Renderer, is_closed, to_uint8
 from ehead_cli.render.shading import Light, lambert, vertex_normals
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "Renderer",
     "barycentrics",
     "interpolate",
+    "is_closed",
     "lambert",
     "rasterize",
     "to_uint8",

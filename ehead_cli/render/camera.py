@@ -1,7 +1,7 @@
 """A perspective pinhole camera: look-at placement, vertical field of view, near/far planes.
 
 World coordinates follow FLAME: metres, y up, the face looking toward +z. Camera coordinates are
-x right, y up, z = distance in front of the camera along the viewing axis. Screen coordinates are
+x right, y up, z = distance in front of the camera along the viewing axis (the depth). Screen coordinates are
 pixels with x to the right and y downward; pixel (i, j) covers [i, i+1) x [j, j+1), so its centre
 is at (i + 0.5, j + 0.5).
 """
@@ -64,25 +64,25 @@ class Camera:
         """Focal length in pixels for an image ``height`` pixels tall."""
         return 0.5 * height / math.tan(math.radians(self.fov_deg) / 2)
 
-    def to_camera(self, points: torch.Tensor) -> torch.Tensor:
-        """(..., 3) world points -> (..., 3) camera coordinates (x right, y up, z depth)."""
+    def project(self, points: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(..., 3) world points -> (..., 2) pixel coordinates (x right, y down) and (...,) depth in
+        metres. Differentiable."""
+        flat = self.project_channels(points.reshape(-1, 3).T, height, width)  # (3, N)
+        return flat[:2].T.reshape(*points.shape[:-1], 2), flat[2].reshape(points.shape[:-1])
+
+    def project_channels(self, points: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Channel-major projection: (3, N) world x, y, z rows -> (3, N) rows pixel x, pixel y,
+        depth (metres along the optical axis). Differentiable.
+
+        Points behind the camera get finite but meaningless pixel coordinates; the rasteriser drops
+        every triangle with a corner nearer than ``near``.
+        """
         R = self.rotation(points.dtype, points.device)
         eye = torch.tensor(self.eye, dtype=points.dtype, device=points.device)
-        return (points - eye) @ R.T
-
-    def project(self, points: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(..., 3) world points -> (..., 2) pixel coordinates (x right, y down) and (...,) depth in metres.
-
-        Differentiable. Points behind the camera get meaningless pixel coordinates; the rasteriser
-        drops every triangle with a corner nearer than ``near``.
-        """
-        cam = self.to_camera(points)
-        depth = cam[..., 2]
+        cam = R @ (points - eye[:, None])  # (3, N): right, up, depth
         f = self.focal_px(height)
-        inv = 1.0 / depth.clamp_min(self.near * 1e-3)  # finite values for points behind the camera
-        x = 0.5 * width + f * cam[..., 0] * inv
-        y = 0.5 * height - f * cam[..., 1] * inv
-        return torch.stack([x, y], dim=-1), depth
+        inv = 1.0 / cam[2].clamp_min(self.near * 1e-3)  # finite values for points behind the camera
+        return torch.stack([0.5 * width + f * cam[0] * inv, 0.5 * height - f * cam[1] * inv, cam[2]])
 
     @classmethod
     def framing(

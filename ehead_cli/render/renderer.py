@@ -68,19 +68,20 @@ class MeshRenderer:
         albedo in [0, 1]. Differentiable w.r.t. vertices and colours."""
         if vertices.dim() == 2:
             vertices = vertices[None]
-        B = vertices.shape[0]
-        screen, depth = self.camera.project(vertices, self.height, self.width)  # (B, V, 2), (B, V)
-        frags = rasterize(
-            screen.detach(), depth.detach(), faces, self.height, self.width,
-            self.camera.near, self.camera.far, self.cull_backfaces, self.max_pairs,
-        )
-        weights, vid = barycentrics(frags, screen, depth, faces)  # (P, 3) each
-        normals = interpolate(vertex_normals(vertices, faces), weights, vid)  # (P, 3)
-        albedo = interpolate(colors.to(vertices.dtype), weights, vid)
-        shaded = lambert(albedo, normals, self.light)  # (P, 3)
+        B, V, _ = vertices.shape
+        H, W = self.height, self.width
+        world = vertices.reshape(B * V, 3).T  # (3, B*V) channel-major, see rasterizer
+        points = self.camera.project_channels(world, H, W).view(3, B, V)  # pixel x, pixel y, depth
+        frags = rasterize(points.detach(), faces, H, W, self.camera.near, self.camera.far,
+                          self.cull_backfaces, self.max_pairs)
+        weights, vid = barycentrics(frags, points, faces)  # (3, P) each
+        albedo = colors.to(vertices.dtype).expand(B, V, 3).reshape(B * V, 3).T
+        normals = vertex_normals(world.view(3, B, V), faces).view(3, B * V)
+        normal_px, albedo_px = interpolate(torch.cat([normals, albedo]), weights, vid).split(3)  # (3, P) each
+        shaded = lambert(albedo_px, normal_px, self.light)
         bg = torch.tensor(self.background, dtype=shaded.dtype, device=shaded.device)
-        image = bg.expand(B * self.height * self.width, 3).index_copy(0, frags.pix, shaded)
-        return Rendered(image.view(B, self.height, self.width, 3), frags.mask(), frags)
+        image = bg[:, None].expand(3, B * H * W).index_copy(1, frags.pix, shaded)  # (3, B*H*W)
+        return Rendered(image.view(3, B, H, W).permute(1, 2, 3, 0).contiguous(), frags.mask, frags)
 
 
 class Renderer:
@@ -90,6 +91,8 @@ class Renderer:
     size: square image side in pixels
     camera: defaults to one framing the model's neutral head from the front (+z)
     batch_size: frames rasterised together by ``render`` and ``iter_frames``
+    cull_backfaces: default (None) culls only when the mesh is closed, where culling is exact;
+        through the holes of an open mesh (FLAME's mouth) the inner faces stay visible
     """
 
     def __init__(
@@ -100,11 +103,14 @@ class Renderer:
         light: Light | None = None,
         background: tuple[float, float, float] = BACKGROUND,
         batch_size: int = RENDER_BATCH,
+        cull_backfaces: bool | None = None,
     ) -> None:
         self.face_model = face_model
         if camera is None:
             camera = Camera.framing(self._neutral_vertices())
-        self.mesh = MeshRenderer(size, size, camera, light, background, cull_backfaces=True)
+        if cull_backfaces is None:
+            cull_backfaces = is_closed(face_model.faces)
+        self.mesh = MeshRenderer(size, size, camera, light, background, cull_backfaces=cull_backfaces)
         self.batch_size = max(1, int(batch_size))
 
     @property
@@ -143,6 +149,13 @@ class Renderer:
             sub_shape = shape if shape.shape[0] == 1 else shape[start:stop]
             image = self.images(sub_shape, motion[start:stop]).image
             yield to_uint8(image).cpu()
+
+
+def is_closed(faces: torch.Tensor) -> bool:
+    """True when every edge of the (F, 3) triangle mesh is shared by exactly two triangles."""
+    edges = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).sort(dim=1).values
+    _, counts = torch.unique(edges, dim=0, return_counts=True)
+    return bool((counts == 2).all())
 
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:

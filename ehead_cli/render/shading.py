@@ -1,11 +1,13 @@
 """Lambertian plus ambient shading under one directional light, and smooth vertex normals.
 
 Normals are interpolated per pixel (Phong interpolation) and the Lambert term is evaluated per
-pixel, so a few-thousand-vertex head looks smooth at 512 px. Everything is differentiable.
+pixel, so a few-thousand-vertex head looks smooth at 512 px. Everything is differentiable and
+channel-major, like the rasteriser: (3, N) with N the long axis.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -26,28 +28,35 @@ class Light:
     ambient: float = AMBIENT
     diffuse: float = DIFFUSE
 
-    def unit_direction(self, dtype: torch.dtype, device=None) -> torch.Tensor:
-        """(3,) unit vector toward the light."""
-        d = torch.tensor(self.direction, dtype=dtype, device=device)
-        return d / d.norm().clamp_min(_NORMAL_EPS)
+    def __post_init__(self) -> None:
+        if math.hypot(*self.direction) == 0.0:
+            raise ValueError("light direction must be non-zero")
+
+    def unit_direction(self) -> tuple[float, float, float]:
+        """Unit vector toward the light."""
+        n = math.hypot(*self.direction)
+        return (self.direction[0] / n, self.direction[1] / n, self.direction[2] / n)
 
 
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """(B, V, 3) vertices, (F, 3) counter-clockwise faces -> (B, V, 3) unit outward normals,
-    the area-weighted mean of the adjacent face normals."""
-    B, V, _ = vertices.shape
+    """(3, B, V) channel-major vertices, (F, 3) counter-clockwise faces -> (3, B, V) unit outward
+    normals, the area-weighted mean of the adjacent face normals."""
+    _, B, V = vertices.shape
+    F = faces.shape[0]
     faces = faces.to(vertices.device)
-    corners = (faces.reshape(1, -1) + torch.arange(B, device=faces.device)[:, None] * V).reshape(-1)
-    tri = vertices.reshape(-1, 3).index_select(0, corners).view(-1, 3, 3)  # (B*F, 3 corners, 3 xyz)
-    face_n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # (B*F, 3), |n| = 2 x area
-    # each face adds its normal to its three corners: one scatter over all B*F*3 corners
-    per_corner = face_n[:, None, :].expand(-1, 3, -1).reshape(-1, 3)
-    normals = vertices.new_zeros(B * V, 3).index_add(0, corners, per_corner).view(B, V, 3)
-    return normals / normals.norm(dim=-1, keepdim=True).clamp_min(_NORMAL_EPS)
+    corners = (faces.T[:, None, :] + torch.arange(B, device=faces.device)[None, :, None] * V).reshape(-1)
+    p0, p1, p2 = vertices.reshape(3, B * V).index_select(1, corners).view(3, 3, B * F).unbind(1)  # (3, B*F)
+    (ax, ay, az), (bx, by, bz) = p1 - p0, p2 - p0
+    face_n = torch.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx])  # (3, B*F), |n| = 2 x area
+    # each face adds its normal to its three corners: one scatter over all 3*B*F corners
+    normals = vertices.new_zeros(3, B * V).index_add(1, corners, face_n.repeat(1, 3))
+    norm = (normals * normals).sum(0).sqrt().clamp_min(_NORMAL_EPS)
+    return (normals / norm).view(3, B, V)
 
 
 def lambert(colors: torch.Tensor, normals: torch.Tensor, light: Light) -> torch.Tensor:
-    """(..., 3) albedo in [0, 1], (..., 3) normals (any length) -> (..., 3) shaded colour in [0, 1]."""
-    n = normals / normals.norm(dim=-1, keepdim=True).clamp_min(_NORMAL_EPS)
-    cos = (n @ light.unit_direction(n.dtype, n.device)).clamp_min(0.0)
-    return (colors * (light.ambient + light.diffuse * cos)[..., None]).clamp(0.0, 1.0)
+    """(3, P) albedo in [0, 1], (3, P) normals (any length) -> (3, P) shaded colour in [0, 1]."""
+    norm = (normals * normals).sum(0).sqrt().clamp_min(_NORMAL_EPS)
+    lx, ly, lz = light.unit_direction()
+    cos = ((normals[0] * lx + normals[1] * ly + normals[2] * lz) / norm).clamp_min(0.0)
+    return (colors * (light.ambient + light.diffuse * cos)).clamp(0.0, 1.0)
