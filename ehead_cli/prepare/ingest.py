@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -30,6 +31,8 @@ from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, n_frames_for
 # The video must cover the audio to within this many seconds; a larger gap means the streams
 # do not belong together (or the file is truncated) and the frames would be mostly held copies.
 MAX_AV_GAP_S = 0.5
+
+T_ = TypeVar("T_")
 
 
 @dataclass(frozen=True)
@@ -113,27 +116,7 @@ def iter_video_frames(path: str | Path, n_frames: int, start: Fraction = Fractio
     """Yield exactly ``n_frames`` (H, W, 3) uint8 RGB frames at ``fps``, frame i nearest to
     ``start + i / fps`` (see the module docstring). Raises InputError for an unreadable stream."""
     path = Path(path)
-    if n_frames <= 0:
-        return
-    targets = target_times(n_frames, Fraction(start), fps)
-    emitted = 0
-    prev: tuple[Fraction, np.ndarray] | None = None
-    for time, image in _decoded_frames(path):
-        if prev is not None:
-            if time <= prev[0]:  # a repeated or out-of-order timestamp: keep the first one
-                continue
-            midpoint = (prev[0] + time) / 2
-            while emitted < n_frames and targets[emitted] <= midpoint:  # tie -> the earlier frame
-                yield prev[1]
-                emitted += 1
-            if emitted == n_frames:
-                return
-        prev = (time, image)
-    if prev is None:
-        raise InputError(f"{path}: the video stream holds no decodable frame")
-    while emitted < n_frames:
-        yield prev[1]
-        emitted += 1
+    yield from _resample(_decoded_frames(path, rgb=True), target_times(n_frames, Fraction(start), fps), path)
 
 
 def read_video_frames(path: str | Path, n_frames: int, start: Fraction = Fraction(0),
@@ -142,8 +125,53 @@ def read_video_frames(path: str | Path, n_frames: int, start: Fraction = Fractio
     return np.stack(list(iter_video_frames(path, n_frames, start, fps)))
 
 
-def _decoded_frames(path: Path) -> Iterator[tuple[Fraction, np.ndarray]]:
-    """(exact presentation time in s, (H, W, 3) uint8 RGB) of every decoded frame, in order."""
+def source_frame_indices(path: str | Path, n_frames: int, start: Fraction = Fraction(0),
+                         fps: int = MOTION_FPS) -> tuple[np.ndarray, int]:
+    """Which decoded source frame each of the ``n_frames`` output frames shows (the same choice
+    as ``iter_video_frames``): ((n_frames,) int64 indices into the decoded frames, their count)."""
+    path = Path(path)
+    count = 0
+
+    def numbered() -> Iterator[tuple[Fraction, int]]:
+        nonlocal count
+        for time, _ in _decoded_frames(path, rgb=False):
+            yield time, count
+            count += 1
+
+    frames = numbered()
+    chosen = np.array(list(_resample(frames, target_times(n_frames, Fraction(start), fps), path)), dtype=np.int64)
+    for _ in frames:  # count the frames after the last one used
+        pass
+    return chosen, count
+
+
+def _resample(timed: Iterator[tuple[Fraction, T_]], targets: list[Fraction], path: Path) -> Iterator[T_]:
+    """For each target time (ascending), the item whose time is nearest (ties: the earlier item).
+    Items must come in presentation order; a repeated or earlier time is skipped."""
+    n = len(targets)
+    emitted = 0
+    prev: tuple[Fraction, T_] | None = None
+    for time, item in timed:
+        if prev is not None:
+            if time <= prev[0]:
+                continue
+            midpoint = (prev[0] + time) / 2
+            while emitted < n and targets[emitted] <= midpoint:  # tie -> the earlier item
+                yield prev[1]
+                emitted += 1
+            if emitted == n:
+                return
+        prev = (time, item)
+    if n and prev is None:
+        raise InputError(f"{path}: the video stream holds no decodable frame")
+    while emitted < n:
+        yield prev[1]
+        emitted += 1
+
+
+def _decoded_frames(path: Path, rgb: bool) -> Iterator[tuple[Fraction, np.ndarray | None]]:
+    """(exact presentation time in s, (H, W, 3) uint8 RGB or None when ``rgb`` is False) of every
+    decoded frame, in presentation order."""
     with _open(path) as container:
         if not container.streams.video:
             raise InputError(f"{path}: no video stream (ehead prepare needs a talking-face video)")
@@ -157,7 +185,7 @@ def _decoded_frames(path: Path) -> Iterator[tuple[Fraction, np.ndarray]]:
                     time = frame.pts * frame.time_base
                 else:  # no timestamp: count frames at the stream's nominal rate
                     time = base + count / Fraction(rate)
-                yield Fraction(time), frame.to_ndarray(format="rgb24")
+                yield Fraction(time), (frame.to_ndarray(format="rgb24") if rgb else None)
         except InputError:
             raise
         except Exception as err:

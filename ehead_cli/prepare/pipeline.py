@@ -1,0 +1,497 @@
+"""``ehead prepare``: talking-face videos -> a dataset folder that ``ehead train --data`` reads.
+
+Per input video (any container PyAV reads), in a worker:
+
+1. ingest (``ingest``): 16 kHz mono audio; the clip has T = ceil(samples / 640) frames at 25 fps;
+   video frames resampled onto those instants;
+2. track (``tracker="landmarks"``: MediaPipe landmarks + the built-in fit of the face model;
+   ``"gagavatar"``: import ``<gagavatar_track>/<video stem>/`` from the GAGAvatar tracker);
+3. label listening/speaking (``states="vad"``: Silero VAD gated by the tracked mouth motion;
+   ``"talknet"``: TalkNet-ASD on the demo's face crops, boxes from the landmarks);
+4. write ``clips/<id>.flac``, ``clips/<id>.npz`` (motion, shape, states), ``clips/<id>.states.csv``
+   (``frame,state``), ``clips/<id>.scores.csv`` (the continuous score and its parts) and, last,
+   ``clips/<id>.json`` (source, settings, summary), each atomically.
+
+The ``.json`` marks a finished clip: a rerun skips every clip whose ``.json`` names the same source
+file (path, size, modification time) and settings and whose files are all there, so an
+interrupted run resumes where it stopped. ``manifest.csv`` is rebuilt from the ``.json`` files at
+the end of every run (after all clip files exist), listing every finished clip in the folder.
+
+Clip ids are the file stem with characters outside [A-Za-z0-9_.-] replaced by '_'; a stem taken
+by another source gets '-' and 8 hex digits of its path's SHA-1. The split is a fixed function of
+the id (SHA-1 -> [0, 1): test below ``TEST_FRACTION``, val below ``TEST_FRACTION + VAL_FRACTION``),
+so adding files never moves a clip between splits.
+
+Files that fail (unreadable, no audio, no face, ...) are reported with a one-line reason and
+skipped; the rest are finished. Parallelism is across files (``workers`` processes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from ehead_cli.errors import ConfigError, EheadError, InputError
+from ehead_cli.fileutil import atomic_path
+from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SPEAK
+from ehead_cli.motionfile import Motion, save_motion
+from ehead_cli.states import write_states
+
+STATES_METHODS = ("vad", "talknet")
+TRACKERS = ("landmarks", "gagavatar")
+MEDIA_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".wmv", ".ts",
+                  ".mts", ".m2ts", ".3gp", ".ogv")
+TEST_FRACTION = 0.1
+VAL_FRACTION = 0.1
+MANIFEST = "manifest.csv"
+CLIPS = "clips"
+PIPELINE_VERSION = 1  # bump when a change makes earlier outputs stale
+_ID_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """What every clip is prepared with (sent to the workers; part of the resume check).
+
+    states: "vad" or "talknet"; tracker: "landmarks" or "gagavatar"; talknet: TalkNet-ASD
+    weights (or EHEAD_TALKNET); gagavatar_track: folder of GAGAvatar tracker outputs, one
+    sub-folder per video stem; flame: FLAME model (or EHEAD_FLAME; the built-in head otherwise);
+    fov_deg: the landmark tracker's camera field of view (degrees).
+    """
+
+    states: str = "vad"
+    tracker: str = "landmarks"
+    talknet: str | None = None
+    gagavatar_track: str | None = None
+    flame: str | None = None
+    fov_deg: float | None = None
+
+    def settings(self) -> dict:
+        """The options that decide a clip's content (asset paths excluded: moving a file changes nothing)."""
+        return {"states": self.states, "tracker": self.tracker, "fov_deg": self.fov_deg,
+                "face": "flame" if _flame_configured(self.flame) else "builtin", "version": PIPELINE_VERSION}
+
+
+@dataclass
+class PrepareReport:
+    """What a run did. done/skipped: clip ids prepared now / found finished; failed: (source,
+    one-line reason); manifest: the manifest written (every finished clip in the folder)."""
+
+    out_dir: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    manifest: pd.DataFrame | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _flame_configured(flame: str | None) -> bool:
+    from ehead_cli.face.loading import flame_configured
+
+    return flame_configured(flame)
+
+
+# --- inputs and ids ---------------------------------------------------------------------------------
+def find_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given, folders searched recursively for ``MEDIA_SUFFIXES``; sorted, duplicates removed."""
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in MEDIA_SUFFIXES)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise InputError(f"{p}: no such file or folder (VIDEO_OR_FOLDER)")
+    unique = list(dict.fromkeys(q.resolve() for q in found))
+    if not unique:
+        raise InputError(f"no video files found in {', '.join(str(i) for i in inputs)} "
+                         f"(looked for {', '.join(MEDIA_SUFFIXES)})")
+    return unique
+
+
+def _stem_id(path: Path) -> str:
+    return _ID_BAD.sub("_", path.stem) or "clip"
+
+
+def _path_hash(path: Path) -> str:
+    return hashlib.sha1(str(path).encode()).hexdigest()[:8]
+
+
+def assign_ids(sources: Sequence[Path], clips_dir: Path) -> dict[Path, str]:
+    """A clip id per source (see the module docstring): the stem unless another source claims it
+    (in this run, or a finished clip of the folder)."""
+    by_stem: dict[str, list[Path]] = {}
+    for s in sources:
+        by_stem.setdefault(_stem_id(s), []).append(s)
+    ids = {}
+    for stem, group in by_stem.items():
+        previous = _read_json(clips_dir / f"{stem}.json")
+        owner = Path(previous["source"]["path"]) if previous else None
+        for s in group:
+            shared = len(group) > 1 or (owner is not None and owner != s)
+            ids[s] = f"{stem}-{_path_hash(s)}" if shared else stem
+    return ids
+
+
+def split_for(clip_id: str) -> str:
+    """train / val / test, a fixed function of the id."""
+    u = int(hashlib.sha1(clip_id.encode()).hexdigest()[:8], 16) / 16**8
+    return "test" if u < TEST_FRACTION else "val" if u < TEST_FRACTION + VAL_FRACTION else "train"
+
+
+def source_fingerprint(path: Path) -> dict:
+    st = path.stat()
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def clip_files(clips_dir: Path, clip_id: str) -> dict[str, Path]:
+    names = {"audio": ".flac", "motion": ".npz", "states": ".states.csv", "scores": ".scores.csv", "info": ".json"}
+    return {k: clips_dir / f"{clip_id}{suffix}" for k, suffix in names.items()}
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("source"), dict) else None
+
+
+def is_finished(clips_dir: Path, clip_id: str, source: Path, options: PrepareOptions) -> bool:
+    """True when clip ``clip_id`` was finished from this very ``source`` with these settings."""
+    files = clip_files(clips_dir, clip_id)
+    info = _read_json(files["info"])
+    return (info is not None and info["source"] == source_fingerprint(source)
+            and info.get("settings") == options.settings() and all(p.is_file() for p in files.values()))
+
+
+# --- one clip ------------------------------------------------------------------------------------------
+class _Models:
+    """Per-process cache of the loaded models (each worker loads them once)."""
+
+    face = None
+    vad = None
+    talknet = None
+
+
+def _face(options: PrepareOptions):
+    if _Models.face is None:
+        from ehead_cli.face.loading import load_face_model
+
+        _Models.face = load_face_model(options.flame)
+    return _Models.face
+
+
+def _gagavatar_source(options: PrepareOptions, video: Path, single: bool) -> Path:
+    """The tracker output for ``video``: ``<track dir>/<stem>/`` (or the folder itself for a single video)."""
+    root = Path(options.gagavatar_track).expanduser()
+    for candidate in (root / video.stem, root / "outputs" / video.stem):
+        if candidate.exists():
+            return candidate
+    if single:
+        return root
+    raise InputError(f"{video}: no GAGAvatar track for it (expected {root / video.stem}/smoothed.pkl; "
+                     f"--gagavatar-track)")
+
+
+def prepare_clip(source: Path, clip_id: str, clips_dir: Path, options: PrepareOptions, single: bool = False) -> dict:
+    """Prepare one video into ``clips_dir``; returns its manifest row. Raises EheadError for bad input."""
+    from ehead_cli.prepare import ingest
+
+    probe = ingest.probe_media(source)
+    audio = ingest.load_clip_audio(source)
+    ingest.check_coverage(probe, audio)
+    T = audio.n_frames
+    face = _face(options)
+    landmarks = None
+    summary: dict = {}
+
+    if options.tracker == "landmarks" or options.states == "talknet":
+        from ehead_cli.prepare.landmarks import detect_landmarks
+
+        landmarks = detect_landmarks(ingest.iter_video_frames(source, T, audio.start))
+        summary["face_found"] = float(landmarks.found.mean())
+        if not landmarks.found.any():
+            raise InputError(f"{source}: no face found in any frame")
+
+    if options.tracker == "landmarks":
+        from ehead_cli.prepare.tracker import TrackerConfig, fit_landmarks
+
+        cfg = TrackerConfig() if options.fov_deg is None else TrackerConfig(fov_deg=options.fov_deg)
+        track = fit_landmarks(face, landmarks, cfg)
+        motion, shape, gap = track.motion, track.shape, track.lip_gap_m
+        summary["landmark_rmse_px"] = float(np.nanmean(track.rmse_px))
+    else:
+        motion, shape = _import_gagavatar(source, T, audio.start, options, face, single)
+        from ehead_cli.prepare.tracker import lip_gap
+
+        gap = lip_gap(face, shape, motion)
+
+    if options.states == "vad":
+        from ehead_cli.prepare.vad import vad_states
+
+        labels = vad_states(audio.audio, T, gap)
+        states = labels.states
+        scores = pd.DataFrame({"frame": np.arange(T), "score": labels.score, "voice": labels.voice,
+                               "mouth_gate": labels.gate})
+    else:
+        states, scores = _talknet_states(source, T, audio, landmarks)
+
+    files = clip_files(clips_dir, clip_id)
+    with atomic_path(files["audio"]) as tmp:
+        sf.write(str(tmp), np.clip(audio.audio, -1.0, 1.0), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    save_motion(files["motion"], Motion(motion, shape, states, MOTION_FPS))
+    write_states(files["states"], states, layout="frames")
+    with atomic_path(files["scores"]) as tmp:
+        scores.round(5).to_csv(tmp, index=False)
+    info = {
+        "id": clip_id,
+        "source": source_fingerprint(source),
+        "settings": options.settings(),
+        "duration": audio.duration,
+        "n_frames": T,
+        "speak_fraction": float((states == SPEAK).mean()),
+        "source_fps": probe.source_fps,
+        "width": probe.width,
+        "height": probe.height,
+        **summary,
+    }
+    with atomic_path(files["info"]) as tmp:  # last: its presence marks the clip finished
+        tmp.write_text(json.dumps(info, indent=1))
+    return manifest_row(info)
+
+
+def _import_gagavatar(source: Path, T: int, start, options: PrepareOptions, face, single: bool):
+    """GAGAvatar track of ``source`` -> (motion (T, 115) at 25 fps, shape (300,))."""
+    from ehead_cli.face.flame import FlameModel
+    from ehead_cli.prepare.gagavatar import load_gagavatar_track
+    from ehead_cli.prepare.ingest import source_frame_indices
+
+    path = _gagavatar_source(options, source, single)
+    # the root-joint pivot correction applies to FLAME; the built-in head has no FLAME root joint
+    track = load_gagavatar_track(path, face=face if isinstance(face, FlameModel) else None)
+    chosen, n_source = source_frame_indices(source, T, start)
+    if len(track.keys) != n_source:
+        raise InputError(f"{path}: the GAGAvatar track has {len(track.keys)} frames but {source.name} has "
+                         f"{n_source}; frames without a detected face cannot be aligned")
+    return track.motion[chosen], track.shape
+
+
+def _talknet_states(source: Path, T: int, audio, landmarks) -> tuple[np.ndarray, pd.DataFrame]:
+    """TalkNet-ASD states: the demo's crops around the landmark boxes, scored, smoothed, binarised."""
+    from ehead_cli.prepare import ingest
+    from ehead_cli.prepare.landmarks import face_boxes
+    from ehead_cli.prepare.smoothing import scores_to_states
+    from ehead_cli.prepare.talknet import talknet_face_crops, talknet_scores, to_grey
+
+    grey = np.stack([to_grey(f[None])[0].round().clamp(0, 255).byte().numpy()
+                     for f in ingest.iter_video_frames(source, T, audio.start)])  # (T, H, W): a third of RGB
+    crops = talknet_face_crops(grey, face_boxes(landmarks))
+    logits = talknet_scores(_Models.talknet, crops, audio.audio)
+    states, smoothed = scores_to_states(logits, logits=True)
+    return states, pd.DataFrame({"frame": np.arange(T), "score": smoothed, "talknet_logit": logits})
+
+
+def manifest_row(info: dict) -> dict:
+    """The manifest row of a finished clip's ``.json``."""
+    row = {"id": info["id"], "split": split_for(info["id"]), "duration": round(float(info["duration"]), 6),
+           "n_frames": int(info["n_frames"]), "source": Path(info["source"]["path"]).name,
+           "states": info["settings"]["states"], "tracker": info["settings"]["tracker"],
+           "speak_fraction": round(float(info["speak_fraction"]), 4)}
+    for key in ("face_found", "landmark_rmse_px"):
+        if key in info:
+            row[key] = round(float(info[key]), 4)
+    return row
+
+
+def write_manifest(out_dir: Path) -> pd.DataFrame:
+    """Rebuild ``manifest.csv`` from every finished clip in ``out_dir/clips`` (atomically)."""
+    rows = []
+    clips_dir = out_dir / CLIPS
+    for path in sorted(clips_dir.glob("*.json")):
+        info = _read_json(path)
+        if info is None or info.get("id") != path.stem:
+            continue
+        if all(p.is_file() for p in clip_files(clips_dir, path.stem).values()):
+            rows.append(manifest_row(info))
+    manifest = pd.DataFrame(rows, columns=None if rows else ["id", "split", "duration", "n_frames"])
+    with atomic_path(out_dir / MANIFEST) as tmp:
+        manifest.to_csv(tmp, index=False)
+    return manifest
+
+
+# --- the batch -------------------------------------------------------------------------------------------
+def check_options(options: PrepareOptions) -> None:
+    """Fail fast, before any file is touched: flags, assets and optional extras."""
+    if options.states not in STATES_METHODS:
+        raise ConfigError(f"--states must be one of {', '.join(STATES_METHODS)}, got {options.states!r}")
+    if options.tracker not in TRACKERS:
+        raise ConfigError(f"--tracker must be one of {', '.join(TRACKERS)}, got {options.tracker!r}")
+    if options.tracker == "landmarks" or options.states == "talknet":
+        from ehead_cli.prepare.landmarks import require_mediapipe
+
+        require_mediapipe()
+    if options.states == "vad":
+        from ehead_cli.prepare.vad import silero_weights_path
+
+        silero_weights_path()
+    if options.states == "talknet":
+        from ehead_cli.prepare.talknet import resolve_talknet_path
+
+        resolve_talknet_path(options.talknet)
+    if options.tracker == "gagavatar":
+        if not options.gagavatar_track:
+            raise ConfigError("--tracker gagavatar needs --gagavatar-track DIR (the GAGAvatar tracker's outputs)")
+        if not Path(options.gagavatar_track).expanduser().exists():
+            raise InputError(f"{options.gagavatar_track}: GAGAvatar track folder not found (--gagavatar-track)")
+    if options.fov_deg is not None and not 0.0 < options.fov_deg < 180.0:
+        raise ConfigError(f"the tracker's field of view must be in (0, 180) degrees, got {options.fov_deg}")
+
+
+def _init_worker(options: PrepareOptions, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _load_models(options)
+
+
+def _load_models(options: PrepareOptions) -> None:
+    _face(options)
+    if options.states == "talknet" and _Models.talknet is None:
+        from ehead_cli.prepare.talknet import load_talknet
+
+        _Models.talknet = load_talknet(options.talknet)
+
+
+def _run_one(source: Path, clip_id: str, clips_dir: Path, options: PrepareOptions, single: bool) \
+        -> tuple[str, dict | None, str | None]:
+    """(clip id, manifest row or None, one-line failure or None); never raises for a bad file."""
+    try:
+        return clip_id, prepare_clip(source, clip_id, clips_dir, options, single), None
+    except EheadError as err:
+        return clip_id, None, str(err)
+    except Exception as err:  # a decoder or numeric failure on one file must not stop the batch
+        first = (str(err).strip().splitlines() or [""])[0]
+        return clip_id, None, f"{source}: {type(err).__name__}: {first}"
+
+
+def prepare(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, states: str = "vad",
+            tracker: str = "landmarks", workers: int = 1, talknet: str | os.PathLike | None = None,
+            gagavatar_track: str | os.PathLike | None = None, flame: str | os.PathLike | None = None,
+            fov_deg: float | None = None, progress: bool = True,
+            on_result: Callable[[str, str, str | None], None] | None = None) -> PrepareReport:
+    """Prepare every video in ``inputs`` (files or folders) into the dataset folder ``out_dir``.
+
+    Returns a report; the caller decides the exit status (``report.ok``). Raises ConfigError,
+    AssetError or InputError (one line) before any work when a flag, asset or extra is wrong.
+    ``on_result(clip_id, status, message)`` is called per file with status done/skipped/failed.
+    """
+    options = PrepareOptions(states, tracker, _str(talknet), _str(gagavatar_track), _str(flame), fov_deg)
+    check_options(options)
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    sources = find_inputs(inputs)
+    out = Path(out_dir).expanduser()
+    clips_dir = out / CLIPS
+    try:
+        clips_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{out}: cannot create the dataset folder here ({err.strerror or err}) (--out)") from None
+    ids = assign_ids(sources, clips_dir)
+    report = PrepareReport(out)
+
+    def record(clip_id: str, status: str, message: str | None) -> None:
+        if status == "done":
+            report.done.append(clip_id)
+        elif status == "skipped":
+            report.skipped.append(clip_id)
+        else:
+            report.failed.append((clip_id, message or "failed"))
+        if on_result is not None:
+            on_result(clip_id, status, message)
+
+    todo = []
+    for s in sources:
+        if is_finished(clips_dir, ids[s], s, options):
+            record(ids[s], "skipped", None)
+        else:
+            todo.append(s)
+    single = len(sources) == 1
+    with _progress_bar(progress, len(todo)) as advance:
+        if todo and workers == 1:
+            _load_models(options)
+            for s in todo:
+                clip_id, _, err = _run_one(s, ids[s], clips_dir, options, single)
+                record(clip_id, "failed" if err else "done", err)
+                advance(clip_id, err)
+        elif todo:
+            import multiprocessing
+
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            context = multiprocessing.get_context("spawn")  # torch and MediaPipe are not fork-safe
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
+                                     initializer=_init_worker, initargs=(options, threads)) as pool:
+                futures = [pool.submit(_run_one, s, ids[s], clips_dir, options, single) for s in todo]
+                for fut in as_completed(futures):
+                    clip_id, _, err = fut.result()
+                    record(clip_id, "failed" if err else "done", err)
+                    advance(clip_id, err)
+    report.manifest = write_manifest(out)
+    return report
+
+
+def _str(value) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+class _progress_bar:
+    """A rich progress bar over files (a no-op when disabled); failures are printed above it."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total = enabled and total > 0, total
+        self.bar = None
+
+    def __enter__(self) -> Callable[[str, str | None], None]:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(TextColumn("[bold]prepare"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("", total=self.total)
+        return self.advance
+
+    def advance(self, clip_id: str, error: str | None) -> None:
+        if self.bar is None:
+            return
+        if error:
+            from rich.markup import escape
+
+            self.bar.console.print(f"[red]skipped[/red] {escape(error)}", highlight=False)
+        self.bar.update(self.task, advance=1, description=clip_id)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
