@@ -63,16 +63,32 @@ def test_jaw_opens_at_each_syllable_and_closes_between():
     assert jaw[gaps].max() < 0.3 * jaw.max()  # nearly closed between syllables
 
 
-def test_listening_frames_keep_the_mouth_closed_whatever_the_audio():
+def test_listening_mouth_depends_on_the_states_only():
     wave = syllables(16)  # loud speech throughout: the state alone closes the mouth
     T = frames(wave)
     states = np.where(np.arange(T) < T // 2, SPEAK, LISTEN).astype(np.int8)
     m = gt.ground_truth_motion(wave, states, seed=2)
+    silent = gt.ground_truth_motion(np.zeros_like(wave), states, seed=2)
     listening = states == LISTEN
-    assert np.all(m[listening, JAW] == 0.0)
-    assert np.all(m[listening][:, list(MOUTH_EXPR)] == 0.0)
-    assert m[~listening, JAW.start].max() > 0.05
-    assert m[~listening][:, EXPR_LIPS_PART].max() > 0.1
+    settled = listening & (np.arange(T) >= T // 2 + 8)  # past the closing of the avatar's last syllable
+    np.testing.assert_array_equal(m[settled, JAW.start], silent[settled, JAW.start])
+    np.testing.assert_array_equal(m[settled][:, list(MOUTH_EXPR)], silent[settled][:, list(MOUTH_EXPR)])
+    assert m[~listening, JAW.start].max() > 0.05 and m[~listening][:, EXPR_LIPS_PART].max() > 0.1
+    # after the turn the jaw closes within a few frames, then rests nearly closed and relaxes slowly
+    after = m[T // 2:, JAW.start]
+    assert after[0] <= m[T // 2 - 1, JAW.start] and after[8] < 0.01
+    assert after.max() <= max(m[T // 2 - 1, JAW.start], gt.RELAX_JAW_RAD) + 1e-9
+    assert after[-1] > after[8] and after[-1] <= gt.RELAX_JAW_RAD
+    assert np.all(m[listening][:, [EXPR_LIP_ROUND, EXPR_LIP_STRETCH]] == 0.0)
+
+
+def test_the_mouth_opens_slightly_before_a_turn():
+    states = np.full(40, LISTEN, np.int8)
+    states[20:30] = SPEAK
+    jaw = gt.listening_jaw(states, np.full(40, 0.1))
+    assert jaw[0] < 1e-3 and jaw[16] < jaw[17] < jaw[18] < jaw[19] <= gt.INHALE_JAW_RAD
+    assert np.all(jaw[20:30] == 0.0)  # speaking frames belong to the audio-driven mouth
+    assert jaw[30] == pytest.approx(0.1 * np.exp(-1 / gt.CLOSE_TAU))
 
 
 def test_mouth_depends_only_on_audio_within_two_frames():

@@ -270,7 +270,10 @@ The motion (`ehead_cli/sampledata/motion.py`) is a deterministic function of the
 states and a per-clip seed: while speaking, the jaw opening (0-0.18 rad) and the lips (parting,
 rounding, stretch) follow the energy and spectral centroid of the audio within +-1 frame,
 syllable by syllable, and stressed syllables start small nods, turns and brow raises; while listening
-the mouth is closed (jaw and lip coefficients exactly 0), with a slow nod when the interlocutor
+the mouth stays closed whatever the audio: it closes within a few frames of the avatar's last
+syllable, then rests with the lips slightly apart (jaw up to 0.025 rad, a function of the time since
+the avatar last spoke), and opens a little in the 3 frames before the avatar's next turn; with a
+slow nod when the interlocutor
 pauses and a gentle smile; blinks, gaze saccades, slow head drift and translation sway in both
 states. Identities (8 shapes, each with its own avatar voice) and the per-clip motion magnitude
 (`magnitude` column, 0.5-1.6) vary between clips.

@@ -18,7 +18,10 @@ Speaking frames (state +1):
   beats     stressed syllables (a level peak over +-2 frames, above STRESS_DB, at least
             BEAT_REFRACTORY frames after the previous beat) start a smooth causal nod, a head turn
             alternating left and right, and a brow raise
-Listening frames (state -1): jaw and lip coefficients exactly zero; when the interlocutor stops
+Listening frames (state -1): the mouth never follows the audio. The jaw closes over a few frames
+after the avatar's last syllable, rests nearly closed and relaxes slowly towards RELAX_JAW_RAD (lips a
+little apart), and opens slightly in the INHALE_FRAMES frames before the next turn (``listening_jaw``);
+lip rounding and stretch are zero. When the interlocutor stops
 (an audible frame followed by PAUSE_FRAMES quiet frames) a slow nod, at most one per
 NOD_REFRACTORY frames. A smile rises while listening and relaxes while speaking.
 Both states: blinks at pseudo-random times, gaze saccades and drift, slow head drift and
@@ -83,6 +86,15 @@ ROUND_OCTAVES = 1.0  # octaves below the middle for full rounding
 STRETCH_OCTAVES = 0.6  # octaves above it for full stretch
 LIP_ROUND_GAIN = 1.2
 LIP_STRETCH_GAIN = 0.9
+# the listening mouth: closed in the sense of "not talking", but a real face is not a still photo.
+# It closes over a few frames after a turn, relaxes slowly (lips a little apart) the longer the
+# avatar listens, and opens slightly just before its next turn (a breath). All three depend only on
+# the states, never on the audio, so the interlocutor's voice never moves the mouth.
+CLOSE_TAU = 2.0  # frames: the jaw's exponential closing after the avatar's last speaking frame
+RELAX_JAW_RAD = 0.025  # the relaxed listening jaw (about 2 mm at the lower lip)
+RELAX_TAU = 30.0  # frames to relax (1.2 s); a clip starts with the mouth fully closed
+INHALE_FRAMES = 3  # listening frames before a turn over which the mouth opens for breath
+INHALE_JAW_RAD = 0.04
 
 # --- speaking beats ---------------------------------------------------------------------------------
 STRESS_DB = -16.5  # level a syllable peak must exceed to count as stressed
@@ -172,7 +184,8 @@ def openness(level_db: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MouthTracks:
-    """(T,) each: jaw opening (rad) and the lip coefficients, zero wherever the avatar listens."""
+    """(T,) each: jaw opening (rad) and the lip coefficients; while the avatar listens only the
+    state-driven jaw and lip parting of ``listening_jaw`` (rounding and stretch are zero)."""
 
     jaw: np.ndarray
     lips_part: np.ndarray
@@ -180,8 +193,36 @@ class MouthTracks:
     lip_stretch: np.ndarray
 
 
+def listening_jaw(states: np.ndarray, speaking_jaw: np.ndarray) -> np.ndarray:
+    """(T,) jaw opening (rad) of the listening frames from the states alone; 0 in speaking frames.
+
+    After the avatar's last speaking frame e the jaw closes from its value there,
+    j_e exp(-(t - e) / CLOSE_TAU), while relaxing towards RELAX_JAW_RAD (1 - exp(-(t - e) / RELAX_TAU));
+    the larger of the two holds. A clip's start counts as e = -1 with j_e = 0. In the INHALE_FRAMES
+    frames before a speaking onset the jaw ramps up to INHALE_JAW_RAD.
+    """
+    states = np.asarray(states)
+    T = len(states)
+    jaw = np.zeros(T)
+    last_end, last_jaw = -1, 0.0
+    for t in range(T):
+        if states[t] == SPEAK:
+            last_end, last_jaw = t, float(speaking_jaw[t])
+            continue
+        dt = t - last_end
+        jaw[t] = max(last_jaw * math.exp(-dt / CLOSE_TAU), RELAX_JAW_RAD * (1.0 - math.exp(-dt / RELAX_TAU)))
+    onsets = np.flatnonzero((states[1:] == SPEAK) & (states[:-1] != SPEAK)) + 1
+    for o in onsets:
+        for k in range(1, INHALE_FRAMES + 1):
+            t = o - k
+            if t >= 0 and states[t] != SPEAK:
+                jaw[t] = max(jaw[t], INHALE_JAW_RAD * (INHALE_FRAMES + 1 - k) / (INHALE_FRAMES + 1))
+    return jaw
+
+
 def mouth_tracks(features: AudioFeatures, states: np.ndarray) -> MouthTracks:
-    """The speaking mouth from the audio within +-1 frame; closed in listening frames."""
+    """The speaking mouth from the audio within +-1 frame; in listening frames a nearly closed mouth
+    that depends on the states only (``listening_jaw``)."""
     speaking = np.asarray(states) == SPEAK
     o = openness(features.level_db)
     voiced = _smooth_centred(
@@ -189,9 +230,11 @@ def mouth_tracks(features: AudioFeatures, states: np.ndarray) -> MouthTracks:
         MOUTH_SMOOTHING)
     octaves = _smooth_centred(np.log2(np.maximum(features.centroid_hz, 1.0) / CENTROID_MID_HZ), MOUTH_SMOOTHING)
     gate = speaking.astype(np.float64)
+    jaw = gate * JAW_OPEN_RAD * o
+    listen_jaw = listening_jaw(states, jaw)
     return MouthTracks(
-        jaw=gate * JAW_OPEN_RAD * o,
-        lips_part=gate * LIPS_PART_GAIN * o,
+        jaw=jaw + listen_jaw,
+        lips_part=gate * LIPS_PART_GAIN * o + LIPS_PART_GAIN * listen_jaw / JAW_OPEN_RAD,
         lip_round=gate * LIP_ROUND_GAIN * np.clip(-octaves / ROUND_OCTAVES, 0.0, 1.0) * voiced,
         lip_stretch=gate * LIP_STRETCH_GAIN * np.clip(octaves / STRETCH_OCTAVES, 0.0, 1.0) * voiced,
     )
