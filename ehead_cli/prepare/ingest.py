@@ -89,10 +89,27 @@ def probe_media(path: str | Path) -> MediaProbe:
         if not container.streams.audio:
             raise InputError(f"{path}: no audio stream (ehead prepare needs the speech)")
         v, a = container.streams.video[0], container.streams.audio[0]
-        duration = float(v.duration * v.time_base) if v.duration is not None and v.time_base else None
+        # the packets' own timestamps (no decoding): stream headers may copy the container's
+        # duration (Matroska does), which would hide a video shorter than its audio
+        duration = _packet_span(container, v, path)
+        if duration is None and v.duration is not None and v.time_base:
+            duration = float(v.duration * v.time_base)
         rate = float(v.average_rate) if v.average_rate else None
         return MediaProbe(path, int(v.codec_context.width), int(v.codec_context.height), rate,
                           float(_start(v)), duration, float(_start(a)))
+
+
+def _packet_span(container, stream, path: Path) -> float | None:
+    """Seconds from the stream's start to the end of its last packet, from the demuxed packets."""
+    end = None
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.time_base is not None:
+                stop = (packet.pts + (packet.duration or 0)) * packet.time_base
+                end = stop if end is None else max(end, stop)
+    except Exception as err:
+        raise InputError(f"{path}: broken video stream ({type(err).__name__}: {_first_line(err)})") from None
+    return None if end is None else float(end - _start(stream))
 
 
 def load_clip_audio(path: str | Path) -> IngestedAudio:
