@@ -23,8 +23,8 @@ the video* speaks. So, per 25 fps frame:
 from __future__ import annotations
 
 import functools
+import importlib.util
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,8 @@ N_FFT = 256  # the STFT as a fixed convolution: 256-sample windows ...
 HOP = 128  # ... every 128 samples
 N_BINS = N_FFT // 2 + 1  # 129 magnitude bins
 HIDDEN = 128  # LSTM width
-WEIGHTS_PACKAGE = "silero_vad.data"
+WEIGHTS_PACKAGE = "silero_vad"
+WEIGHTS_DIR = "data"
 WEIGHTS_FILE = "silero_vad_16k.safetensors"
 INSTALL_HINT = 'pip install silero-vad (or pip install -e . in the ehead checkout)'
 
@@ -87,12 +88,14 @@ class SileroVAD(nn.Module):
 
 
 def silero_weights_path() -> Path:
-    """The weights file inside the installed ``silero-vad`` package; AssetError when it is missing."""
-    try:
-        ref = resources.files(WEIGHTS_PACKAGE).joinpath(WEIGHTS_FILE)
-    except ModuleNotFoundError:
-        raise AssetError(f"the silero-vad package is not installed (needed by --states vad): {INSTALL_HINT}") from None
-    path = Path(str(ref))
+    """The weights file inside the installed ``silero-vad`` package; AssetError when it is missing.
+
+    The package is located, not imported: importing it sets torch's global thread count to 1.
+    """
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise AssetError(f"the silero-vad package is not installed (needed by --states vad): {INSTALL_HINT}")
+    path = Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_DIR / WEIGHTS_FILE
     if not path.is_file():
         raise AssetError(f"{path}: Silero VAD weights missing from the silero-vad package; reinstall it "
                          f"({INSTALL_HINT})")
