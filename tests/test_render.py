@@ -352,6 +352,19 @@ def test_camera_projects_the_target_to_the_image_centre():
         Camera(eye=(0.0, 0.0, 0.0), target=(0.0, 0.0, 0.0))
 
 
+def test_benchmark_mesh_is_closed_outward_and_timed():
+    from ehead_cli.render import is_closed
+    from ehead_cli.render.benchmark import ellipsoid_mesh, time_render
+
+    v, f = ellipsoid_mesh(400)
+    assert abs(f.shape[0] - 400) <= 40 and is_closed(f)
+    tri = v[f]
+    outward = (torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]) * tri.mean(1)).sum(-1)
+    assert bool((outward > 0).all())
+    timing = time_render(v, f, torch.rand(v.shape[0], 3), size=24, batch=2, repeats=2)
+    assert timing.batch == 2 and timing.n_triangles == f.shape[0] and timing.fps_best >= timing.fps_median > 0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu():
     v, f = icosphere(3)
