@@ -229,6 +229,41 @@ def render(
     console.print(f"wrote {target}")
 
 
+@app.command("eval")
+def eval_(
+    pred: Annotated[Path, typer.Option(help="Folder of predicted motion NPZ files (<id>.npz).")],
+    gt: Annotated[Path, typer.Option(help="Folder of ground-truth NPZ files, or a dataset folder (manifest.csv).")],
+    metrics: Annotated[str | None, typer.Option(
+        help="Comma list of metrics or groups (motion, listening, image, all); default all.")] = None,
+    convention: Annotated[str, typer.Option(
+        help="Metric convention: paper (default) or a published codebase's variant, e.g. codetalker.")] = "paper",
+    out: Annotated[Path | None, typer.Option(help="Report folder: report.json, per_clip.csv, PNG plots.")] = None,
+    baseline: Annotated[str | None, typer.Option(
+        help="Also score trivial predictions: mean, still, shuffled (comma list).")] = None,
+    split: Annotated[str | None, typer.Option(help="With a dataset folder as --gt: only this split.")] = None,
+    pred_video: Annotated[Path | None, typer.Option(help="Folder of predicted <id>.mp4 for image metrics.")] = None,
+    gt_video: Annotated[Path | None, typer.Option(help="Folder of ground-truth <id>.mp4 for image metrics.")] = None,
+    speaker: Annotated[Path | None, typer.Option(help="Folder of the speaker's motion NPZ files (for P-FD).")]
+    = None,
+    flame: Annotated[str | None, typer.Option(help="Evaluate on FLAME vertices (or EHEAD_FLAME).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+) -> None:
+    """The papers' metrics on predicted vs ground-truth motion (and video), per clip and overall."""
+    from ehead_cli import evaluate as ev
+    from ehead_cli.face import load_face_model
+    from ehead_cli.generate import resolve_device
+
+    if (pred_video is None) != (gt_video is None):
+        raise ConfigError("--pred-video and --gt-video go together")
+    dev = resolve_device(device)
+    report = ev.evaluate(pred, gt, metrics, convention=convention, out_dir=out, baseline=baseline, split=split,
+                         image_dirs=(pred_video, gt_video) if pred_video else None, speaker_dir=speaker,
+                         face=load_face_model(flame, device=dev), device=dev,
+                         progress=lambda line: err_console.print(line, markup=False, highlight=False))
+    ev.print_report(report, console)
+    raise typer.Exit(report.exit_code)
+
+
 def main() -> None:
     try:
         app()

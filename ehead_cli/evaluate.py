@@ -171,19 +171,24 @@ METRICS: Mapping[str, MetricSpec] = {s.name: s for s in (
                "Paired FD (sec. 6): FD of [listener || speaker] concatenations; needs the speaker's motion"),
     MetricSpec("l2_affect", ("l2_affect",), "clip", LISTENING_ONLY, "lower",
                "L2 Affect (sec. 6): L2 of 1-second-averaged affect, sliding; needs an affect estimator"),
+    MetricSpec("jaw", ("jaw_r", "jaw_deg"), "pooled", SPLITS, "",
+               "Jaw opening (not a paper metric; ehead's check of lip sync and of a closed listening mouth): "
+               "jaw_r = Pearson r of the jaw rotation angle |jaw axis-angle| of prediction vs ground truth over "
+               "the pooled frames (higher is better); jaw_deg = mean predicted jaw angle in degrees (compare "
+               "with the ground truth's)"),
     MetricSpec("psnr", ("psnr",), "video", SPLITS, "higher", "PSNR (dB) per video frame, averaged"),
     MetricSpec("ssim", ("ssim",), "video", SPLITS, "higher",
                "SSIM per video frame (11x11 Gaussian window, sigma 1.5, per RGB channel), averaged"),
     MetricSpec("lpips", ("lpips",), "video", SPLITS, "lower", "LPIPS-VGG v0.1 per video frame, averaged"),
 )}
 METRIC_GROUPS: Mapping[str, tuple[str, ...]] = {
-    "motion": ("lve", "fdd", "mod", "ba", "sid"),
+    "motion": ("lve", "fdd", "mod", "ba", "sid", "jaw"),
     "listening": ("l2", "fd", "variation", "diversity", "pfd", "l2_affect"),
     "image": ("psnr", "ssim", "lpips"),
     "all": tuple(METRICS),
 }
 VERTEX_METRICS = frozenset(motion_metrics.VERTEX_METRICS)
-DESCRIPTIVE = frozenset({"sid", "variation", "diversity"})  # also reported for the ground truth itself
+DESCRIPTIVE = frozenset({"sid", "variation", "diversity", "jaw"})  # also reported for the ground truth itself
 KEY_SPEC: Mapping[str, MetricSpec] = {k: s for s in METRICS.values() for k in s.keys}
 
 
@@ -247,7 +252,7 @@ def metric_units(convention: str | Convention = "paper") -> dict[str, str]:
         "ba": "", "l2_exp": "coeff^2" if mse else "coeff", "l2_pose": "rad^2" if mse else "rad",
         "fd_exp": "coeff^2", "fd_pose": "rad^2", "variation_exp": "coeff^2", "variation_pose": "rad^2",
         "diversity_exp": "coeff", "diversity_pose": "rad", "pfd_exp": "coeff^2", "pfd_pose": "rad^2",
-        "l2_affect": "affect", "psnr": "dB", "ssim": "", "lpips": "",
+        "l2_affect": "affect", "psnr": "dB", "ssim": "", "lpips": "", "jaw_r": "", "jaw_deg": "deg",
     }
     units.update({k: "bits" for k in METRICS["sid"].keys})
     return units
@@ -665,6 +670,8 @@ def _pooled(clips: Sequence[_Clip], preds: Sequence[np.ndarray], split: str, nam
     gt_all = np.concatenate([g for _, _, g in picked])
     if "sid" in names:
         out.update(motion_metrics.speaker_identity_diversity(pred_all, gt_all, **conv.kwargs("sid")))
+    if "jaw" in names:
+        out.update(jaw_opening_stats(pred_all, gt_all))
     few = Unavailable(f"needs at least {MIN_DISTRIBUTION_FRAMES} {split} frames")
     if "fd" in names:
         if len(gt_all) < MIN_DISTRIBUTION_FRAMES:
@@ -813,6 +820,17 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, metrics: str | Sequence[s
     if out_dir is not None:
         write_reports(report, out_dir, plot_data)
     return report
+
+
+def jaw_opening_stats(pred: np.ndarray, gt: np.ndarray) -> dict[str, Value]:
+    """jaw_r: Pearson r of the jaw angles of (N, 115) prediction and ground truth (Unavailable when
+    either is constant); jaw_deg: the prediction's mean jaw angle in degrees."""
+    p, g = _jaw_degrees(pred), _jaw_degrees(gt)
+    if len(p) < 2 or p.std() < 1e-9 or g.std() < 1e-9:
+        r: Value = Unavailable("jaw_r needs jaw angles that vary on both sides")
+    else:
+        r = float(np.corrcoef(p, g)[0, 1])
+    return {"jaw_r": r, "jaw_deg": float(p.mean())}
 
 
 def _jaw_degrees(motion: np.ndarray) -> np.ndarray:
