@@ -27,7 +27,7 @@ VIDEO_CODEC = "libx264"
 PIXEL_FORMAT = "yuv420p"  # 4:2:0 chroma: the format every browser decodes; needs even sizes
 X264_OPTIONS = {"crf": "18", "preset": "veryfast"}  # visually clean, several hundred 256 px frames/s
 AUDIO_CODEC = "aac"
-AUDIO_BITRATE = 96_000  # bit/s, ample for mono speech
+AUDIO_BITRATE = 64_000  # bit/s, ample for mono speech and within what AAC allows at 16 kHz
 # Sample rates AAC (ISO 14496-3) can signal; any other input rate is resampled to AAC_FALLBACK_RATE.
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 AAC_FALLBACK_RATE = 48_000

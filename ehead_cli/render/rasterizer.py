@@ -38,7 +38,7 @@ import torch
 BARY_EPS = 1e-5
 MIN_DOUBLE_AREA = 1e-10  # px^2; triangles with a smaller |2 x signed area| are degenerate
 # Depth in the packed key: 1/z mapped affinely from [near, far] onto [DEPTH_LO, DEPTH_LO + DEPTH_SPAN],
-# 2^30 levels (finer than float32). The margins below and above keep the small excursions of
+# as fine as the float32 depth itself. The margins below and above keep the small excursions of
 # pixels just outside an edge (within BARY_EPS) positive and below 2^31 without a clamp.
 DEPTH_LO = float(1 << 29)
 DEPTH_SPAN = float(1 << 30)
