@@ -31,8 +31,8 @@ from ehead_cli.errors import AssetError
 EXTRA = "landmarks"
 INSTALL_COMMAND = 'pip install -e ".[landmarks]"'
 MEDIAPIPE_VERSION = "0.10.14"
-MISSING_EXTRA = (f"2-D face landmarks need the optional '{EXTRA}' extra (MediaPipe {MEDIAPIPE_VERSION}): "
-                 f"run {INSTALL_COMMAND} in the ehead checkout, or choose --tracker gagavatar")
+MISSING_EXTRA = (f"2-D face landmarks (--tracker landmarks, --states talknet) need the optional '{EXTRA}' extra "
+                 f"(MediaPipe {MEDIAPIPE_VERSION}): run {INSTALL_COMMAND} in the ehead checkout")
 
 # iBUG 68 index -> MediaPipe Face Mesh vertex (or the mean of two). See the module docstring.
 MEDIAPIPE_TO_IBUG68: tuple[tuple[int, ...], ...] = (

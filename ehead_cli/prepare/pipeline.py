@@ -341,10 +341,6 @@ def check_options(options: PrepareOptions) -> None:
         raise ConfigError(f"--states must be one of {', '.join(STATES_METHODS)}, got {options.states!r}")
     if options.tracker not in TRACKERS:
         raise ConfigError(f"--tracker must be one of {', '.join(TRACKERS)}, got {options.tracker!r}")
-    if options.tracker == "landmarks" or options.states == "talknet":
-        from ehead_cli.prepare.landmarks import require_mediapipe
-
-        require_mediapipe()
     if options.states == "vad":
         from ehead_cli.prepare.vad import silero_weights_path
 
@@ -353,6 +349,10 @@ def check_options(options: PrepareOptions) -> None:
         from ehead_cli.prepare.talknet import resolve_talknet_path
 
         resolve_talknet_path(options.talknet)
+    if options.tracker == "landmarks" or options.states == "talknet":  # TalkNet's face boxes come from landmarks
+        from ehead_cli.prepare.landmarks import require_mediapipe
+
+        require_mediapipe()
     if options.tracker == "gagavatar":
         if not options.gagavatar_track:
             raise ConfigError("--tracker gagavatar needs --gagavatar-track DIR (the GAGAvatar tracker's outputs)")

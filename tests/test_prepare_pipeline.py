@@ -1,0 +1,188 @@
+"""``prepare``: the dataset-folder contract, broken files reported and skipped, resume, ids and
+splits, flags and missing extras, worker processes; on real GRID videos the done-when of issue 7.
+
+The fast tests use videos generated here (tests/test_prepare_ingest.py writes them) with the
+GAGAvatar importer as the tracker, so they need neither MediaPipe nor real media.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from test_prepare_ingest import nearest_source_frame, write_test_video
+
+from ehead_cli.data import load_index
+from ehead_cli.errors import AssetError, ConfigError, InputError
+from ehead_cli.layout import LISTEN, MOTION_FPS, SAMPLE_RATE, SPEAK, n_frames_for
+from ehead_cli.motionfile import load_motion
+from ehead_cli.prepare.gagavatar import load_gagavatar_track
+from ehead_cli.prepare.pipeline import assign_ids, prepare, split_for
+from ehead_cli.states import load_states
+
+FRONTAL = np.diag([-1.0, 1.0, -1.0])  # GAGAvatar's R for a face looking into the camera
+
+
+def write_gagavatar_track(folder, video_stem: str, n_frames: int, seed: int = 0):
+    """``folder/<stem>/smoothed.pkl`` in the GAGAvatar tracker's layout, one entry per source frame;
+    the jaw opening of frame i is i / 100 so the frame order can be read back from the motion."""
+    rng = np.random.default_rng(seed)
+    shape = rng.standard_normal(300).astype(np.float32)
+    frames = {}
+    for i in range(n_frames):
+        frames[f"{video_stem}_{i}"] = {
+            "bbox": np.array([0.2, 0.1, 0.8, 0.9], np.float32),
+            "shapecode": shape,
+            "expcode": (0.1 * rng.standard_normal(100)).astype(np.float32),
+            "posecode": np.array([0, 0, 0, i / 100, 0, 0], np.float32),
+            "eyecode": np.zeros(6, np.float32),
+            "transform_matrix": np.concatenate([FRONTAL, [[0.0], [0.0], [9.0]]], axis=1).astype(np.float32),
+        }
+    out = folder / video_stem
+    out.mkdir(parents=True)
+    with open(out / "smoothed.pkl", "wb") as f:
+        pickle.dump(frames, f)
+    return out
+
+
+@pytest.fixture
+def videos(tmp_path):
+    """A folder of inputs: two good videos (30 and 25 fps), a broken file, a video without audio and
+    a text file; GAGAvatar tracks for the good ones."""
+    src = tmp_path / "videos"
+    src.mkdir()
+    write_test_video(src / "talk_30fps.mkv", n_frames=60, fps=30, audio="noise")
+    write_test_video(src / "talk 25fps.mov", n_frames=40, fps=25)  # a space in the name
+    (src / "broken.mp4").write_bytes(b"\x00" * 4096)
+    write_test_video(src / "mute.mkv", n_frames=25, audio=None)
+    (src / "notes.txt").write_text("not a video")
+    tracks = tmp_path / "tracks"
+    write_gagavatar_track(tracks, "talk_30fps", 60)
+    write_gagavatar_track(tracks, "talk 25fps", 40, seed=1)
+    return src, tracks
+
+
+def run(src, tracks, out, **kwargs):
+    return prepare([src], out, states="vad", tracker="gagavatar", gagavatar_track=tracks, progress=False, **kwargs)
+
+
+def test_dataset_contract_and_broken_files_reported_and_skipped(videos, tmp_path):
+    src, tracks = videos
+    out = tmp_path / "dataset"
+    report = run(src, tracks, out)
+
+    assert sorted(report.done) == ["talk_25fps", "talk_30fps"] and not report.skipped and not report.ok
+    failed = dict(report.failed)
+    assert set(failed) == {"broken", "mute"}
+    assert "broken.mp4" in failed["broken"] and "unreadable media" in failed["broken"]
+    assert "mute.mkv" in failed["mute"] and "no audio stream" in failed["mute"]
+    assert all("\n" not in m for m in failed.values())
+
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert sorted(manifest["id"]) == ["talk_25fps", "talk_30fps"]
+    assert {"id", "split", "duration", "n_frames", "source", "speak_fraction"} <= set(manifest.columns)
+    for row in manifest.itertuples():
+        assert row.split in ("train", "val", "test") and row.split == split_for(row.id)
+        clip = out / "clips" / row.id
+        wave, rate = sf.read(f"{clip}.flac")
+        assert rate == SAMPLE_RATE and wave.ndim == 1
+        motion = load_motion(f"{clip}.npz")
+        T = motion.n_frames
+        assert T == row.n_frames == math.ceil(row.duration * MOTION_FPS) == n_frames_for(len(wave))
+        assert motion.fps == MOTION_FPS and set(np.unique(motion.states)) <= {SPEAK, LISTEN}
+        np.testing.assert_array_equal(load_states(f"{clip}.states.csv", T), motion.states)
+        scores = pd.read_csv(f"{clip}.scores.csv")
+        assert len(scores) == T and scores["score"].between(0, 1).all()
+    # the 30 fps track was resampled onto 25 fps with the video: frame i holds source frame round(1.2 i)
+    track = load_gagavatar_track(tracks / "talk_30fps")
+    motion = load_motion(out / "clips" / "talk_30fps.npz")
+    np.testing.assert_array_equal(motion.motion, track.motion[[nearest_source_frame(i, 30) for i in range(50)]])
+    np.testing.assert_array_equal(motion.shape, track.shape)
+
+    index = load_index(out)  # what `ehead train --data` reads
+    assert len(index.clips) == 2 and not index.problems
+
+
+def test_resume_does_not_redo_finished_clips(videos, tmp_path):
+    src, tracks = videos
+    out = tmp_path / "dataset"
+    run(src, tracks, out)
+    clips = out / "clips"
+    stamps = {p.name: p.stat().st_mtime_ns for p in clips.iterdir()}
+
+    again = run(src, tracks, out)
+    assert not again.done and sorted(again.skipped) == ["talk_25fps", "talk_30fps"]
+    assert {p.name: p.stat().st_mtime_ns for p in clips.iterdir()} == stamps  # nothing rewritten
+    assert len(pd.read_csv(out / "manifest.csv")) == 2
+
+    # a changed source and a clip whose marker is missing (an interrupted run) are redone
+    st = (src / "talk_30fps.mkv").stat()
+    os.utime(src / "talk_30fps.mkv", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    (clips / "talk_25fps.json").unlink()
+    third = run(src, tracks, out)
+    assert sorted(third.done) == ["talk_25fps", "talk_30fps"] and not third.skipped
+    assert len(pd.read_csv(out / "manifest.csv")) == 2
+
+
+def test_worker_processes_give_the_same_clips(videos, tmp_path):
+    src, tracks = videos
+    serial = run(src, tracks, tmp_path / "serial")
+    parallel = run(src, tracks, tmp_path / "parallel", workers=2)
+    assert sorted(parallel.done) == sorted(serial.done) and dict(parallel.failed) == dict(serial.failed)
+    for clip_id in serial.done:
+        a = load_motion(tmp_path / "serial" / "clips" / f"{clip_id}.npz")
+        b = load_motion(tmp_path / "parallel" / "clips" / f"{clip_id}.npz")
+        np.testing.assert_array_equal(a.motion, b.motion)
+        np.testing.assert_array_equal(a.states, b.states)
+
+
+def test_ids_are_unique_and_stable(tmp_path):
+    a, b = tmp_path / "x" / "clip.mp4", tmp_path / "y" / "clip.mp4"
+    lone = tmp_path / "x" / "my clip!.mkv"
+    ids = assign_ids([a, b, lone], tmp_path / "clips")
+    assert ids[lone] == "my_clip_" and ids[a] != ids[b] and ids[a].startswith("clip-")
+    assert assign_ids([b, a, lone], tmp_path / "clips") == ids
+    assert {split_for(f"clip{i}") for i in range(200)} == {"train", "val", "test"}
+
+
+def test_bad_flags_missing_assets_and_missing_extra_fail_before_any_work(videos, tmp_path, monkeypatch):
+    src, tracks = videos
+    out = tmp_path / "dataset"
+    with pytest.raises(ConfigError, match="--states"):
+        prepare([src], out, states="asr", tracker="gagavatar", gagavatar_track=tracks, progress=False)
+    with pytest.raises(ConfigError, match="--tracker"):
+        prepare([src], out, tracker="dlib", progress=False)
+    with pytest.raises(ConfigError, match="--gagavatar-track"):
+        prepare([src], out, tracker="gagavatar", progress=False)
+    with pytest.raises(InputError, match="no such file"):
+        run(tmp_path / "nowhere", tracks, out)
+    monkeypatch.delenv("EHEAD_TALKNET", raising=False)
+    with pytest.raises(AssetError, match="--talknet"):
+        prepare([src], out, states="talknet", tracker="gagavatar", gagavatar_track=tracks, progress=False)
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # the landmarks extra is not installed
+    with pytest.raises(AssetError) as err:
+        prepare([src], out, tracker="landmarks", progress=False)
+    assert "\n" not in str(err.value) and 'pip install -e ".[landmarks]"' in str(err.value)
+    assert not out.exists()  # nothing was written
+
+
+@pytest.mark.media
+@pytest.mark.slow
+def test_grid_videos_become_a_training_dataset_listening_at_both_ends(shared_data, tmp_path):
+    """Issue 7's done-when: ``ehead prepare grid/*.mpg --states vad --tracker landmarks``."""
+    pytest.importorskip("mediapipe")
+    videos = sorted((shared_data / "grid").glob("*.mpg"))
+    report = prepare(videos, tmp_path / "prepared", states="vad", tracker="landmarks", workers=2, progress=False)
+    assert report.ok and len(report.done) == len(videos)
+    index = load_index(tmp_path / "prepared")
+    assert len(index.clips) == len(videos) and not index.problems
+    for clip in index.clips:
+        assert (clip.states[:10] == LISTEN).all() and (clip.states[-10:] == LISTEN).all(), clip.id
+        assert clip.states[clip.n_frames // 2] == SPEAK, clip.id
+        assert clip.meta["face_found"] == 1.0 and clip.meta["landmark_rmse_px"] < 5.0
