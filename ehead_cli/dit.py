@@ -291,6 +291,11 @@ class EmbodiedHeadDiT(nn.Module):
         cur_pos = cfg.history_frames + torch.arange(cfg.window, dtype=torch.float32)
         self.register_buffer("pos_self", torch.cat([hist_pos, cur_pos]), persistent=False)
         self.register_buffer("pos_cross", cur_pos, persistent=False)
+        # the positions never change: the rotary tables are computed once, (N, head_dim) each
+        for name, pos in (("self", self.pos_self), ("cross", self.pos_cross)):
+            cos, sin = self.rotary.tables(pos)
+            self.register_buffer(f"rope_{name}_cos", cos, persistent=False)
+            self.register_buffer(f"rope_{name}_sin", sin, persistent=False)
         i = torch.arange(cfg.window)
         self.register_buffer("cross_mask", (i[:, None] - i[None, :]).abs() <= cfg.cross_radius, persistent=False)
         self.initialize_weights()
@@ -341,7 +346,7 @@ class EmbodiedHeadDiT(nn.Module):
         hist_tokens = self.x_embed(self.packer(hist))  # (B, H, d)
 
         aligned = self.aligner(self.fusion_cross(audio))  # (B, T, d)
-        rope_cross = self.rotary.tables(self.pos_cross)
+        rope_cross = (self.rope_cross_cos, self.rope_cross_sin)
         kv = [blk.cross.keys_values(blk.film(aligned, states), rope_cross) for blk in self.blocks]
 
         a_global = self.audio_embed(self.fusion_global(audio).mean(dim=1))  # (B, audio_embed_dim)
@@ -357,8 +362,8 @@ class EmbodiedHeadDiT(nn.Module):
         x = torch.cat([cond.hist_tokens.to(cur.dtype), cur], dim=1)
         t_emb = self.t_embed(sinusoidal_embedding(t * T_SCALE, self.cfg.t_embed_dim).to(x_t.dtype))
         c = torch.cat([t_emb, cond.static_cond.to(t_emb.dtype)], dim=-1)
-        rope_self = self.rotary.tables(self.pos_self)
-        rope_cross = self.rotary.tables(self.pos_cross)
+        rope_self = (self.rope_self_cos, self.rope_self_sin)
+        rope_cross = (self.rope_cross_cos, self.rope_cross_sin)
         for blk, kv in zip(self.blocks, cond.kv, strict=True):
             x = blk(x, blk.adaLN_modulation(c), kv, rope_self, rope_cross, self.cross_mask)
         return self.final(x[:, -T:], c)

@@ -189,39 +189,60 @@ class Generator:
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([job.seed, k]).generate_state(1)[0]))
         return torch.randn(self.cfg.window, MOTION_DIM, generator=g)
 
-    @torch.inference_mode()
-    def _step(self, jobs: list[_Job], k: int) -> None:
-        """Generate window k of every job in ``jobs`` (one batch)."""
-        T, dev, model = self.cfg.window, self.device, self.model
+    def window_batch(self, jobs: list[_Job], k: int) -> dict[str, torch.Tensor]:
+        """The inputs of window k of every job, on the generator's device:
+        wave (B, 640 T), states (B, T), history (B, L, 115), history_states (B, L), shape (B, 100),
+        ref (B, 115), magnitude (B, 2), x0 (B, T, 115)."""
+        T, dev = self.cfg.window, self.device
         n = T * SAMPLES_PER_FRAME
         waves, states = [], []
         for j in jobs:
             w = np.zeros(n, np.float32)
             seg = j.audio[k * n:(k + 1) * n]
             w[: len(seg)] = seg
-            q = np.full(T, LISTEN, np.float32)
+            q = np.full(T, LISTEN, np.float32)  # frames past the end: silence, listening
             qs = j.states[k * T:(k + 1) * T]
             q[: len(qs)] = qs
             waves.append(w)
             states.append(q)
-        wave = torch.from_numpy(np.stack(waves)).to(dev)
-        q = torch.from_numpy(np.stack(states)).to(dev)
-        shape = torch.from_numpy(np.stack([j.avatar.shape[:N_SHAPE_REF] for j in jobs])).float().to(dev)
-        ref = torch.stack([j.ref for j in jobs]).to(dev)
-        mag = torch.tensor([j.magnitude for j in jobs], dtype=torch.float32, device=dev)
-        hist = torch.stack([j.hist for j in jobs]).to(dev)
-        hist_q = torch.stack([j.hist_states for j in jobs]).to(dev)
-        x0 = torch.stack([self._noise(j, k) for j in jobs]).to(dev)
-        with torch.autocast(dev.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            audio = model.audio_stack(model.encoder.frontend(wave))
-            cond = model.dit.condition(audio, q, hist, hist_q, shape, ref, mag)
-            x = euler_sample(lambda x, t: model.dit.velocity(x, t, cond).to(x.dtype), x0, self.steps)
-        x = x.float().cpu()
+        batch = {
+            "wave": torch.from_numpy(np.stack(waves)),
+            "states": torch.from_numpy(np.stack(states)),
+            "history": torch.stack([j.hist for j in jobs]),
+            "history_states": torch.stack([j.hist_states for j in jobs]),
+            "shape": torch.from_numpy(np.stack([j.avatar.shape[:N_SHAPE_REF] for j in jobs])).float(),
+            "ref": torch.stack([j.ref for j in jobs]),
+            "magnitude": torch.tensor([j.magnitude for j in jobs], dtype=torch.float32),
+            "x0": torch.stack([self._noise(j, k) for j in jobs]),
+        }
+        return {key: v.to(dev) for key, v in batch.items()}
+
+    @torch.inference_mode()
+    def encode_audio(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, 640 T) window audio -> (B, N_l, 2T, C) hidden stack (each window on its own)."""
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            return self.model.audio_stack(self.model.encoder.frontend(wave))
+
+    @torch.inference_mode()
+    def sample_windows(self, audio: torch.Tensor, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Euler-sample a batch of windows from their encoded audio; returns (B, T, 115) normalised."""
+        dit = self.model.dit
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            cond = dit.condition(audio, b["states"], b["history"], b["history_states"], b["shape"], b["ref"],
+                                 b["magnitude"])
+            x = euler_sample(lambda x, t: dit.velocity(x, t, cond).to(x.dtype), b["x0"], self.steps)
+        return x.float()
+
+    def _step(self, jobs: list[_Job], k: int) -> None:
+        """Generate window k of every job in ``jobs`` (one batch) and extend their histories."""
+        b = self.window_batch(jobs, k)
+        x = self.sample_windows(self.encode_audio(b["wave"]), b).cpu()
+        states = b["states"].cpu()
         L = self.cfg.history_frames
         for i, j in enumerate(jobs):
             j.out.append(x[i])
             j.hist = torch.cat([j.hist, x[i]])[-L:]
-            j.hist_states = torch.cat([j.hist_states, torch.from_numpy(states[i])])[-L:]
+            j.hist_states = torch.cat([j.hist_states, states[i]])[-L:]
 
     def _finish(self, job: _Job) -> Motion:
         norm = torch.cat(job.out)[: job.n_frames] if job.out else torch.zeros(0, MOTION_DIM)
