@@ -24,6 +24,7 @@ from ehead_cli.layout import LISTEN, MOTION_FPS, SAMPLE_RATE, SPEAK, n_frames_fo
 from ehead_cli.motionfile import load_motion
 from ehead_cli.prepare.gagavatar import load_gagavatar_track
 from ehead_cli.prepare.pipeline import assign_ids, prepare, split_for
+from ehead_cli.prepare.smoothing import scores_to_states
 from ehead_cli.states import load_states
 
 FRONTAL = np.diag([-1.0, 1.0, -1.0])  # GAGAvatar's R for a face looking into the camera
@@ -186,3 +187,32 @@ def test_grid_videos_become_a_training_dataset_listening_at_both_ends(shared_dat
         assert (clip.states[:10] == LISTEN).all() and (clip.states[-10:] == LISTEN).all(), clip.id
         assert clip.states[clip.n_frames // 2] == SPEAK, clip.id
         assert clip.meta["face_found"] == 1.0 and clip.meta["landmark_rmse_px"] < 5.0
+
+
+@pytest.mark.slow
+def test_talknet_states_from_a_rendered_face(tmp_path):
+    """``states="talknet"`` end to end on a rendered head (random TalkNet weights in the official
+    layout; MediaPipe finds the face boxes, so this needs the landmarks extra)."""
+    pytest.importorskip("mediapipe")
+    import torch
+
+    from ehead_cli.face.builtin_head import BuiltinHead
+    from ehead_cli.prepare.talknet import TalkNet
+    from ehead_cli.render import Renderer
+
+    weights = tmp_path / "pretrain_TalkSet.model"
+    torch.manual_seed(0)
+    torch.save(TalkNet().state_dict(), weights)
+    face = BuiltinHead().eval()
+    motion = torch.zeros(25, 115)
+    motion[:, 100] = torch.linspace(0.0, 0.3, 25)
+    images = Renderer(face, size=128).render(torch.zeros(300), motion).numpy()
+    write_test_video(tmp_path / "head.mkv", n_frames=25, images=images, audio="noise")
+    report = prepare([tmp_path / "head.mkv"], tmp_path / "out", states="talknet", tracker="landmarks",
+                     talknet=weights, progress=False)
+    assert report.ok and report.done == ["head"]
+    scores = pd.read_csv(tmp_path / "out" / "clips" / "head.scores.csv")
+    assert len(scores) == 25 and np.isfinite(scores["talknet_logit"]).all() and scores["score"].between(0, 1).all()
+    motion_out = load_motion(tmp_path / "out" / "clips" / "head.npz")
+    states, _ = scores_to_states(scores["talknet_logit"].to_numpy(), logits=True)
+    np.testing.assert_array_equal(motion_out.states, states)

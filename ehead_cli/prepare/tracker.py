@@ -15,16 +15,20 @@ ROT and TRANS are the head's pose in this camera frame (ROT = 0: the face looks 
 
 Speed: evaluating the full mesh (thousands of vertices) for every frame and step is slow on a CPU,
 so the fit runs on a *landmark basis* identified once per face model by probing it. With the
-global pose removed, a blendshape model with linear-blend-skinned jaw gives each landmark as
+global pose removed, a blendshape model whose jaw is linear-blend skinned about a joint gives
+each landmark (3-vectors; R = R(jaw), theta = the fitted shape and expression coefficients) as
 
-    l(theta, jaw) = l0 + B theta + (G0 + sum_i theta_i G_i) vec(R(jaw) - I)
+    l(theta, R) = l0 + B theta + G0 vec(R - I) + (R - I) (Md theta)
 
-theta = (shape, expression) coefficients: exact for the built-in head and for FLAME without pose
-correctives, and first-order for FLAME's correctives. B comes from one probe per coefficient,
-each G from least squares over ``PROBE_ROTATIONS`` jaw probes. The head pose is applied to the
-basis landmarks rigidly (X = R l + tau); the model's own pivot is put back at the end exactly:
-TRANS = tau - (model(rot=R) - R model(rot=0)) evaluated on the landmarks. ``Track.basis_error_m``
-reports how far the basis is from the full model on the fitted frames.
+l0 + B theta is the model without jaw rotation (affine in theta: one probe per coefficient);
+G0 is the jaw's effect at theta = 0, a general linear map of the 9 entries of R - I, fitted by
+least squares to ``PROBE_ROTATIONS`` jaw probes (it also absorbs FLAME's pose correctives, which
+are linear in R - I); Md theta is how theta moves the skinned points relative to the jaw joint,
+from two jaw probes per coefficient. This is exact for the built-in head and for FLAME up to the
+product of its pose correctives with the jaw rotation (second order). The head pose is applied
+to the basis landmarks rigidly (X = R_head l + tau); the model's own pivot is put back at the end
+exactly: TRANS = tau - (model(rot=R_head) - R_head model(rot=0)) on the landmarks.
+``Track.basis_error_m`` reports how far the basis is from the full model on the fitted frames.
 
 Objective (all terms are means, image residuals divided by the face's size in pixels so the
 weights hold at any resolution): landmark reprojection (jaw-line points weighted
@@ -34,8 +38,11 @@ quantity. Adam, first ``rigid_steps`` on the head pose from the rigid points (br
 then ``steps`` on everything with a cosine-decayed learning rate.
 
 Eyes: with iris centres (MediaPipe's refined mesh), each eye's pose is the rotation that moves the
-pupil by the iris's offset from the fitted eye-opening centre, read in the head frame, on an
-eyeball of radius ``EYEBALL_RADIUS_M``: a geometric estimate, not part of the fit.
+pupil by the iris's offset from the fitted eye-opening centre (mean of its six landmarks), read in
+the head frame, on an eyeball of radius ``EYEBALL_RADIUS_M``, relative to the clip's median
+offset (the iris and the eye-opening centre are different points, and the subject of a talking-
+head video mostly looks one way), then smoothed over 3 frames: a geometric estimate, not part of
+the fit. About 1 px of landmark error moves it by 0.1 rad at 100 px per face width.
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ from ehead_cli.render.camera import HEAD_FOV_DEG
 
 # --- landmark basis ------------------------------------------------------------------------------
 PROBE_ANGLE = 0.5  # rad: large enough that the (1 - cos) part of R - I is well conditioned
-PROBE_ROTATIONS = 13  # jaw probes per coefficient: >= 9, the dimension of vec(R - I)
+PROBE_ROTATIONS = 13  # jaw probes for G0: >= 9, the dimension of vec(R - I)
 PROBE_BATCH = 512  # frames per probing forward pass
 
 # --- landmark groups (0-based iBUG 68) -----------------------------------------------------------
@@ -68,6 +75,8 @@ RIGID_POINTS = list(range(17, 48))  # brows, nose and eyes: they move little wit
 
 EYEBALL_RADIUS_M = 0.012  # adult eyeball radius (about 24 mm across)
 MAX_GAZE_RAD = 0.6  # clamp for eye poses estimated from the iris
+GAZE_SMOOTH_S = 0.12  # 3 frames: suppresses the iris detector's frame-to-frame jitter
+LR_FLOOR = 0.01  # the cosine schedule ends at this fraction of the peak learning rate
 
 
 @dataclass(frozen=True)
@@ -145,17 +154,16 @@ class LandmarkBasis:
         self.n_shape, self.n_expr = int(n_shape), int(n_expr)
         D = self.n_shape + self.n_expr
         dtype = face.vertex_colors.dtype
-        device = face.vertex_colors.device
         # 1. no jaw rotation: landmarks are affine in theta; one probe per unit coefficient
         theta = torch.cat([torch.zeros(1, D), torch.eye(D)]).to(dtype)  # (D+1, D)
         rest = self._probe(face, theta, torch.zeros(D + 1, 3, dtype=dtype)).flatten(1)  # (D+1, 204)
-        self.l0 = rest[0].float().to(device)
-        self.B = (rest[1:] - rest[0]).float().to(device)  # (D, 204)
+        self.l0 = rest[0].float()
+        self.B = (rest[1:] - rest[0]).float()  # (D, 204)
         # 2. jaw at theta = 0: a general linear map of vec(R - I), by least squares over the probes
         probes = _probe_rotations(dtype)  # (P, 3)
         turned = self._probe(face, theta[:1].expand(len(probes), D), probes).flatten(1)  # (P, 204)
         V = _vec_r_minus_i(probes.double())  # (P, 9)
-        self.G0 = torch.linalg.lstsq(V, (turned - rest[0]).double()).solution.float().to(device)  # (9, 204)
+        self.G0 = torch.linalg.lstsq(V, (turned - rest[0]).double()).solution.float()  # (9, 204)
         # 3. how theta changes the jaw's lever arms: (R - I) Md_i, from two probes about
         #    different axes per coefficient ((R - I) has rank 2, two of them rank 3)
         pair = torch.tensor([[PROBE_ANGLE, 0.0, 0.0], [0.0, PROBE_ANGLE, 0.0]], dtype=dtype)
@@ -164,7 +172,7 @@ class LandmarkBasis:
         diff = (moved - rest[1:].view(D, 1, N_LANDMARKS, 3)) - (base - rest[0].view(N_LANDMARKS, 3))  # (D, 2, 68, 3)
         A = (axis_angle_to_matrix(pair.double()) - torch.eye(3, dtype=torch.float64)).reshape(6, 3)
         rhs = diff.double().permute(1, 3, 0, 2).reshape(6, D * N_LANDMARKS)  # rows: (probe, xyz)
-        self.Md = torch.linalg.lstsq(A, rhs).solution.T.reshape(D, N_LANDMARKS * 3).float().to(device)
+        self.Md = torch.linalg.lstsq(A, rhs).solution.T.reshape(D, N_LANDMARKS * 3).float()
 
     def _probe(self, face: FaceModel, theta: torch.Tensor, jaw: torch.Tensor) -> torch.Tensor:
         """(N, D) coefficients (shape first), (N, 3) jaw -> (N, 68, 3) landmarks of the full model,
@@ -202,8 +210,10 @@ def landmark_basis(face: FaceModel, n_shape: int, n_expr: int) -> LandmarkBasis:
 
 @torch.no_grad()
 def _model_landmarks(face: FaceModel, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-    """(N, 300), (N, 115) -> (N, 68, 3) landmarks of the full model, in batches."""
-    out = [face.landmarks(face(shape[a: a + PROBE_BATCH], motion[a: a + PROBE_BATCH]))
+    """(N, 300), (N, 115) -> (N, 68, 3) landmarks of the full model on the CPU, in batches run on
+    the model's device and dtype."""
+    like = face.vertex_colors
+    out = [face.landmarks(face(shape[a: a + PROBE_BATCH].to(like), motion[a: a + PROBE_BATCH].to(like))).cpu()
            for a in range(0, shape.shape[0], PROBE_BATCH)]
     return torch.cat(out)
 
@@ -304,7 +314,7 @@ def _adam(params: list[torch.Tensor], steps: int, lr: float, objective) -> None:
     if steps <= 0:
         return
     opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.01)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * LR_FLOOR)
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
         objective().backward()
@@ -317,7 +327,6 @@ def _finish(face: FaceModel, cfg: TrackerConfig, landmarks: FaceLandmarks, found
             rmse: np.ndarray, basis: LandmarkBasis) -> Track:
     """Assemble the motion: the model's own pivot goes back into TRANS; eyes from the irises."""
     T = expr.shape[0]
-    dtype = face.vertex_colors.dtype
     full_shape = torch.zeros(N_SHAPE)
     full_shape[: cfg.n_shape] = shape
     motion = torch.zeros(T, MOTION_DIM)
@@ -326,8 +335,8 @@ def _finish(face: FaceModel, cfg: TrackerConfig, landmarks: FaceLandmarks, found
     rotated = motion.clone()
     rotated[:, ROT] = rot
     shape_b = full_shape.expand(T, N_SHAPE)
-    l_rest = _model_landmarks(face, shape_b.to(dtype), motion.to(dtype)).float()  # (T, 68, 3) pose removed
-    l_rot = _model_landmarks(face, shape_b.to(dtype), rotated.to(dtype)).float()  # turned about the model's pivot
+    l_rest = _model_landmarks(face, shape_b, motion).float()  # (T, 68, 3) pose removed
+    l_rot = _model_landmarks(face, shape_b, rotated).float()  # turned about the model's pivot
     R = axis_angle_to_matrix(rot)
     pivot_shift = (l_rot - l_rest @ R.transpose(1, 2)).mean(1)  # (T, 3) = (I - R) pivot, for every landmark
     motion[:, ROT] = rot
@@ -367,7 +376,7 @@ def _eyes_from_iris(landmarks: FaceLandmarks, found: np.ndarray, l_rest: torch.T
     eyes = eyes.clamp(-MAX_GAZE_RAD, MAX_GAZE_RAD)
     eyes = eyes.double().numpy()
     idx = np.flatnonzero(ok.numpy())
-    window = max(1, round(0.12 * MOTION_FPS))  # 3 frames: suppresses the iris detector's jitter
+    window = max(1, round(GAZE_SMOOTH_S * MOTION_FPS))
     out = np.zeros_like(eyes)
     for e in range(2):
         for c in range(3):
@@ -378,8 +387,7 @@ def _eyes_from_iris(landmarks: FaceLandmarks, found: np.ndarray, l_rest: torch.T
 
 def lip_gap(face: FaceModel, shape: np.ndarray, motion: np.ndarray) -> np.ndarray:
     """(T,) inner-lip gap (landmarks 62-66, metres) of a motion clip on ``face``."""
-    dtype = face.vertex_colors.dtype
-    m = torch.as_tensor(np.asarray(motion), dtype=dtype)
-    s = torch.as_tensor(np.asarray(shape), dtype=dtype).expand(m.shape[0], N_SHAPE)
+    m = torch.as_tensor(np.asarray(motion), dtype=torch.float32)
+    s = torch.as_tensor(np.asarray(shape), dtype=torch.float32).expand(m.shape[0], N_SHAPE)
     lmk = _model_landmarks(face, s, m)
     return (lmk[:, MOUTH_UPPER_INNER] - lmk[:, MOUTH_LOWER_INNER]).norm(dim=-1).numpy().astype(np.float32)
