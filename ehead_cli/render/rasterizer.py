@@ -44,7 +44,10 @@ DEPTH_LO = float(1 << 29)
 DEPTH_SPAN = float(1 << 30)
 INDEX_BITS = 32  # low bits of the packed key hold the triangle index
 EMPTY_KEY = torch.iinfo(torch.int64).max
-MAX_PAIRS = 1 << 23  # (triangle, pixel) candidates per chunk: ~8M pairs, a few hundred MB of temporaries
+# (triangle, pixel) candidates tested per chunk. On a CPU, chunks that fit in the caches run faster;
+# on a GPU, big chunks keep it busy (8M pairs: a few hundred MB of temporaries).
+MAX_PAIRS_CPU = 1 << 16
+MAX_PAIRS_GPU = 1 << 23
 # Triangles whose box fits in a w x h block, w and h from TILE_SIDES, are tested on the whole block
 # by broadcasting (cheap, a few wasted pixels); larger boxes are enumerated pixel by pixel.
 TILE_SIDES = (1, 2, 4, 8, 16)
@@ -83,7 +86,7 @@ def rasterize(
     near: float,
     far: float,
     cull_backfaces: bool = False,
-    max_pairs: int = MAX_PAIRS,
+    max_pairs: int | None = None,
 ) -> Fragments:
     """Visible triangle per pixel.
 
@@ -92,11 +95,14 @@ def rasterize(
     faces:  (F, 3) int64 vertex indices, counter-clockwise seen from outside
     near, far: depth range in metres; triangles not wholly inside it are dropped
     cull_backfaces: drop triangles facing away from the camera (exact for closed meshes)
+    max_pairs: candidates per chunk; default MAX_PAIRS_CPU or MAX_PAIRS_GPU by device
     """
     _, B, V = points.shape
     F = faces.shape[0]
     H, W = height, width
     device, dtype = points.device, points.dtype
+    if max_pairs is None:
+        max_pairs = MAX_PAIRS_CPU if device.type == "cpu" else MAX_PAIRS_GPU
     if F >= 1 << INDEX_BITS:
         raise ValueError(f"too many triangles ({F}); at most 2^{INDEX_BITS}")
     corner = points.reshape(3, B * V).index_select(1, _corner_index(faces.to(device), B, V))

@@ -16,7 +16,7 @@ import torch
 from ehead_cli.face.base import FaceModel
 from ehead_cli.layout import MOTION_DIM, N_SHAPE
 from ehead_cli.render.camera import Camera
-from ehead_cli.render.rasterizer import MAX_PAIRS, Fragments, barycentrics, interpolate, rasterize
+from ehead_cli.render.rasterizer import Fragments, barycentrics, interpolate, rasterize
 from ehead_cli.render.shading import Light, lambert, vertex_normals
 
 BACKGROUND = (0.93, 0.93, 0.95)  # light grey, so the head's silhouette reads on a browser page
@@ -41,6 +41,7 @@ class MeshRenderer:
     light: directional light with ambient term
     background: RGB in [0, 1] of uncovered pixels
     cull_backfaces: skip triangles facing away; exact and faster for closed meshes
+    max_pairs: rasteriser chunk size (candidate pairs); None picks one for the device
     """
 
     def __init__(
@@ -51,7 +52,7 @@ class MeshRenderer:
         light: Light | None = None,
         background: tuple[float, float, float] = BACKGROUND,
         cull_backfaces: bool = True,
-        max_pairs: int = MAX_PAIRS,
+        max_pairs: int | None = None,
     ) -> None:
         self.height = int(height)
         self.width = int(width if width is not None else height)
