@@ -42,9 +42,18 @@ import pandas as pd
 import soundfile as sf
 
 from ehead_cli.errors import ConfigError, EheadError, InputError
+from ehead_cli.face.flame import FlameModel
+from ehead_cli.face.loading import flame_configured, load_face_model
 from ehead_cli.fileutil import atomic_path
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SPEAK
 from ehead_cli.motionfile import Motion, save_motion
+from ehead_cli.prepare import ingest
+from ehead_cli.prepare.gagavatar import load_gagavatar_track
+from ehead_cli.prepare.landmarks import detect_landmarks, face_boxes, require_mediapipe
+from ehead_cli.prepare.smoothing import scores_to_states
+from ehead_cli.prepare.talknet import load_talknet, resolve_talknet_path, talknet_face_crops, talknet_scores, to_grey
+from ehead_cli.prepare.tracker import TrackerConfig, fit_landmarks, lip_gap
+from ehead_cli.prepare.vad import silero_weights_path, vad_states
 from ehead_cli.states import write_states
 
 STATES_METHODS = ("vad", "talknet")
@@ -79,7 +88,7 @@ class PrepareOptions:
     def settings(self) -> dict:
         """The options that decide a clip's content (asset paths excluded: moving a file changes nothing)."""
         return {"states": self.states, "tracker": self.tracker, "fov_deg": self.fov_deg,
-                "face": "flame" if _flame_configured(self.flame) else "builtin", "version": PIPELINE_VERSION}
+                "face": "flame" if flame_configured(self.flame) else "builtin", "version": PIPELINE_VERSION}
 
 
 @dataclass
@@ -96,12 +105,6 @@ class PrepareReport:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-def _flame_configured(flame: str | None) -> bool:
-    from ehead_cli.face.loading import flame_configured
-
-    return flame_configured(flame)
 
 
 # --- inputs and ids ---------------------------------------------------------------------------------
@@ -184,14 +187,11 @@ class _Models:
     """Per-process cache of the loaded models (each worker loads them once)."""
 
     face = None
-    vad = None
     talknet = None
 
 
 def _face(options: PrepareOptions):
     if _Models.face is None:
-        from ehead_cli.face.loading import load_face_model
-
         _Models.face = load_face_model(options.flame)
     return _Models.face
 
@@ -210,8 +210,6 @@ def _gagavatar_source(options: PrepareOptions, video: Path, single: bool) -> Pat
 
 def prepare_clip(source: Path, clip_id: str, clips_dir: Path, options: PrepareOptions, single: bool = False) -> dict:
     """Prepare one video into ``clips_dir``; returns its manifest row. Raises EheadError for bad input."""
-    from ehead_cli.prepare import ingest
-
     probe = ingest.probe_media(source)
     audio = ingest.load_clip_audio(source)
     ingest.check_coverage(probe, audio)
@@ -221,29 +219,21 @@ def prepare_clip(source: Path, clip_id: str, clips_dir: Path, options: PrepareOp
     summary: dict = {}
 
     if options.tracker == "landmarks" or options.states == "talknet":
-        from ehead_cli.prepare.landmarks import detect_landmarks
-
         landmarks = detect_landmarks(ingest.iter_video_frames(source, T, audio.start))
         summary["face_found"] = float(landmarks.found.mean())
         if not landmarks.found.any():
             raise InputError(f"{source}: no face found in any frame")
 
     if options.tracker == "landmarks":
-        from ehead_cli.prepare.tracker import TrackerConfig, fit_landmarks
-
         cfg = TrackerConfig() if options.fov_deg is None else TrackerConfig(fov_deg=options.fov_deg)
         track = fit_landmarks(face, landmarks, cfg)
         motion, shape, gap = track.motion, track.shape, track.lip_gap_m
         summary["landmark_rmse_px"] = float(np.nanmean(track.rmse_px))
     else:
         motion, shape = _import_gagavatar(source, T, audio.start, options, face, single)
-        from ehead_cli.prepare.tracker import lip_gap
-
         gap = lip_gap(face, shape, motion)
 
     if options.states == "vad":
-        from ehead_cli.prepare.vad import vad_states
-
         labels = vad_states(audio.audio, T, gap)
         states = labels.states
         scores = pd.DataFrame({"frame": np.arange(T), "score": labels.score, "voice": labels.voice,
@@ -277,14 +267,10 @@ def prepare_clip(source: Path, clip_id: str, clips_dir: Path, options: PrepareOp
 
 def _import_gagavatar(source: Path, T: int, start, options: PrepareOptions, face, single: bool):
     """GAGAvatar track of ``source`` -> (motion (T, 115) at 25 fps, shape (300,))."""
-    from ehead_cli.face.flame import FlameModel
-    from ehead_cli.prepare.gagavatar import load_gagavatar_track
-    from ehead_cli.prepare.ingest import source_frame_indices
-
     path = _gagavatar_source(options, source, single)
     # the root-joint pivot correction applies to FLAME; the built-in head has no FLAME root joint
     track = load_gagavatar_track(path, face=face if isinstance(face, FlameModel) else None)
-    chosen, n_source = source_frame_indices(source, T, start)
+    chosen, n_source = ingest.source_frame_indices(source, T, start)
     if len(track.keys) != n_source:
         raise InputError(f"{path}: the GAGAvatar track has {len(track.keys)} frames but {source.name} has "
                          f"{n_source}; frames without a detected face cannot be aligned")
@@ -293,11 +279,6 @@ def _import_gagavatar(source: Path, T: int, start, options: PrepareOptions, face
 
 def _talknet_states(source: Path, T: int, audio, landmarks) -> tuple[np.ndarray, pd.DataFrame]:
     """TalkNet-ASD states: the demo's crops around the landmark boxes, scored, smoothed, binarised."""
-    from ehead_cli.prepare import ingest
-    from ehead_cli.prepare.landmarks import face_boxes
-    from ehead_cli.prepare.smoothing import scores_to_states
-    from ehead_cli.prepare.talknet import talknet_face_crops, talknet_scores, to_grey
-
     grey = np.stack([to_grey(f[None])[0].round().clamp(0, 255).byte().numpy()
                      for f in ingest.iter_video_frames(source, T, audio.start)])  # (T, H, W): a third of RGB
     crops = talknet_face_crops(grey, face_boxes(landmarks))
@@ -308,7 +289,7 @@ def _talknet_states(source: Path, T: int, audio, landmarks) -> tuple[np.ndarray,
 
 def manifest_row(info: dict) -> dict:
     """The manifest row of a finished clip's ``.json``."""
-    row = {"id": info["id"], "split": split_for(info["id"]), "duration": round(float(info["duration"]), 6),
+    row = {"id": info["id"], "split": split_for(info["id"]), "duration": float(info["duration"]),
            "n_frames": int(info["n_frames"]), "source": Path(info["source"]["path"]).name,
            "states": info["settings"]["states"], "tracker": info["settings"]["tracker"],
            "speak_fraction": round(float(info["speak_fraction"]), 4)}
@@ -342,16 +323,10 @@ def check_options(options: PrepareOptions) -> None:
     if options.tracker not in TRACKERS:
         raise ConfigError(f"--tracker must be one of {', '.join(TRACKERS)}, got {options.tracker!r}")
     if options.states == "vad":
-        from ehead_cli.prepare.vad import silero_weights_path
-
         silero_weights_path()
     if options.states == "talknet":
-        from ehead_cli.prepare.talknet import resolve_talknet_path
-
         resolve_talknet_path(options.talknet)
     if options.tracker == "landmarks" or options.states == "talknet":  # TalkNet's face boxes come from landmarks
-        from ehead_cli.prepare.landmarks import require_mediapipe
-
         require_mediapipe()
     if options.tracker == "gagavatar":
         if not options.gagavatar_track:
@@ -372,8 +347,6 @@ def _init_worker(options: PrepareOptions, threads: int) -> None:
 def _load_models(options: PrepareOptions) -> None:
     _face(options)
     if options.states == "talknet" and _Models.talknet is None:
-        from ehead_cli.prepare.talknet import load_talknet
-
         _Models.talknet = load_talknet(options.talknet)
 
 

@@ -36,7 +36,7 @@ from ehead_cli.errors import AssetError
 from ehead_cli.layout import MOTION_FPS, SAMPLES_PER_FRAME
 from ehead_cli.prepare.smoothing import moving_average, scores_to_states
 
-# --- Silero VAD v5 architecture, 16 kHz branch ------------------------------------------------
+# --- Silero VAD (v5 and v6 share this architecture), 16 kHz branch ----------------------------
 CHUNK = 512  # new samples per network step (32 ms)
 CONTEXT = 64  # samples of the previous chunk prepended to each step
 N_FFT = 256  # the STFT as a fixed convolution: 256-sample windows ...
