@@ -35,7 +35,8 @@ def test_table_has_68_points_on_the_mesh_and_averages_pairs():
 
 
 def test_missing_extra_is_one_line_naming_the_extra_and_the_install_command(monkeypatch):
-    monkeypatch.setitem(sys.modules, "mediapipe", None)  # as if it were not installed
+    for name in [m for m in sys.modules if m == "mediapipe" or m.startswith("mediapipe.")] + ["mediapipe"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if it were not installed
     with pytest.raises(AssetError) as err:
         require_mediapipe()
     message = str(err.value)

@@ -166,7 +166,8 @@ def test_bad_flags_missing_assets_and_missing_extra_fail_before_any_work(videos,
     monkeypatch.delenv("EHEAD_TALKNET", raising=False)
     with pytest.raises(AssetError, match="--talknet"):
         prepare([src], out, states="talknet", tracker="gagavatar", gagavatar_track=tracks, progress=False)
-    monkeypatch.setitem(sys.modules, "mediapipe", None)  # the landmarks extra is not installed
+    for name in [m for m in sys.modules if m == "mediapipe" or m.startswith("mediapipe.")] + ["mediapipe"]:
+        monkeypatch.setitem(sys.modules, name, None)  # the landmarks extra is not installed
     with pytest.raises(AssetError) as err:
         prepare([src], out, tracker="landmarks", progress=False)
     assert "\n" not in str(err.value) and 'pip install -e ".[landmarks]"' in str(err.value)
