@@ -48,33 +48,46 @@ def endpoint(x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tenso
     return x_t + (1 - t).view(-1, *([1] * (x_t.dim() - 1))) * v
 
 
-def pose_smoothness(x: torch.Tensor) -> torch.Tensor:
-    """sum over t of ||p_{t+1} - p_t||^2 on rotation and translation only, per window (B,)."""
+REDUCTIONS = ("mean", "sum")
+
+
+def pose_smoothness(x: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """sum over t of ||p_{t+1} - p_t||^2 on rotation and translation only, per window (B,).
+    ``reduction="mean"`` averages over the 6 pose dimensions instead of summing them."""
     pose = torch.cat([x[..., ROT], x[..., TRANS]], dim=-1)
-    return (pose[:, 1:] - pose[:, :-1]).pow(2).sum(dim=(1, 2))
+    d2 = (pose[:, 1:] - pose[:, :-1]).pow(2)
+    return (d2.mean(dim=2) if reduction == "mean" else d2.sum(dim=2)).sum(dim=1)
 
 
 def flow_loss(v: torch.Tensor, path: PathSample, weights: dict[str, float] | None = None,
-              smooth_weight: float = SMOOTH_WEIGHT) -> dict[str, torch.Tensor]:
+              smooth_weight: float = SMOOTH_WEIGHT, reduction: str = "mean") -> dict[str, torch.Tensor]:
     """Stage-I loss (eq. 6): sum_k lambda_k ||v^(k) - u^(k)||^2 + lambda_smooth L_smooth^pose.
 
-    Each squared norm sums over the group's dimensions and the window's frames, as written in
-    the paper; both terms are then divided by the window length T (a constant that keeps the
-    loss scale independent of T without changing the ratio between the terms) and averaged over
-    the batch. The smoothness term is taken on the one-step endpoint x1_hat of the prediction
-    (what sampling produces), never on jaw or expression.
+    ``reduction`` says how a group's squared error is taken over its dimensions:
+    * "mean" (default): averaged over the group's dimensions (a per-group MSE), so the weights
+      0.6 / 0.1 / ... set the groups' relative importance whatever their sizes (100 expression
+      dimensions against 3 for the jaw);
+    * "sum": summed over them, the literal squared L2 norm of eq. 6, under which the 100 expression
+      dimensions outweigh the 3 jaw dimensions by a further factor of about 33.
+    Both terms are summed over the window's frames as written, then divided by the window length T
+    (a constant that keeps the scale independent of T without changing the ratio between the terms),
+    and averaged over the batch. The smoothness term is taken on the one-step endpoint x1_hat of the
+    prediction (what sampling produces), on rotation and translation only, never on jaw or expression.
     Returns {"loss", "<group>" (unweighted, per frame), "smooth" (unweighted, per frame)}.
     """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     weights = GROUP_WEIGHTS if weights is None else weights
     T = v.shape[1]
     err = (v - path.dx_t).pow(2)  # (B, T, D)
     out: dict[str, torch.Tensor] = {}
     total = v.new_zeros(())
     for name, sl in GROUPS.items():
-        g = err[..., sl].sum(dim=(1, 2)).mean() / T
+        per_frame = err[..., sl].mean(dim=2) if reduction == "mean" else err[..., sl].sum(dim=2)
+        g = per_frame.sum(dim=1).mean() / T
         out[name] = g.detach()
         total = total + weights[name] * g
-    smooth = pose_smoothness(endpoint(path.x_t, path.t, v)).mean() / T
+    smooth = pose_smoothness(endpoint(path.x_t, path.t, v), reduction).mean() / T
     out["smooth"] = smooth.detach()
     out["loss"] = total + smooth_weight * smooth
     return out

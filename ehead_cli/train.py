@@ -46,7 +46,7 @@ from ehead_cli.config import ModelConfig, load_toml, models_dir, preset
 from ehead_cli.data import WindowDataset, fit_stats, load_index
 from ehead_cli.encoders import FeatureCache
 from ehead_cli.errors import ConfigError, InputError
-from ehead_cli.flow import PathSample, flow_loss
+from ehead_cli.flow import REDUCTIONS, PathSample, flow_loss
 from ehead_cli.model import EmbodiedHead
 from ehead_cli.stats import MotionStats
 
@@ -80,6 +80,8 @@ class TrainConfig:
     val_windows:    validation windows (fixed, evenly spread over the val split)
     precision:      "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16" or "fp32"
     compile:        wrap the network in torch.compile
+    loss_reduction: "mean" (each group's squared error averaged over its dimensions, the default) or
+                    "sum" (the literal squared norm of eq. 6); see ehead_cli.flow.flow_loss
     """
 
     steps: int = 80_000
@@ -101,6 +103,7 @@ class TrainConfig:
     val_windows: int = 64
     precision: str = "auto"
     compile: bool = False
+    loss_reduction: str = "mean"
 
     def validate(self) -> TrainConfig:
         for name in ("steps", "batch_size", "window_stride", "log_every", "ckpt_every"):
@@ -112,6 +115,8 @@ class TrainConfig:
             raise ConfigError(f"train.decay must be cosine, linear or constant, got {self.decay!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"train.precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.loss_reduction not in REDUCTIONS:
+            raise ConfigError(f"train.loss_reduction must be one of {', '.join(REDUCTIONS)}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError("train.ema_decay must be in [0, 1)")
         if self.warmup_steps < 0 or self.workers < 0 or self.val_every < 0 or self.val_windows < 0:
@@ -198,9 +203,10 @@ def dump_toml(data: dict[str, Any], prefix: str = "") -> str:
 class TrainStep(nn.Module):
     """Wraps the model so one forward computes the Stage-I loss of a batch (what DDP wraps)."""
 
-    def __init__(self, model: EmbodiedHead):
+    def __init__(self, model: EmbodiedHead, reduction: str = "mean"):
         super().__init__()
         self.model = model
+        self.reduction = reduction
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         m = self.model
@@ -211,7 +217,7 @@ class TrainStep(nn.Module):
         path = PathSample(x0, x1, t, x0 + tt * (x1 - x0), x1 - x0)
         v = m.dit(path.x_t, t, audio, batch["states"], batch["history"], batch["history_states"],
                   batch["shape"], batch["ref"], batch["magnitude"])
-        return flow_loss(v.float(), path)
+        return flow_loss(v.float(), path, reduction=self.reduction)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -404,7 +410,7 @@ def train(data: str | Path, out: str | Path, preset_name: str = "small", config_
                                stride=model_cfg.window // 4, seed=train_cfg.seed + 1, feature_cache=cache)
 
     # --- optimisation ---------------------------------------------------------------------------
-    step_module: nn.Module = TrainStep(model)
+    step_module: nn.Module = TrainStep(model, train_cfg.loss_reduction)
     if dd.world > 1:
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[dd.local_rank] if dev.type == "cuda" else None)
@@ -522,7 +528,7 @@ def validate(model: EmbodiedHead, ema: EMA, ds: WindowDataset, cfg: TrainConfig,
     ema.copy_to(model)
     model.eval()
     total, count = torch.zeros((), device=dev), torch.zeros((), device=dev)
-    step = TrainStep(model)
+    step = TrainStep(model, cfg.loss_reduction)
     for i in range(0, len(idx), 16):
         items = [ds[j] for j in idx[i:i + 16]]
         batch = _to({k: torch.stack([it[k] for it in items]) for k in items[0]}, dev)

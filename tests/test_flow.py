@@ -48,11 +48,14 @@ def test_group_weighted_loss_by_hand():
     v = p.dx_t.clone()
     v[..., EXPR] += 1.0  # error 1 in each of 100 expression dims, every frame
     v[..., JAW] += 2.0  # error 2 in each of 3 jaw dims
-    out = flow_loss(v, p, smooth_weight=0.0)
+    out = flow_loss(v, p, smooth_weight=0.0, reduction="sum")
     assert out["expression"].item() == pytest.approx(100.0)  # summed over dims, per frame
     assert out["jaw"].item() == pytest.approx(12.0)
     assert out["eye"].item() == 0 and out["rotation"].item() == 0
     assert out["loss"].item() == pytest.approx(0.6 * 100 + 0.1 * 12)
+    mean = flow_loss(v, p, smooth_weight=0.0)  # the default: averaged over each group's dimensions
+    assert mean["expression"].item() == pytest.approx(1.0) and mean["jaw"].item() == pytest.approx(4.0)
+    assert mean["loss"].item() == pytest.approx(0.6 * 1 + 0.1 * 4)
     assert GROUP_WEIGHTS == {"expression": 0.6, "jaw": 0.1, "eye": 0.1, "rotation": 0.1, "translation": 0.1}
 
 
@@ -65,6 +68,7 @@ def test_pose_smoothness_only_on_rotation_and_translation():
     x[0, 1, TRANS.start] = 2.0
     # frame 0->1: trans 2 -> 4; frame 1->2: rot 1 and trans -2 -> 1 + 4
     assert pose_smoothness(x).item() == pytest.approx(4 + 5)
+    assert pose_smoothness(x, "mean").item() == pytest.approx((4 + 5) / 6)
 
 
 def test_smoothness_is_taken_on_the_endpoint_estimate():
@@ -72,8 +76,9 @@ def test_smoothness_is_taken_on_the_endpoint_estimate():
     p = sample_path(x1, t=torch.tensor([0.25]))
     v = p.dx_t.clone()
     v[0, 1, ROT.start] += 1.0  # the endpoint moves by (1 - t) at frame 1
-    out = flow_loss(v, p, smooth_weight=0.1)
+    out = flow_loss(v, p, smooth_weight=0.1, reduction="sum")
     assert out["smooth"].item() == pytest.approx(2 * 0.75**2 / 3)
+    assert flow_loss(v, p, reduction="mean")["smooth"].item() == pytest.approx(2 * 0.75**2 / 3 / 6)
 
 
 def test_known_rotations_give_known_geodesic_angles():
