@@ -76,11 +76,13 @@ def run(src, tracks, out, **kwargs):
 def test_dataset_contract_and_broken_files_reported_and_skipped(videos, tmp_path):
     src, tracks = videos
     out = tmp_path / "dataset"
-    report = run(src, tracks, out)
+    report = prepare([src, tmp_path / "typo.mp4"], out, states="vad", tracker="gagavatar", gagavatar_track=tracks,
+                     progress=False)
 
     assert sorted(report.done) == ["talk_25fps", "talk_30fps"] and not report.skipped and not report.ok
     failed = dict(report.failed)
-    assert set(failed) == {"broken", "mute"}
+    assert set(failed) == {"broken", "mute", str(tmp_path / "typo.mp4")}
+    assert "no such file" in failed[str(tmp_path / "typo.mp4")]
     assert "broken.mp4" in failed["broken"] and "unreadable media" in failed["broken"]
     assert "mute.mkv" in failed["mute"] and "no audio stream" in failed["mute"]
     assert all("\n" not in m for m in failed.values())
@@ -161,7 +163,7 @@ def test_bad_flags_missing_assets_and_missing_extra_fail_before_any_work(videos,
         prepare([src], out, tracker="dlib", progress=False)
     with pytest.raises(ConfigError, match="--gagavatar-track"):
         prepare([src], out, tracker="gagavatar", progress=False)
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(InputError, match="no video files"):
         run(tmp_path / "nowhere", tracks, out)
     monkeypatch.delenv("EHEAD_TALKNET", raising=False)
     with pytest.raises(AssetError, match="--talknet"):

@@ -93,8 +93,9 @@ class PrepareOptions:
 
 @dataclass
 class PrepareReport:
-    """What a run did. done/skipped: clip ids prepared now / found finished; failed: (source,
-    one-line reason); manifest: the manifest written (every finished clip in the folder)."""
+    """What a run did. done/skipped: clip ids prepared now / found finished; failed: (clip id, or
+    the path when it does not exist, and a one-line reason); manifest: the manifest written (every
+    finished clip in the folder)."""
 
     out_dir: Path
     done: list[str] = field(default_factory=list)
@@ -108,9 +109,12 @@ class PrepareReport:
 
 
 # --- inputs and ids ---------------------------------------------------------------------------------
-def find_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given, folders searched recursively for ``MEDIA_SUFFIXES``; sorted, duplicates removed."""
+def find_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """(videos, missing): files as given and folders searched recursively for ``MEDIA_SUFFIXES``,
+    sorted, duplicates removed; and the inputs that do not exist. InputError when there is no video."""
+    inputs = list(inputs)
     found: list[Path] = []
+    missing: list[Path] = []
     for item in inputs:
         p = Path(item).expanduser()
         if p.is_dir():
@@ -118,12 +122,12 @@ def find_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         elif p.is_file():
             found.append(p)
         else:
-            raise InputError(f"{p}: no such file or folder (VIDEO_OR_FOLDER)")
+            missing.append(p)
     unique = list(dict.fromkeys(q.resolve() for q in found))
     if not unique:
-        raise InputError(f"no video files found in {', '.join(str(i) for i in inputs)} "
-                         f"(looked for {', '.join(MEDIA_SUFFIXES)})")
-    return unique
+        raise InputError(f"no video files in {', '.join(str(i) for i in inputs) or 'the arguments'} "
+                         f"(VIDEO_OR_FOLDER; looked for {', '.join(MEDIA_SUFFIXES)})")
+    return unique, missing
 
 
 def _stem_id(path: Path) -> str:
@@ -377,7 +381,7 @@ def prepare(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, sta
     check_options(options)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    sources = find_inputs(inputs)
+    sources, missing = find_inputs(inputs)
     out = Path(out_dir).expanduser()
     clips_dir = out / CLIPS
     try:
@@ -397,6 +401,8 @@ def prepare(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, sta
         if on_result is not None:
             on_result(clip_id, status, message)
 
+    for path in missing:
+        record(str(path), "failed", f"{path}: no such file or folder (VIDEO_OR_FOLDER)")
     todo = []
     for s in sources:
         if is_finished(clips_dir, ids[s], s, options):
