@@ -264,6 +264,79 @@ def eval_(
     raise typer.Exit(report.exit_code)
 
 
+@app.command()
+def prepare(
+    inputs: Annotated[list[Path], typer.Argument(metavar="VIDEO_OR_FOLDER...", help="Videos or folders of videos.")],
+    out: Annotated[Path, typer.Option(help="Dataset folder to write (manifest.csv + clips/).")],
+    states: Annotated[str, typer.Option(help="Listening/speaking labels: vad (offline default) or talknet.")]
+    = "vad",
+    tracker: Annotated[str, typer.Option(
+        help="Face tracks: landmarks (needs the landmarks extra) or gagavatar (imports tracker output).")]
+    = "landmarks",
+    talknet: Annotated[Path | None, typer.Option(help="pretrain_TalkSet.model (or EHEAD_TALKNET).")] = None,
+    gagavatar_track: Annotated[Path | None, typer.Option(
+        help="GAGAvatar tracker outputs, one folder per video stem.")] = None,
+    workers: Annotated[int, typer.Option(help="Files prepared in parallel.")] = 1,
+    flame: Annotated[Path | None, typer.Option(help="Track with FLAME (or EHEAD_FLAME).")] = None,
+) -> None:
+    """Talking-face videos -> training clips with listening/speaking states and face tracks."""
+    from ehead_cli.prepare.pipeline import prepare as run_prepare
+
+    report = run_prepare(inputs, out, states=states, tracker=tracker, workers=workers, talknet=talknet,
+                         gagavatar_track=gagavatar_track, flame=flame)
+    console.print(f"{len(report.done)} prepared, {len(report.skipped)} already done, "
+                  f"{len(report.failed)} failed -> {out / 'manifest.csv'}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _int_list(value: str, flag: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} takes a comma list of integers, got {value!r}") from None
+    if not out or min(out) < 1:
+        raise ConfigError(f"{flag} takes positive integers, got {value!r}")
+    return out
+
+
+@app.command()
+def bench(
+    fps: Annotated[bool, typer.Option("--fps", help="Measure throughput and latency (frames/s, ms).")] = False,
+    preset: Annotated[str, typer.Option(help="Model preset to measure.")] = "paper",
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    batch_sizes: Annotated[str, typer.Option(help="Windows per forward pass, comma list.")] = "1,8,64",
+    steps: Annotated[str, typer.Option(help="Euler steps, comma list.")] = "1,4",
+    audio_encoder: Annotated[str, typer.Option(
+        "--audio-encoder", help="mel (built-in) or hubert (HuBERT-base architecture, random weights).")] = "mel",
+    render: Annotated[bool, typer.Option("--render/--no-render", help="Also time the renderer and MP4.")] = True,
+    dtype: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the velocity network.")] = False,
+    size: Annotated[int, typer.Option(help="Render size in pixels.")] = 256,
+    seconds: Annotated[float, typer.Option(help="Audio length of the end-to-end job.")] = 20.0,
+    repeats: Annotated[int, typer.Option(help="Timed repetitions (medians are reported).")] = 10,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's).")] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Write the results as JSON (a .json file, or a folder: named after the device).")] = None,
+) -> None:
+    """Throughput and latency of motion generation alone and end to end (renderer and MP4 included)."""
+    from ehead_cli.bench import BenchConfig, print_bench, run_bench, write_json
+    from ehead_cli.generate import resolve_device
+
+    if not fps:
+        raise ConfigError("nothing to measure: pass --fps")
+    if dtype not in ("fp32", "bf16"):
+        raise ConfigError(f"--dtype must be fp32 or bf16, got {dtype!r}")
+    dev = resolve_device(device)
+    cfg = BenchConfig(preset=preset, device=str(dev), batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
+                      steps=_int_list(steps, "--steps"), audio_encoder=audio_encoder, render=render, dtype=dtype,
+                      compile=compile, size=size, seconds=seconds, repeats=max(1, repeats), threads=threads)
+    result = run_bench(cfg, progress=lambda msg: err_console.print(msg, markup=False, highlight=False))
+    print_bench(result, console)
+    if json_out is not None:
+        console.print(f"wrote {write_json(result, json_out)}")
+
+
 def main() -> None:
     try:
         app()

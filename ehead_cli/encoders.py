@@ -138,32 +138,27 @@ class HubertEncoder(nn.Module):
     frozen = True
     window_local = False  # self-attention over the whole input: encode each window on its own
 
-    def __init__(self, cfg: AudioEncoderConfig, path: str | os.PathLike | None = None):
+    def __init__(self, cfg: AudioEncoderConfig, path: str | os.PathLike | None = None, *,
+                 model: nn.Module | None = None):
+        """Load the model folder at ``path`` (or EHEAD_HUBERT); or wrap an in-memory ``HubertModel``
+        (``model=``, e.g. random weights of the real architecture for speed measurements)."""
         super().__init__()
-        from transformers import HubertModel
-        from transformers.utils import logging as hf_logging
-
-        folder = assets.resolve("hubert", path)
-        if not (folder / "config.json").is_file():
-            raise AssetError(f"{folder}: not a transformers model folder (no config.json); "
-                             f"point --audio-encoder / EHEAD_HUBERT at the mHuBERT-147 folder")
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        try:
-            model = HubertModel.from_pretrained(str(folder), local_files_only=True)
-        except (OSError, ValueError) as err:
-            raise AssetError(f"{folder}: cannot load a HuBERT model ({str(err).splitlines()[0]})") from None
-        finally:
-            hf_logging.set_verbosity(verbosity)
+        if model is None:
+            folder = assets.resolve("hubert", path)
+            model = _load_hubert_folder(folder)
+            pre = folder / "preprocessor_config.json"
+            self.normalize = bool(json.loads(pre.read_text()).get("do_normalize", False)) if pre.is_file() else False
+            self._identity = "hubert-" + _folder_digest(folder)
+        else:
+            folder = None
+            self.normalize = False
+            self._identity = "hubert-in-memory"
         hc = model.config
         if hc.num_hidden_layers + 1 != cfg.n_layers or hc.hidden_size != cfg.dim:
-            raise AssetError(f"{folder}: HuBERT has {hc.num_hidden_layers + 1} hidden states of width "
+            raise AssetError(f"{folder or 'HuBERT'}: HuBERT has {hc.num_hidden_layers + 1} hidden states of width "
                              f"{hc.hidden_size}, the model config expects {cfg.n_layers} of width {cfg.dim}")
         self.cfg, self.folder = cfg, folder
         self.model = model.eval().requires_grad_(False)
-        pre = folder / "preprocessor_config.json"
-        self.normalize = bool(json.loads(pre.read_text()).get("do_normalize", False)) if pre.is_file() else False
-        self._identity = "hubert-" + _folder_digest(folder)
 
     @property
     def identity(self) -> str:
@@ -190,6 +185,31 @@ class HubertEncoder(nn.Module):
 
     def encode(self, wave: torch.Tensor) -> torch.Tensor:
         return self.frontend(wave)
+
+
+def _load_hubert_folder(folder: Path) -> nn.Module:
+    from transformers import HubertModel
+    from transformers.utils import logging as hf_logging
+
+    if not (folder / "config.json").is_file():
+        raise AssetError(f"{folder}: not a transformers model folder (no config.json); "
+                         f"point --audio-encoder / EHEAD_HUBERT at the mHuBERT-147 folder")
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return HubertModel.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise AssetError(f"{folder}: cannot load a HuBERT model ({str(err).splitlines()[0]})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def random_hubert_base(n_layers: int = 12, dim: int = 768) -> nn.Module:
+    """A HuBERT-base network (the mHuBERT-147 architecture) with random weights: its speed is the
+    real one, its output is not."""
+    from transformers import HubertConfig, HubertModel
+
+    return HubertModel(HubertConfig(hidden_size=dim, num_hidden_layers=n_layers))
 
 
 def _folder_digest(folder: Path) -> str:

@@ -1,0 +1,292 @@
+"""``ehead bench --fps``: throughput and latency of motion generation and of the whole pipeline.
+
+Measured, each after warm-up, with ``torch.cuda.synchronize()`` around every timed region on a GPU,
+as the median over repetitions:
+
+* motion only: frames/s of sampling B windows of T = 100 frames at once (N Euler steps), with the
+  audio already encoded, and again including the audio encoding (reported separately);
+* latency: one stream's 100-frame window, audio encoding included, p50 and p95 in milliseconds;
+* renderer: frames/s of the built-in rasteriser on the built-in head at ``size`` px, batched;
+* end to end: one stream of ``seconds`` of audio -> motion -> rendered frames -> an MP4 file with
+  the audio (H.264 + AAC), frames/s of the whole job.
+
+Weights are random (speed does not depend on them). ``--audio-encoder hubert`` builds HuBERT base,
+the mHuBERT-147 architecture, with random weights; ``mel`` swaps the preset's encoder for the
+built-in log-mel encoder (``BENCH_MEL``) where the preset has another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ehead_cli import __version__
+from ehead_cli.config import AudioEncoderConfig, preset
+from ehead_cli.errors import ConfigError
+from ehead_cli.layout import SAMPLE_RATE, SAMPLES_PER_FRAME
+
+BENCH_MEL = AudioEncoderConfig("mel", n_layers=4, dim=256, n_mels=80, conv_kernel=5)
+PAPER_FIGURES = {"motion_only_fps": 900, "end_to_end_fps": 59, "device": "one NVIDIA RTX 3090",
+                 "note": "the paper's figures, on different hardware"}
+CPU_TARGETS = {"motion_fps": 200, "end_to_end_fps_256px": 25}
+GPU_TARGETS = {"motion_only_fps_batched": 100_000, "window_latency_ms": 10, "render_fps_256px_batched": 2000}
+
+
+@dataclass
+class BenchConfig:
+    preset: str = "paper"
+    device: str = "cpu"
+    batch_sizes: tuple[int, ...] = (1, 8, 64)
+    steps: tuple[int, ...] = (1, 4)
+    audio_encoder: str = "mel"
+    render: bool = True
+    dtype: str = "fp32"
+    compile: bool = False
+    size: int = 256
+    seconds: float = 20.0
+    repeats: int = 10
+    warmup: int = 2
+    threads: int | None = None
+    render_batch_sizes: tuple[int, ...] = field(default=(1, 16))
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({torch.get_num_threads()} threads)"
+
+
+def device_slug(info: dict[str, Any]) -> str:
+    """A file name for a result: device kind and name, e.g. cpu-amd-epyc-2threads."""
+    kind = info["device_type"]
+    base = re.sub(r"\(.*?\)", "", info["device_name"]).lower()
+    base = re.sub(r"[^a-z0-9]+", "-", base).strip("-")
+    if kind == "cpu":
+        base += f"-{info['threads']}threads"
+    return f"{kind}-{base}"[:80]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int) -> list[float]:
+    """Seconds per call, ``repeats`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def build_generator(cfg: BenchConfig, steps: int):
+    from ehead_cli.encoders import HubertEncoder, random_hubert_base
+    from ehead_cli.generate import Generator
+    from ehead_cli.model import EmbodiedHead
+
+    mcfg = preset(cfg.preset)
+    if cfg.audio_encoder == "mel":
+        if mcfg.audio.kind != "mel":
+            mcfg = mcfg.replace(audio=BENCH_MEL)
+        encoder = None
+    elif cfg.audio_encoder == "hubert":
+        if mcfg.audio.kind != "hubert":
+            mcfg = mcfg.replace(audio=AudioEncoderConfig("hubert", 13, 768))
+        encoder = HubertEncoder(mcfg.audio, model=random_hubert_base(mcfg.audio.n_layers - 1, mcfg.audio.dim))
+    else:
+        raise ConfigError(f"--audio-encoder must be mel or hubert, got {cfg.audio_encoder!r}")
+    torch.manual_seed(0)
+    model = EmbodiedHead(mcfg, encoder=encoder)
+    with torch.no_grad():  # zero-initialised layers get values, as after training
+        for p in model.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.02)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[cfg.dtype]
+    gen = Generator(model, cfg.device, steps=steps, batch_size=max(cfg.batch_sizes), dtype=dtype)
+    if cfg.compile:
+        gen.model.dit.velocity = torch.compile(gen.model.dit.velocity, dynamic=False)
+    return gen
+
+
+def _windows(gen, B: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    T = gen.cfg.window
+    jobs = [gen._prepare(rng.normal(size=T * SAMPLES_PER_FRAME).astype(np.float32) * 0.1,
+                         np.where(np.arange(T) < T // 2, 1, -1).astype(np.int8), None, i, gen.magnitude)
+            for i in range(B)]
+    return gen.window_batch(jobs, 0)
+
+
+def motion_rows(cfg: BenchConfig, gen, steps: int) -> list[dict[str, Any]]:
+    rows, T = [], gen.cfg.window
+    for B in cfg.batch_sizes:
+        b = _windows(gen, B)
+        audio = gen.encode_audio(b["wave"])
+        only = _time(lambda: gen.sample_windows(audio, b), gen.device, cfg.repeats, cfg.warmup)  # noqa: B023
+        full = _time(lambda: gen.sample_windows(gen.encode_audio(b["wave"]), b), gen.device,  # noqa: B023
+                     cfg.repeats, cfg.warmup)
+        rows.append({"steps": steps, "batch": B,
+                     "motion_only_fps": B * T / float(np.median(only)),
+                     "motion_with_audio_fps": B * T / float(np.median(full)),
+                     "window_ms_median": 1000 * float(np.median(full))})
+    return rows
+
+
+def latency_row(cfg: BenchConfig, gen, steps: int) -> dict[str, Any]:
+    b = _windows(gen, 1)
+    times = _time(lambda: gen.sample_windows(gen.encode_audio(b["wave"]), b), gen.device,
+                  max(cfg.repeats, 20), cfg.warmup)
+    ms = 1000 * np.asarray(times)
+    return {"steps": steps, "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
+
+
+def render_rows(cfg: BenchConfig, device: torch.device) -> list[dict[str, Any]]:
+    from ehead_cli.face import load_face_model
+    from ehead_cli.render import Renderer
+
+    face = load_face_model(None, device=device)
+    rows = []
+    for B in cfg.render_batch_sizes:
+        r = Renderer(face, size=cfg.size, batch_size=B)
+        motion = torch.zeros(B, 115, device=device)
+        motion[:, 100] = torch.linspace(0, 0.2, B, device=device)
+        shape = torch.zeros(300, device=device)
+        times = _time(lambda: r.render(shape, motion), device, cfg.repeats, cfg.warmup)  # noqa: B023
+        rows.append({"batch": B, "size": cfg.size, "render_fps": B / float(np.median(times))})
+    return rows
+
+
+def end_to_end_row(cfg: BenchConfig, gen, steps: int) -> dict[str, Any]:
+    from ehead_cli.face import load_face_model
+    from ehead_cli.render import Renderer
+    from ehead_cli.video import write_mp4
+
+    rng = np.random.default_rng(1)
+    n = int(cfg.seconds * SAMPLE_RATE)
+    audio = (rng.normal(size=n) * 0.1).astype(np.float32)
+    T = -(-n // SAMPLES_PER_FRAME)
+    states = np.where((np.arange(T) // 50) % 2 == 0, 1, -1).astype(np.int8)
+    renderer = Renderer(load_face_model(None, device=gen.device), size=cfg.size)
+    with tempfile.TemporaryDirectory() as tmp:
+        def job() -> None:
+            m = gen.generate(audio, states)
+            write_mp4(Path(tmp) / "bench.mp4", renderer.iter_frames(m.shape, m.motion), audio)
+
+        times = _time(job, gen.device, max(1, cfg.repeats // 5), 1)
+    return {"steps": steps, "size": cfg.size, "seconds_of_audio": cfg.seconds,
+            "end_to_end_fps": T / float(np.median(times)), "realtime_factor": cfg.seconds / float(np.median(times))}
+
+
+def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every measurement; returns a JSON-able dict (settings, environment, results)."""
+    from ehead_cli.generate import resolve_device
+
+    say = progress or (lambda _msg: None)
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.dtype == "bf16" and device.type == "cpu":
+        say("note: bf16 on CPU is usually slower than fp32")
+    info = {
+        "ehead": __version__, "torch": torch.__version__, "python": platform.python_version(),
+        "device_type": device.type, "device_name": device_name(device), "threads": torch.get_num_threads(),
+        "dtype": cfg.dtype, "compile": cfg.compile, "preset": cfg.preset, "audio_encoder": cfg.audio_encoder,
+        "load_average_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    results: dict[str, Any] = {"motion": [], "latency": [], "render": [], "end_to_end": []}
+    for steps in cfg.steps:
+        say(f"motion, {steps} step(s)")
+        gen = build_generator(cfg, steps)
+        results["motion"] += motion_rows(cfg, gen, steps)
+        results["latency"].append(latency_row(cfg, gen, steps))
+        if cfg.render:
+            say(f"end to end, {steps} step(s)")
+            results["end_to_end"].append(end_to_end_row(cfg, gen, steps))
+    if cfg.render:
+        say("renderer")
+        results["render"] = render_rows(cfg, device)
+    info["load_average_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    model_cfg = build_generator(cfg, cfg.steps[0]).cfg
+    return {"settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+            "environment": info, "model": {"d_model": model_cfg.d_model, "depth": model_cfg.depth,
+                                           "audio": asdict(model_cfg.audio)},
+            "results": results, "paper": PAPER_FIGURES,
+            "targets": CPU_TARGETS if device.type == "cpu" else GPU_TARGETS}
+
+
+def write_json(result: dict[str, Any], target: Path) -> Path:
+    """Write to ``target`` (a .json file, or a folder: ``<device-slug>.json`` inside it), atomically."""
+    from ehead_cli.fileutil import atomic_path
+
+    if target.suffix != ".json":
+        target = target / f"{device_slug(result['environment'])}.json"
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    return target
+
+
+
+def print_bench(result: dict[str, Any], console) -> None:
+    """Rich tables of a ``run_bench`` result, with the paper's figures for comparison."""
+    from rich.table import Table
+
+    env, res = result["environment"], result["results"]
+    console.print(f"device: {env['device_name']} ({env['device_type']}), torch {env['torch']}, dtype {env['dtype']}, "
+                  f"threads {env['threads']}, compile {env['compile']}, preset {env['preset']}, "
+                  f"audio encoder {env['audio_encoder']}, load average {env['load_average_before']}")
+    t = Table(title="motion generation (frames/s)")
+    for col in ("steps", "batch", "motion only", "with audio encoding", "window (ms)"):
+        t.add_column(col, justify="right")
+    for r in res["motion"]:
+        t.add_row(str(r["steps"]), str(r["batch"]), f"{r['motion_only_fps']:,.0f}",
+                  f"{r['motion_with_audio_fps']:,.0f}", f"{r['window_ms_median']:.1f}")
+    console.print(t)
+    t = Table(title="single-stream latency per 100-frame window (audio encoding included)")
+    for col in ("steps", "p50 (ms)", "p95 (ms)"):
+        t.add_column(col, justify="right")
+    for r in res["latency"]:
+        t.add_row(str(r["steps"]), f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}")
+    console.print(t)
+    if res["render"]:
+        t = Table(title="built-in renderer (frames/s)")
+        for col in ("batch", "size", "frames/s"):
+            t.add_column(col, justify="right")
+        for r in res["render"]:
+            t.add_row(str(r["batch"]), f"{r['size']} px", f"{r['render_fps']:,.0f}")
+        console.print(t)
+    if res["end_to_end"]:
+        t = Table(title="end to end: audio -> motion -> rendered MP4 with audio, one stream")
+        for col in ("steps", "size", "frames/s", "x real time"):
+            t.add_column(col, justify="right")
+        for r in res["end_to_end"]:
+            t.add_row(str(r["steps"]), f"{r['size']} px", f"{r['end_to_end_fps']:.1f}", f"{r['realtime_factor']:.2f}")
+        console.print(t)
+    p = result["paper"]
+    console.print(f"for comparison, {p['note']}: over {p['motion_only_fps']} frames/s motion only and "
+                  f"{p['end_to_end_fps']} frames/s end to end on {p['device']}.")
