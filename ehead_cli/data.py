@@ -23,9 +23,16 @@ One training example is a window starting at frame s of a clip:
                           deterministic function of (seed, epoch, index): resuming, worker count and
                           the number of processes never change what a step sees
 
+    mask       (T,)       1 for frames inside the clip, 0 for end padding (left out of the loss)
+
+Short clips: a clip shorter than a window gives one window at its start whose missing frames are
+padded the way generation pads its last, partial window (silent audio, listening states) and masked
+out of the loss, so every frame of the clip is learnt and the model sees at training time exactly
+the padding it meets at the end of every generated clip.
+
 Length rule: the audio may differ from the motion by at most one frame (rounding in preparation);
-the common length is used. Clips shorter than one window, unreadable clips and clips whose lengths
-disagree are reported by name and left out; an empty training split is an error.
+the common length is used. Clips shorter than ``MIN_CLIP_FRAMES`` (1 s), unreadable clips and
+clips whose lengths disagree are reported by name and left out; an empty training split is an error.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ AUDIO_SUFFIXES = (".flac", ".wav", ".ogg")
 MANIFEST = "manifest.csv"
 SPLITS = ("train", "val", "test")
 LENGTH_SLACK = 1  # frames the audio and motion may differ by
+MIN_CLIP_FRAMES = 25  # 1 s: shorter clips carry too little context to learn from
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -115,7 +123,7 @@ def find_audio(clips_dir: Path, clip_id: str) -> Path | None:
     return None
 
 
-def load_index(root: str | Path, min_frames: int = 0, splits: tuple[str, ...] = SPLITS) -> DatasetIndex:
+def load_index(root: str | Path, min_frames: int = MIN_CLIP_FRAMES, splits: tuple[str, ...] = SPLITS) -> DatasetIndex:
     """Read the manifest and every clip's motion; check lengths. Problem clips are listed in
     ``problems`` (one line each, naming the clip) and left out."""
     root = Path(root)
@@ -146,7 +154,8 @@ def load_index(root: str | Path, min_frames: int = 0, splits: tuple[str, ...] = 
             continue
         T = min(audio_frames, m.n_frames)
         if T < min_frames:
-            problems.append(f"clip {cid}: {T} frames ({T / 25:.2f} s) is shorter than one window of {min_frames}")
+            problems.append(f"clip {cid}: {T} frames ({T / 25:.2f} s) is shorter than the minimum of {min_frames} "
+                            f"frames")
             continue
         meta = {k: v for k, v in row.items() if k not in ("id", "split")}
         clips.append(Clip(cid, split, audio, m.motion[:T], m.shape, m.states[:T], n_audio, meta))
@@ -159,7 +168,7 @@ def fit_stats(clips: list[Clip], window: int) -> MotionStats:
     mags = []
     for c in clips:
         m = torch.from_numpy(c.motion)
-        for s in range(0, c.n_frames - window + 1, stride):
+        for s in range(0, max(0, c.n_frames - window) + 1, stride):  # a short clip: its whole length
             mags.append(motion_magnitude(m[s:s + window]))
     return MotionStats.fit([c.motion for c in clips], torch.stack(mags).numpy())
 
@@ -183,10 +192,11 @@ class WindowDataset(Dataset):
         self.window_local = bool(getattr(encoder, "window_local", False))
         self.feature_cache = feature_cache
         self._front: dict[str, torch.Tensor] = {}
-        # (clip index, first start, last start) per grid slot
+        # (clip index, first start, last start) per grid slot; a clip shorter than a window has one
+        # slot at 0, its window padded at the end (see the module docstring)
         self.slots: list[tuple[int, int, int]] = []
         for ci, c in enumerate(clips):
-            last = c.n_frames - window
+            last = max(0, c.n_frames - window)
             for s in range(0, last + 1, stride):
                 self.slots.append((ci, s, min(s + stride - 1, last)))
         mean = np.asarray(stats.mean, np.float32)
@@ -204,7 +214,8 @@ class WindowDataset(Dataset):
         c = self.clips[ci]
         if c.id not in self._front:
             wave = load_audio(c.audio_path)
-            n = c.n_frames * SAMPLES_PER_FRAME  # whole frames: 2 feature frames each (a short last frame is padded)
+            # whole frames, at least one window: 2 feature frames each (padding is silence)
+            n = max(c.n_frames, self.T) * SAMPLES_PER_FRAME
             wave = np.pad(wave[:n], (0, max(0, n - len(wave))))
             if self.feature_cache is not None:
                 front = self.feature_cache.frontend(self.encoder, wave)[0]
@@ -238,10 +249,19 @@ class WindowDataset(Dataset):
         if n_real:
             hist[L - n_real:] = norm[s - n_real:s]
             hist_states[L - n_real:] = c.states[s - n_real:s]
-        raw = torch.from_numpy(c.motion[s:s + T])
+        n = min(T, c.n_frames - s)  # real frames in the window; the rest is end padding
+        raw = torch.from_numpy(c.motion[s:s + n])
+        x1 = np.empty((T, norm.shape[1]), np.float32)
+        x1[:n] = norm[s:s + n]
+        x1[n:] = norm[s + n - 1]  # masked out of the loss
+        states = np.full(T, LISTEN, np.float32)  # past the end: silence and listening, as in generation
+        states[:n] = c.states[s:s + n]
+        mask = np.zeros(T, np.float32)
+        mask[:n] = 1.0
         item = {
-            "x1": torch.from_numpy(norm[s:s + T].copy()),
-            "states": torch.from_numpy(c.states[s:s + T].astype(np.float32)),
+            "x1": torch.from_numpy(x1),
+            "states": torch.from_numpy(states),
+            "mask": torch.from_numpy(mask),
             "history": torch.from_numpy(hist),
             "history_states": torch.from_numpy(hist_states),
             "ref": torch.from_numpy(ref.copy()),

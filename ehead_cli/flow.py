@@ -51,16 +51,21 @@ def endpoint(x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tenso
 REDUCTIONS = ("mean", "sum")
 
 
-def pose_smoothness(x: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+def pose_smoothness(x: torch.Tensor, reduction: str = "sum", mask: torch.Tensor | None = None) -> torch.Tensor:
     """sum over t of ||p_{t+1} - p_t||^2 on rotation and translation only, per window (B,).
-    ``reduction="mean"`` averages over the 6 pose dimensions instead of summing them."""
+    ``reduction="mean"`` averages over the 6 pose dimensions instead of summing them; ``mask`` (B, T)
+    keeps only the pairs whose two frames are both real."""
     pose = torch.cat([x[..., ROT], x[..., TRANS]], dim=-1)
     d2 = (pose[:, 1:] - pose[:, :-1]).pow(2)
-    return (d2.mean(dim=2) if reduction == "mean" else d2.sum(dim=2)).sum(dim=1)
+    per_pair = d2.mean(dim=2) if reduction == "mean" else d2.sum(dim=2)
+    if mask is not None:
+        per_pair = per_pair * mask[:, 1:] * mask[:, :-1]
+    return per_pair.sum(dim=1)
 
 
 def flow_loss(v: torch.Tensor, path: PathSample, weights: dict[str, float] | None = None,
-              smooth_weight: float = SMOOTH_WEIGHT, reduction: str = "mean") -> dict[str, torch.Tensor]:
+              smooth_weight: float = SMOOTH_WEIGHT, reduction: str = "mean",
+              mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Stage-I loss (eq. 6): sum_k lambda_k ||v^(k) - u^(k)||^2 + lambda_smooth L_smooth^pose.
 
     ``reduction`` says how a group's squared error is taken over its dimensions:
@@ -73,6 +78,7 @@ def flow_loss(v: torch.Tensor, path: PathSample, weights: dict[str, float] | Non
     (a constant that keeps the scale independent of T without changing the ratio between the terms),
     and averaged over the batch. The smoothness term is taken on the one-step endpoint x1_hat of the
     prediction (what sampling produces), on rotation and translation only, never on jaw or expression.
+    ``mask`` (B, T) leaves padded frames out (their error counts as zero; the divisor stays T).
     Returns {"loss", "<group>" (unweighted, per frame), "smooth" (unweighted, per frame)}.
     """
     if reduction not in REDUCTIONS:
@@ -84,10 +90,12 @@ def flow_loss(v: torch.Tensor, path: PathSample, weights: dict[str, float] | Non
     total = v.new_zeros(())
     for name, sl in GROUPS.items():
         per_frame = err[..., sl].mean(dim=2) if reduction == "mean" else err[..., sl].sum(dim=2)
+        if mask is not None:
+            per_frame = per_frame * mask
         g = per_frame.sum(dim=1).mean() / T
         out[name] = g.detach()
         total = total + weights[name] * g
-    smooth = pose_smoothness(endpoint(path.x_t, path.t, v), reduction).mean() / T
+    smooth = pose_smoothness(endpoint(path.x_t, path.t, v), reduction, mask).mean() / T
     out["smooth"] = smooth.detach()
     out["loss"] = total + smooth_weight * smooth
     return out

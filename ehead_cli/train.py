@@ -217,7 +217,7 @@ class TrainStep(nn.Module):
         path = PathSample(x0, x1, t, x0 + tt * (x1 - x0), x1 - x0)
         v = m.dit(path.x_t, t, audio, batch["states"], batch["history"], batch["history_states"],
                   batch["shape"], batch["ref"], batch["magnitude"])
-        return flow_loss(v.float(), path, reduction=self.reduction)
+        return flow_loss(v.float(), path, reduction=self.reduction, mask=batch.get("mask"))
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -384,13 +384,13 @@ def train(data: str | Path, out: str | Path, preset_name: str = "small", config_
     console = _console()
 
     # --- data ---------------------------------------------------------------------------------
-    index = load_index(data, min_frames=model_cfg.window)
+    index = load_index(data)
     if dd.main:
         for p in index.problems:
             console.print(f"[yellow]skipped[/] {p}", highlight=False)
     train_clips = index.split("train")
     if not train_clips:
-        raise InputError(f"{data}: no usable training clips (split 'train') of at least {model_cfg.window} frames")
+        raise InputError(f"{data}: no usable training clips (split 'train')")
     val_clips = index.split("val")
 
     torch.manual_seed(train_cfg.seed)

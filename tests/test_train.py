@@ -55,6 +55,30 @@ def test_windows_shapes_and_history_padding(toy_dataset):
     assert not torch.equal(ds[3]["x0"], first["x0"])
 
 
+def test_a_clip_shorter_than_a_window_is_padded_and_masked(tmp_path):
+    root = write_dataset(tmp_path / "d", {"three_s": ("train", 3.0)})  # 75 frames, like a GRID clip
+    cfg = preset("tiny")
+    clips = load_index(root).split("train")
+    ds = WindowDataset(clips, fit_stats(clips, 100), 100, 75, MelEncoder(cfg.audio), stride=10, seed=0)
+    assert len(ds) == 1
+    item = ds[0]
+    assert item["mask"][:75].tolist() == [1.0] * 75 and item["mask"][75:].tolist() == [0.0] * 25
+    assert (item["states"][75:] == LISTEN).all()  # silence and listening past the end, as in generation
+    assert item["front"].shape == (200, cfg.audio.n_mels)
+    silence = MelEncoder(cfg.audio).frontend(torch.zeros(1, 640))[0, 0]
+    torch.testing.assert_close(item["front"][-1], silence)
+    # padded frames do not count in the loss
+    from ehead_cli.flow import PathSample, flow_loss
+
+    x1, x0, t = item["x1"][None], item["x0"][None], item["t"][None]
+    path = PathSample(x0, x1, t, x0 + t * (x1 - x0), x1 - x0)
+    v = path.dx_t.clone()
+    v[:, 80:] += 5.0  # wrong only where the clip has ended
+    exact = flow_loss(path.dx_t, path, mask=item["mask"][None])["loss"].item()
+    assert flow_loss(v, path, mask=item["mask"][None])["loss"].item() == pytest.approx(exact, abs=1e-6)
+    assert flow_loss(v, path)["loss"].item() > exact + 1.0
+
+
 def test_window_audio_is_the_windows_own(toy_dataset):
     cfg = preset("tiny")
     clips = load_index(toy_dataset, min_frames=100).split("train")
@@ -74,18 +98,18 @@ def test_data_problems_name_the_clip(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no manifest.csv"):
         load_index(tmp_path / "empty")
-    root = write_dataset(tmp_path / "d", {"ok": ("train", 5.0), "short": ("train", 2.0), "long": ("train", 5.0)})
+    root = write_dataset(tmp_path / "d", {"ok": ("train", 5.0), "short": ("train", 0.6), "long": ("train", 5.0)})
     sf.write(root / "clips" / "long.flac", np.zeros(16000 * 7, np.float32), 16000)  # 7 s audio, 5 s motion
-    idx = load_index(root, min_frames=100)
+    idx = load_index(root)
     assert [c.id for c in idx.clips] == ["ok"]
-    assert any("clip short" in p and "shorter than one window" in p for p in idx.problems)
+    assert any("clip short" in p and "shorter than the minimum of 25 frames" in p for p in idx.problems)
     assert any("clip long" in p and "audio has 175 frames but motion/states have 125" in p for p in idx.problems)
     df = pd.read_csv(root / "manifest.csv")
     df.loc[0, "split"] = "training"
     df.to_csv(root / "manifest.csv", index=False)
     with pytest.raises(InputError, match=r"manifest.csv:2: split 'training'"):
         load_index(root)
-    only_short = write_dataset(tmp_path / "s", {"short": ("train", 2.0)})
+    only_short = write_dataset(tmp_path / "s", {"short": ("train", 0.6)})
     with pytest.raises(InputError, match="no usable training clips"):
         train(only_short, tmp_path / "run", "tiny", overrides=FAST, progress=False)
     assert "clip short" in capsys.readouterr().err
