@@ -143,8 +143,12 @@ class Generator:
                         hubert_path: str | os.PathLike | None = None, **kwargs) -> Generator:
         dev = resolve_device(device)
         path = Path(checkpoint) if checkpoint else default_checkpoint()
-        if checkpoint is None and not (path / "config.json").is_file():
-            raise InputError(f"the demo checkpoint {path} is missing; pass --checkpoint RUN_DIR/checkpoint")
+        if checkpoint is None:
+            if not (path / "config.json").is_file():
+                raise InputError(f"the demo checkpoint {path} is missing; pass --checkpoint RUN_DIR/checkpoint")
+            from ehead_cli.manifest import verify_files
+
+            verify_files(models_dir(), path)
         return cls(load_checkpoint(path, hubert_path=hubert_path, device=dev), dev, **kwargs)
 
     # --- public API ---------------------------------------------------------------------------

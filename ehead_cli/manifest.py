@@ -1,0 +1,69 @@
+"""The checksummed manifest of what ships under ``models/``: size, SHA-256 and a licence note per file.
+
+``models/MANIFEST.json`` = {"files": {"<path relative to models/>": {"size", "sha256", "licence"}}}.
+``verify_files`` checks the files of a shipped checkpoint before it is loaded, so a damaged download
+or a Git LFS pointer left in place of the weights is a one-line error, not a crash deep in a loader.
+
+    python -m ehead_cli.manifest [models/]     # rewrite the manifest after changing a shipped file
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from ehead_cli.errors import InputError
+from ehead_cli.fileutil import atomic_path
+
+MANIFEST_NAME = "MANIFEST.json"
+SHIPPED_SUFFIXES = (".safetensors", ".json", ".toml", ".md")
+LICENCE = "Apache-2.0 (this project); trained on the project's synthetic sample_data"
+
+
+def sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_manifest(models: Path) -> dict:
+    files = {}
+    for p in sorted(models.rglob("*")):
+        if p.is_file() and p.name != MANIFEST_NAME and p.suffix in SHIPPED_SUFFIXES:
+            files[p.relative_to(models).as_posix()] = {"size": p.stat().st_size, "sha256": sha256(p),
+                                                      "licence": LICENCE}
+    return {"files": files}
+
+
+def write_manifest(models: Path) -> Path:
+    with atomic_path(models / MANIFEST_NAME) as tmp:
+        tmp.write_text(json.dumps(build_manifest(models), indent=2) + "\n")
+    return models / MANIFEST_NAME
+
+
+def verify_files(models: Path, folder: Path) -> None:
+    """Check every manifest entry under ``folder`` (a checkpoint inside ``models``); InputError names
+    the first file whose size or SHA-256 differs."""
+    path = models / MANIFEST_NAME
+    if not path.is_file():
+        return
+    entries = json.loads(path.read_text())["files"]
+    prefix = folder.resolve().relative_to(models.resolve()).as_posix() + "/"
+    for rel, entry in entries.items():
+        if not rel.startswith(prefix):
+            continue
+        f = models / rel
+        if not f.is_file():
+            raise InputError(f"{f}: missing (listed in {path})")
+        if f.stat().st_size != entry["size"] or sha256(f) != entry["sha256"]:
+            raise InputError(f"{f}: size or SHA-256 differs from {path} (a damaged copy, or a Git LFS pointer "
+                             f"instead of the file?)")
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "models"
+    print(write_manifest(target))
