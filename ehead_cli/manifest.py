@@ -33,15 +33,16 @@ def sha256(path: Path, chunk: int = 1 << 20) -> str:
 def build_manifest(models: Path) -> dict:
     files = {}
     for p in sorted(models.rglob("*")):
-        if p.is_file() and p.name != MANIFEST_NAME and p.suffix in SHIPPED_SUFFIXES:
+        if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".") and p.suffix in SHIPPED_SUFFIXES:
             files[p.relative_to(models).as_posix()] = {"size": p.stat().st_size, "sha256": sha256(p),
                                                       "licence": LICENCE}
     return {"files": files}
 
 
 def write_manifest(models: Path) -> Path:
+    text = json.dumps(build_manifest(models), indent=2) + "\n"
     with atomic_path(models / MANIFEST_NAME) as tmp:
-        tmp.write_text(json.dumps(build_manifest(models), indent=2) + "\n")
+        tmp.write_text(text)
     return models / MANIFEST_NAME
 
 
