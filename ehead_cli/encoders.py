@@ -30,7 +30,7 @@ from torch import nn
 from ehead_cli import assets
 from ehead_cli.config import AudioEncoderConfig
 from ehead_cli.errors import AssetError
-from ehead_cli.fileutil import atomic_path
+from ehead_cli.fileutil import atomic_path, sha256_file
 from ehead_cli.layout import FEATURE_HOP, SAMPLE_RATE
 
 HUBERT_RECEPTIVE = 400  # samples seen by one HuBERT frame (conv kernels 10,3,3,3,3,2,2; strides 5,2,2,2,2,2,2)
@@ -218,16 +218,8 @@ def _folder_digest(folder: Path) -> str:
     for f in sorted(folder.iterdir()):
         if f.suffix in (".json", ".safetensors", ".bin") and f.is_file():
             h.update(f.name.encode())
-            h.update(_file_digest(f).encode())
+            h.update(sha256_file(f).encode())
     return h.hexdigest()[:16]
-
-
-def _file_digest(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_encoder(cfg: AudioEncoderConfig, hubert_path: str | os.PathLike | None = None) -> nn.Module:

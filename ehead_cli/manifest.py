@@ -9,32 +9,23 @@ or a Git LFS pointer left in place of the weights is a one-line error, not a cra
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
 
 from ehead_cli.errors import InputError
-from ehead_cli.fileutil import atomic_path
+from ehead_cli.fileutil import atomic_path, sha256_file
 
 MANIFEST_NAME = "MANIFEST.json"
 SHIPPED_SUFFIXES = (".safetensors", ".json", ".toml", ".md")
 LICENCE = "Apache-2.0 (this project); trained on the project's synthetic sample_data"
 
 
-def sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def build_manifest(models: Path) -> dict:
     files = {}
     for p in sorted(models.rglob("*")):
         if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".") and p.suffix in SHIPPED_SUFFIXES:
-            files[p.relative_to(models).as_posix()] = {"size": p.stat().st_size, "sha256": sha256(p),
+            files[p.relative_to(models).as_posix()] = {"size": p.stat().st_size, "sha256": sha256_file(p),
                                                       "licence": LICENCE}
     return {"files": files}
 
@@ -60,7 +51,7 @@ def verify_files(models: Path, folder: Path) -> None:
         f = models / rel
         if not f.is_file():
             raise InputError(f"{f}: missing (listed in {path})")
-        if f.stat().st_size != entry["size"] or sha256(f) != entry["sha256"]:
+        if f.stat().st_size != entry["size"] or sha256_file(f) != entry["sha256"]:
             raise InputError(f"{f}: size or SHA-256 differs from {path} (a damaged copy, or a Git LFS pointer "
                              f"instead of the file?)")
 
