@@ -1,0 +1,24 @@
+"""``ehead bench``: it runs, reports every measurement with its device, and writes JSON. (Speed
+targets are checked by running the benchmark, never asserted here.)"""
+
+from __future__ import annotations
+
+import json
+
+from ehead_cli.bench import BenchConfig, device_slug, run_bench, write_json
+
+
+def test_bench_reports_every_measurement(tmp_path):
+    cfg = BenchConfig(preset="tiny", device="cpu", batch_sizes=(1, 2), steps=(1,), render=True, size=32,
+                      seconds=1.0, repeats=2, warmup=0, render_batch_sizes=(2,))
+    result = run_bench(cfg)
+    env, res = result["environment"], result["results"]
+    assert env["device_type"] == "cpu" and env["torch"] and env["threads"] >= 1 and env["dtype"] == "fp32"
+    assert [(r["steps"], r["batch"]) for r in res["motion"]] == [(1, 1), (1, 2)]
+    assert all(r["motion_only_fps"] > 0 and r["motion_with_audio_fps"] > 0 for r in res["motion"])
+    assert res["latency"][0]["p95_ms"] >= res["latency"][0]["p50_ms"] > 0
+    assert res["render"][0]["render_fps"] > 0 and res["end_to_end"][0]["end_to_end_fps"] > 0
+    assert result["paper"]["motion_only_fps"] == 900 and "different hardware" in result["paper"]["note"]
+    path = write_json(result, tmp_path)
+    assert path.name == f"{device_slug(env)}.json" and path.name.startswith("cpu-")
+    assert json.loads(path.read_text())["results"]["motion"][0]["batch"] == 1
