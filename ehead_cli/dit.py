@@ -39,8 +39,13 @@ LN_EPS = 1e-6
 # small blocks
 # ---------------------------------------------------------------------------------------------
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """AdaLN: x (B, N, d) * (1 + scale) + shift, with (B, d) modulation."""
-    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+    """AdaLN: x (B, N, d) * (1 + scale) + shift, with (B, d) modulation (one fused kernel)."""
+    return torch.addcmul(shift.unsqueeze(1), x, 1 + scale.unsqueeze(1))
+
+
+def gated(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Residual with an AdaLN-zero gate: x + gate (B, d) * y (one fused kernel)."""
+    return torch.addcmul(x, gate.unsqueeze(1), y)
 
 
 def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
@@ -58,22 +63,23 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
 class Rotary:
     """Rotary position embedding (RoPE, base ``rope_base``) for fractional positions.
 
-    ``tables(pos)`` gives (cos, sin) of shape (N, head_dim); ``apply`` rotates (B, heads, N, head_dim)
-    using the rotate-half pairing (i, i + head_dim/2).
+    Pairs are adjacent channels (2i, 2i + 1), each rotated by angle pos * base^(-2i / head_dim);
+    ``tables(pos)`` gives the unit complex numbers (N, head_dim / 2), and ``apply`` rotates
+    (B, heads, N, head_dim) by one complex multiplication (a single kernel, which matters on a CPU).
     """
 
     def __init__(self, head_dim: int, base: float):
-        self.inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.head_dim = head_dim
+        self.inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
 
-    def tables(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ang = pos.float()[:, None] * self.inv_freq.to(pos.device)[None]  # (N, head_dim/2)
-        ang = torch.cat([ang, ang], dim=-1)
-        return ang.cos(), ang.sin()
+    def tables(self, pos: torch.Tensor) -> torch.Tensor:
+        ang = pos.double()[:, None] * self.inv_freq.to(pos.device)[None]  # (N, head_dim/2)
+        return torch.polar(torch.ones_like(ang), ang).to(torch.complex64)
 
     @staticmethod
-    def apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x1, x2 = x.chunk(2, dim=-1)
-        return x * cos.to(x.dtype) + torch.cat([-x2, x1], dim=-1) * sin.to(x.dtype)
+    def apply(x: torch.Tensor, cis: torch.Tensor) -> torch.Tensor:
+        xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+        return torch.view_as_real(xc * cis).flatten(-2).to(x.dtype)
 
 
 class SelfAttention(nn.Module):
@@ -85,10 +91,10 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
         B, N, d = x.shape
         q, k, v = self.qkv(x).view(B, N, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        q, k = Rotary.apply(q, *rope), Rotary.apply(k, *rope)
+        q, k = Rotary.apply(q, rope), Rotary.apply(k, rope)
         out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, head_dim)
         return self.proj(out.transpose(1, 2).reshape(B, N, d))
 
@@ -104,16 +110,16 @@ class AudioCrossAttention(nn.Module):
         self.kv = nn.Linear(d, 2 * d)
         self.proj = nn.Linear(d, d)
 
-    def keys_values(self, audio: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]):
+    def keys_values(self, audio: torch.Tensor, rope: torch.Tensor):
         """(B, T, d) FiLM-modulated audio -> rotated keys and values (B, heads, T, head_dim)."""
         B, T, d = audio.shape
         k, v = self.kv(audio).view(B, T, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        return Rotary.apply(k, *rope), v
+        return Rotary.apply(k, rope), v
 
     def forward(self, x, k, v, rope, mask) -> torch.Tensor:
         B, T, d = x.shape
         q = self.q(x).view(B, T, self.heads, d // self.heads).transpose(1, 2)
-        q = Rotary.apply(q, *rope)
+        q = Rotary.apply(q, rope)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(out.transpose(1, 2).reshape(B, T, d))
 
@@ -224,13 +230,13 @@ class DiTBlock(nn.Module):
         """x (B, H + T, d); mod (B, 9d) precomputed adaLN output; kv the block's audio keys/values."""
         (shift_sa, scale_sa, gate_sa, shift_ca, scale_ca, gate_ca,
          shift_mlp, scale_mlp, gate_mlp) = mod.chunk(self.N_MOD, dim=-1)
-        x = x + gate_sa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_sa, scale_sa), rope_self)
+        x = gated(x, gate_sa, self.attn(modulate(self.norm1(x), shift_sa, scale_sa), rope_self))
         T = kv[0].shape[2]
         hist, cur = x[:, :-T], x[:, -T:]
-        cur = cur + gate_ca.unsqueeze(1) * self.cross(modulate(self.norm2(cur), shift_ca, scale_ca), *kv,
-                                                      rope_cross, cross_mask)
+        cross = self.cross(modulate(self.norm2(cur), shift_ca, scale_ca), *kv, rope_cross, cross_mask)
+        cur = gated(cur, gate_ca, cross)
         x = torch.cat([hist, cur], dim=1)
-        return x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm3(x), shift_mlp, scale_mlp))
+        return gated(x, gate_mlp, self.mlp(modulate(self.norm3(x), shift_mlp, scale_mlp)))
 
 
 class FinalLayer(nn.Module):
@@ -291,11 +297,9 @@ class EmbodiedHeadDiT(nn.Module):
         cur_pos = cfg.history_frames + torch.arange(cfg.window, dtype=torch.float32)
         self.register_buffer("pos_self", torch.cat([hist_pos, cur_pos]), persistent=False)
         self.register_buffer("pos_cross", cur_pos, persistent=False)
-        # the positions never change: the rotary tables are computed once, (N, head_dim) each
-        for name, pos in (("self", self.pos_self), ("cross", self.pos_cross)):
-            cos, sin = self.rotary.tables(pos)
-            self.register_buffer(f"rope_{name}_cos", cos, persistent=False)
-            self.register_buffer(f"rope_{name}_sin", sin, persistent=False)
+        # the positions never change: the rotary tables are computed once, (N, head_dim / 2) complex
+        self.register_buffer("rope_self", self.rotary.tables(self.pos_self), persistent=False)
+        self.register_buffer("rope_cross", self.rotary.tables(self.pos_cross), persistent=False)
         i = torch.arange(cfg.window)
         self.register_buffer("cross_mask", (i[:, None] - i[None, :]).abs() <= cfg.cross_radius, persistent=False)
         self.initialize_weights()
@@ -346,8 +350,7 @@ class EmbodiedHeadDiT(nn.Module):
         hist_tokens = self.x_embed(self.packer(hist))  # (B, H, d)
 
         aligned = self.aligner(self.fusion_cross(audio))  # (B, T, d)
-        rope_cross = (self.rope_cross_cos, self.rope_cross_sin)
-        kv = [blk.cross.keys_values(blk.film(aligned, states), rope_cross) for blk in self.blocks]
+        kv = [blk.cross.keys_values(blk.film(aligned, states), self.rope_cross) for blk in self.blocks]
 
         a_global = self.audio_embed(self.fusion_global(audio).mean(dim=1))  # (B, audio_embed_dim)
         r = self.ref_embed(torch.cat([shape, ref], dim=-1))
@@ -362,10 +365,8 @@ class EmbodiedHeadDiT(nn.Module):
         x = torch.cat([cond.hist_tokens.to(cur.dtype), cur], dim=1)
         t_emb = self.t_embed(sinusoidal_embedding(t * T_SCALE, self.cfg.t_embed_dim).to(x_t.dtype))
         c = torch.cat([t_emb, cond.static_cond.to(t_emb.dtype)], dim=-1)
-        rope_self = (self.rope_self_cos, self.rope_self_sin)
-        rope_cross = (self.rope_cross_cos, self.rope_cross_sin)
         for blk, kv in zip(self.blocks, cond.kv, strict=True):
-            x = blk(x, blk.adaLN_modulation(c), kv, rope_self, rope_cross, self.cross_mask)
+            x = blk(x, blk.adaLN_modulation(c), kv, self.rope_self, self.rope_cross, self.cross_mask)
         return self.final(x[:, -T:], c)
 
     def forward(self, x_t, t, audio, states, history, history_states, shape, ref, magnitude) -> torch.Tensor:

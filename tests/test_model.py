@@ -96,7 +96,7 @@ def test_cross_attention_is_local():
     m = EmbodiedHeadDiT(cfg).eval()
     randomize_zero_init(m)
     blk, R, T, d = m.blocks[0], cfg.cross_radius, cfg.window, cfg.d_model
-    rope = m.rotary.tables(m.pos_cross)
+    rope = m.rope_cross
     states = torch.ones(1, T)
     query = torch.randn(1, T, d)
     audio = torch.randn(1, T, d)
@@ -136,6 +136,23 @@ def test_history_frame_changes_only_its_group():
         patch = (b - a) // n
         assert changed.nonzero().flatten().tolist() == [g * n + (k - a) // patch]
     assert [b - a for a, b in bounds] == [40, 20, 10, 5]  # nearest group (5 frames) is the newest
+
+
+def test_rotary_embedding_is_a_relative_rotation():
+    from ehead_cli.dit import Rotary
+
+    rot = Rotary(56, 10000.0)
+    q, k = torch.randn(56), torch.randn(56)
+
+    def score(i: float, j: float) -> float:
+        qi = Rotary.apply(q[None], rot.tables(torch.tensor([i])))[0]
+        kj = Rotary.apply(k[None], rot.tables(torch.tensor([j])))[0]
+        assert torch.allclose(qi.norm(), q.norm(), rtol=1e-5)  # a rotation keeps the length
+        return float(qi @ kj)
+
+    assert score(3.0, 1.0) == pytest.approx(score(103.0, 101.0), rel=1e-4, abs=1e-4)  # only i - j matters
+    assert score(3.0, 1.0) != pytest.approx(score(3.0, 2.0), rel=1e-3)
+    assert torch.allclose(Rotary.apply(q[None], rot.tables(torch.zeros(1)))[0], q)
 
 
 def test_token_positions_put_history_before_the_window():
