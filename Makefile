@@ -4,7 +4,7 @@ PYTHON ?= python3
 # already has its own (CUDA) build keeps it.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test lint format sample-data
+.PHONY: install test lint format sample-data demo bench
 
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH_PIN)"
@@ -22,3 +22,11 @@ format:
 # Regenerate sample_data/ (needs the Debian package espeak-ng: apt-get install espeak-ng).
 sample-data:
 	$(PYTHON) -m ehead_cli.sampledata --out sample_data
+
+# The main job on a sample clip with the shipped demo model: out/conv009_fr.mp4 and .npz.
+demo:
+	ehead generate --audio sample_data/clips/conv009_fr.flac --states sample_data/clips/conv009_fr.csv --out out/
+
+# The CPU benchmark (paper preset, built-in audio encoder); the JSON is named after the device.
+bench:
+	ehead bench --fps --device cpu --preset paper --batch-sizes 1,8 --steps 1,4 --json benchmarks/
