@@ -11,7 +11,7 @@ install:
 	$(PYTHON) -m pip install -e ".[dev]"
 
 test:
-	$(PYTHON) -m pytest -q -x --durations=15
+	$(PYTHON) -m pytest -q --durations=15
 
 lint:
 	$(PYTHON) -m ruff check ehead_cli tests

@@ -77,6 +77,8 @@ def info(
     console.print(table)
     console.print(f"ehead {env['ehead']}, torch {env['torch']}, python {env['python']}, "
                   f"cuda: {env['cuda_device'] or 'not available'}, threads: {env['threads']}")
+    found = "found" if env["default_checkpoint_found"] else "MISSING"
+    console.print(f"demo checkpoint (the default of ehead generate): {env['default_checkpoint']} ({found})")
 
 
 @app.command()

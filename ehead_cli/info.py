@@ -58,7 +58,11 @@ def asset_status() -> list[dict[str, Any]]:
 
 
 def environment() -> dict[str, Any]:
+    from ehead_cli.generate import default_checkpoint
+
+    ckpt = default_checkpoint()
     return {"ehead": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "default_checkpoint": str(ckpt), "default_checkpoint_found": (ckpt / "config.json").is_file(),
             "cuda": torch.cuda.is_available(),
             "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "threads": torch.get_num_threads()}

@@ -34,6 +34,7 @@ from ehead_cli.sampledata.speech import TEXTS, Turn, Voice, assemble, espeak_ver
 from ehead_cli.states import write_states
 
 DEFAULT_SEED = 0
+TEST_JOBS = "test_jobs.csv"  # the test split as an `ehead generate --jobs` file
 DEFAULT_CLIPS = 50  # about 10 minutes in all
 LANGUAGES = ("en", "es", "de", "fr", "it", "pt")
 CLIP_TARGET_S = (5.0, 13.0)  # uniform target length; a clip stops at the first turn reaching it
@@ -214,6 +215,10 @@ def build_dataset(out: str | Path, n_clips: int = DEFAULT_CLIPS, seed: int = DEF
     manifest.insert(1, "split", [split[i] for i in manifest["id"]])
     _remove_stale(out / "clips", set(manifest["id"]))
     write_readme(out / "README.md", manifest, n_clips, seed)
+    test = manifest[manifest["split"] == "test"]
+    with atomic_path(out / TEST_JOBS) as tmp:  # `ehead generate --jobs` for the test split
+        pd.DataFrame({"audio": [f"clips/{i}.flac" for i in test["id"]],
+                      "states": [f"clips/{i}.csv" for i in test["id"]]}).to_csv(tmp, index=False)
     with atomic_path(out / "manifest.csv") as tmp:
         manifest.to_csv(tmp, index=False)
     return manifest
@@ -293,7 +298,8 @@ avatar), `magnitude`, `n_turns`, `speak_fraction` (fraction of frames with state
 |---|---|---|
 {split_lines}
 
-Splits are by clip, from a seeded shuffle (seed {seed}).
+Splits are by clip, from a seeded shuffle (seed {seed}). `{TEST_JOBS}` lists the test split as an
+`ehead generate --jobs` file (audio and states of each test clip).
 
 ## Licence
 The sentences, the generator and the motion are part of this project and under its licence
