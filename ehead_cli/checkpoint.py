@@ -51,6 +51,10 @@ def save_checkpoint(folder: str | os.PathLike, model: EmbodiedHead, meta: dict[s
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a checkpoint is meant to be shared
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        for f in (tmp / WEIGHTS_NAME, tmp / CONFIG_NAME):
+            os.chmod(f, 0o666 & ~umask)
         old = None
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
