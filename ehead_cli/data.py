@@ -203,8 +203,16 @@ class WindowDataset(Dataset):
         std = np.asarray(stats.std, np.float32)
         self._norm = [((c.motion - mean) / std).astype(np.float32) for c in clips]
 
+        self.repeat = 1
+
     def __len__(self) -> int:
-        return len(self.slots)
+        return len(self.slots) * self.repeat
+
+    def repeat_to(self, n: int) -> int:
+        """Repeat every window so the dataset has at least ``n`` items (a tiny dataset and a larger
+        batch); each repetition draws its own noise, time and reference. Returns the factor."""
+        self.repeat = max(1, -(-n // len(self.slots)))
+        return self.repeat
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -235,7 +243,7 @@ class WindowDataset(Dataset):
         return torch.from_numpy(out)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        ci, lo, hi = self.slots[index]
+        ci, lo, hi = self.slots[index % len(self.slots)]
         c, norm = self.clips[ci], self._norm[ci]
         rng = _rng(self.seed, self.epoch, index)
         s = int(rng.integers(lo, hi + 1))

@@ -410,6 +410,11 @@ def train(data: str | Path, out: str | Path, preset_name: str = "small", config_
                                stride=model_cfg.window // 4, seed=train_cfg.seed + 1, feature_cache=cache)
 
     # --- optimisation ---------------------------------------------------------------------------
+    if len(train_ds) < train_cfg.batch_size:
+        factor = train_ds.repeat_to(train_cfg.batch_size)
+        if dd.main:
+            console.print(f"note: {data} has only {len(train_ds.slots)} training windows for --batch-size "
+                          f"{train_cfg.batch_size}; each appears {factor} times per epoch", highlight=False)
     step_module: nn.Module = TrainStep(model, train_cfg.loss_reduction)
     if dd.world > 1:
         step_module = nn.parallel.DistributedDataParallel(
@@ -437,9 +442,6 @@ def train(data: str | Path, out: str | Path, preset_name: str = "small", config_
     sampler = DistributedSampler(train_ds, num_replicas=dd.world, rank=dd.rank, shuffle=True,
                                  seed=train_cfg.seed, drop_last=True)
     steps_per_epoch = len(sampler) // per_rank
-    if steps_per_epoch < 1:
-        raise InputError(f"{data}: only {len(train_ds)} training windows, fewer than --batch-size "
-                         f"{train_cfg.batch_size}")
 
     writer = _tensorboard(out) if dd.main else None
     meter: dict[str, float] = {}

@@ -79,6 +79,13 @@ def test_a_clip_shorter_than_a_window_is_padded_and_masked(tmp_path):
     assert flow_loss(v, path)["loss"].item() > exact + 1.0
 
 
+def test_a_dataset_smaller_than_a_batch_is_repeated(tmp_path, capsys):
+    root = write_dataset(tmp_path / "d", {"g1": ("train", 3.0), "g2": ("train", 3.0)})  # two GRID-sized clips
+    run = train(root, tmp_path / "run", "tiny", overrides={**FAST, "steps": 2, "batch_size": 5}, progress=False)
+    assert [r["step"] for r in read_metrics(run)] == [1, 2]
+    assert "each appears 3 times per epoch" in capsys.readouterr().err.replace("\n", " ")
+
+
 def test_window_audio_is_the_windows_own(toy_dataset):
     cfg = preset("tiny")
     clips = load_index(toy_dataset, min_frames=100).split("train")
