@@ -389,6 +389,11 @@ def train(data: str | Path, out: str | Path, preset_name: str = "small", config_
         for p in index.problems:
             console.print(f"[yellow]skipped[/] {p}", highlight=False)
     train_clips = index.split("train")
+    short = [c.id for c in train_clips if c.n_frames < model_cfg.window]
+    if short and dd.main:
+        names = ", ".join(short[:5]) + (f" and {len(short) - 5} more" if len(short) > 5 else "")
+        console.print(f"note: {len(short)} training clip(s) shorter than one window ({model_cfg.window} frames) are "
+                      f"padded at the end and the padding is left out of the loss: {names}", highlight=False)
     if not train_clips:
         raise InputError(f"{data}: no usable training clips (split 'train')")
     val_clips = index.split("val")

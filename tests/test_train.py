@@ -83,7 +83,9 @@ def test_a_dataset_smaller_than_a_batch_is_repeated(tmp_path, capsys):
     root = write_dataset(tmp_path / "d", {"g1": ("train", 3.0), "g2": ("train", 3.0)})  # two GRID-sized clips
     run = train(root, tmp_path / "run", "tiny", overrides={**FAST, "steps": 2, "batch_size": 5}, progress=False)
     assert [r["step"] for r in read_metrics(run)] == [1, 2]
-    assert "each appears 3 times per epoch" in capsys.readouterr().err.replace("\n", " ")
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "each appears 3 times per epoch" in err
+    assert "2 training clip(s) shorter than one window (100 frames) are padded" in err and "g1, g2" in err
 
 
 def test_window_audio_is_the_windows_own(toy_dataset):
