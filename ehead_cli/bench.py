@@ -33,6 +33,7 @@ import torch
 
 from ehead_cli import __version__
 from ehead_cli.config import AudioEncoderConfig, preset
+from ehead_cli.devices import resolve_device, sync
 from ehead_cli.errors import ConfigError
 from ehead_cli.layout import SAMPLE_RATE, SAMPLES_PER_FRAME
 
@@ -85,21 +86,16 @@ def device_slug(info: dict[str, Any]) -> str:
     return f"{kind}-{base}"[:80]
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _time(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int) -> list[float]:
     """Seconds per call, ``repeats`` calls after ``warmup`` untimed ones."""
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     out = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         out.append(time.perf_counter() - t0)
     return out
 
@@ -169,18 +165,19 @@ def latency_row(cfg: BenchConfig, gen, steps: int) -> dict[str, Any]:
 
 
 def render_rows(cfg: BenchConfig, device: torch.device) -> list[dict[str, Any]]:
+    """The rasteriser on the built-in head (open mouth), timed by ``render.benchmark.time_render``."""
     from ehead_cli.face import load_face_model
-    from ehead_cli.render import Renderer
+    from ehead_cli.render.benchmark import time_render
 
     face = load_face_model(None, device=device)
+    motion = torch.zeros(115, device=device)
+    motion[100] = 0.15  # jaw open: the mouth's inside is drawn too
+    with torch.no_grad():
+        vertices = face(torch.zeros(300, device=device), motion)
     rows = []
     for B in cfg.render_batch_sizes:
-        r = Renderer(face, size=cfg.size, batch_size=B)
-        motion = torch.zeros(B, 115, device=device)
-        motion[:, 100] = torch.linspace(0, 0.2, B, device=device)
-        shape = torch.zeros(300, device=device)
-        times = _time(lambda: r.render(shape, motion), device, cfg.repeats, cfg.warmup)  # noqa: B023
-        rows.append({"batch": B, "size": cfg.size, "render_fps": B / float(np.median(times))})
+        t = time_render(vertices, face.faces, face.vertex_colors, cfg.size, B, repeats=cfg.repeats)
+        rows.append({"batch": B, "size": cfg.size, "render_fps": t.fps_median, "render_fps_best": t.fps_best})
     return rows
 
 
@@ -207,8 +204,6 @@ def end_to_end_row(cfg: BenchConfig, gen, steps: int) -> dict[str, Any]:
 
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every measurement; returns a JSON-able dict (settings, environment, results)."""
-    from ehead_cli.generate import resolve_device
-
     say = progress or (lambda _msg: None)
     device = resolve_device(cfg.device)
     if cfg.threads:

@@ -206,8 +206,8 @@ def render(
     import numpy as np
 
     from ehead_cli.audio import load_audio
+    from ehead_cli.devices import resolve_device
     from ehead_cli.face import load_face_model
-    from ehead_cli.generate import resolve_device
     from ehead_cli.layout import SAMPLES_PER_FRAME
     from ehead_cli.motionfile import load_motion
     from ehead_cli.render import Renderer
@@ -252,8 +252,8 @@ def eval_(
 ) -> None:
     """The papers' metrics on predicted vs ground-truth motion (and video), per clip and overall."""
     from ehead_cli import evaluate as ev
+    from ehead_cli.devices import resolve_device
     from ehead_cli.face import load_face_model
-    from ehead_cli.generate import resolve_device
 
     if (pred_video is None) != (gt_video is None):
         raise ConfigError("--pred-video and --gt-video go together")
@@ -323,7 +323,7 @@ def bench(
 ) -> None:
     """Throughput and latency of motion generation alone and end to end (renderer and MP4 included)."""
     from ehead_cli.bench import BenchConfig, print_bench, run_bench, write_json
-    from ehead_cli.generate import resolve_device
+    from ehead_cli.devices import resolve_device
 
     if not fps:
         raise ConfigError("nothing to measure: pass --fps")

@@ -89,12 +89,13 @@ class DatasetIndex:
         return [c for c in self.clips if c.split == name]
 
 
-def read_manifest(root: Path) -> pd.DataFrame:
+def read_manifest(root: Path, flag: str = "--data") -> pd.DataFrame:
+    """The validated manifest of a dataset folder; errors name the file, the line, or ``flag``."""
     path = root / MANIFEST
     if not root.is_dir():
-        raise InputError(f"{root}: data folder not found (--data)")
+        raise InputError(f"{root}: data folder not found ({flag})")
     if not path.is_file():
-        raise InputError(f"{root}: no {MANIFEST} in the data folder (--data); see `ehead prepare`")
+        raise InputError(f"{root}: no {MANIFEST} in the data folder ({flag}); see `ehead prepare`")
     try:
         df = pd.read_csv(path, dtype={"id": str, "split": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:

@@ -65,6 +65,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ehead_cli.data import read_manifest
+from ehead_cli.devices import resolve_device
 from ehead_cli.errors import ConfigError, EheadError, InputError
 from ehead_cli.face.base import FaceModel
 from ehead_cli.fileutil import atomic_path
@@ -395,20 +397,13 @@ def _motion_files(folder: Path) -> dict[str, Path]:
 
 def dataset_clip_ids(dataset: Path, split: str | None = None) -> list[str]:
     """Clip ids of a dataset folder's manifest.csv (all, or one split), in manifest order."""
-    manifest = dataset / MANIFEST
-    try:
-        table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise InputError(f"{manifest}: cannot read the manifest ({err})") from None
-    needed = ["id"] + (["split"] if split is not None else [])
-    missing = [c for c in needed if c not in table.columns]
-    if missing:
-        raise InputError(f"{manifest}: missing column(s) {', '.join(missing)}")
+    table = read_manifest(dataset, flag="--gt")
     if split is not None:
         present = sorted(set(table["split"]))
         table = table[table["split"] == split]
         if table.empty:
-            raise InputError(f"--split: {manifest} has no clip in split {split!r} (it has {', '.join(present)})")
+            raise InputError(f"--split: {dataset / MANIFEST} has no clip in split {split!r} "
+                             f"(it has {', '.join(present)})")
     return [str(i) for i in table["id"]]
 
 
@@ -696,13 +691,6 @@ def _pooled(clips: Sequence[_Clip], preds: Sequence[np.ndarray], split: str, nam
 
 
 # --- the pipeline ----------------------------------------------------------------------------------
-def _device(device: str | torch.device | None) -> torch.device:
-    """The requested device, else cuda when available, else cpu."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _default_face(device: torch.device) -> FaceModel:
     """FLAME when ``EHEAD_FLAME`` is set, else the built-in procedural head (both in metres)."""
     from ehead_cli.face.loading import load_face_model
@@ -769,7 +757,7 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, metrics: str | Sequence[s
     plot_ids = {c.clip_id for c in loaded[:max_plots]} if out_dir is not None else set()
     vertex_needed = any(n in VERTEX_METRICS for n in names)
     if (vertex_needed or plot_ids) and face is None and loaded:
-        face = _default_face(_device(device))
+        face = _default_face(resolve_device(device))
     sources = (PREDICTION, *(BASELINE_PREFIX + k for k in kinds))
     if any(n in DESCRIPTIVE for n in names):
         sources = (*sources, GROUND_TRUTH)
@@ -787,7 +775,7 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, metrics: str | Sequence[s
     if "lpips" in image_names and image_dirs is not None and lpips_model is None:
         lpips_model = image_metrics.load_lpips()
     if lpips_model is not None and not isinstance(lpips_model, Unavailable):
-        lpips_model = lpips_model.to(_device(device))
+        lpips_model = lpips_model.to(resolve_device(device))
 
     results: list[ClipResult] = []
     evaluated: list[_Clip] = []

@@ -32,6 +32,7 @@ import torch
 
 from ehead_cli.checkpoint import load_checkpoint
 from ehead_cli.config import models_dir
+from ehead_cli.devices import resolve_device
 from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.flow import euler_sample, time_grid
 from ehead_cli.layout import LISTEN, MOTION_DIM, N_SHAPE, N_SHAPE_REF, SAMPLES_PER_FRAME, n_frames_for
@@ -46,16 +47,6 @@ DEFAULT_STEPS = 4
 
 def default_checkpoint() -> Path:
     return models_dir() / DEFAULT_CHECKPOINT
-
-
-def resolve_device(device: str | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device} was requested but CUDA is not available on this machine")
-    if device.split(":")[0] not in ("cpu", "cuda"):
-        raise ConfigError(f"--device must be cpu or cuda, got {device!r}")
-    return torch.device(device)
 
 
 @dataclass

@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ehead_cli.checkpoint import save_checkpoint
 from ehead_cli.config import ModelConfig, load_toml, models_dir, preset
 from ehead_cli.data import WindowDataset, fit_stats, load_index
+from ehead_cli.devices import resolve_device
 from ehead_cli.encoders import FeatureCache
 from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.flow import REDUCTIONS, PathSample, flow_loss
@@ -357,9 +358,7 @@ def train(data: str | Path, out: str | Path, preset_name: str = "small", config_
     simulate an interruption); the state is saved first.
     """
     out = Path(out)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was requested but CUDA is not available")
+    device = str(resolve_device(device))
     dd = init_distributed(device)
     if device.startswith("cuda") and dd.world > 1:
         device = f"cuda:{dd.local_rank}"

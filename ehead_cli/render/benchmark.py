@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ehead_cli.devices import sync
 from ehead_cli.render.camera import Camera
 from ehead_cli.render.renderer import MeshRenderer
 
@@ -82,10 +83,10 @@ def time_render(
     seconds = []
     with torch.no_grad():
         for k in range(WARMUP + repeats):
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             renderer(verts, faces, colors)
-            _sync(device)
+            sync(device)
             if k >= WARMUP:
                 seconds.append(time.perf_counter() - start)
     median = statistics.median(seconds)
@@ -99,11 +100,6 @@ def time_render(
         fps_best=batch / min(seconds),
         ms_per_frame_median=1e3 * median / batch,
     )
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main(argv: list[str] | None = None) -> None:
