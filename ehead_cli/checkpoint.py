@@ -32,8 +32,9 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 def save_checkpoint(folder: str | os.PathLike, model: EmbodiedHead, meta: dict[str, Any] | None = None,
-                    dtype: torch.dtype = torch.float32) -> Path:
-    """Write ``model`` to ``folder`` (replacing it whole). ``dtype`` float16 halves the size."""
+                    dtype: torch.dtype = torch.float32, state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``model`` to ``folder`` (replacing it whole). ``dtype`` float16 halves the size; ``state``
+    (same keys as ``model.trainable_state_dict()``, e.g. EMA weights) is written instead of the model's."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     config = {
@@ -44,8 +45,9 @@ def save_checkpoint(folder: str | os.PathLike, model: EmbodiedHead, meta: dict[s
         "audio_encoder": {"kind": model.cfg.audio.kind, "identity": model.encoder.identity},
         "meta": meta or {},
     }
+    weights = model.trainable_state_dict() if state is None else state
     tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
-               for k, v in model.trainable_state_dict().items()}
+               for k, v in weights.items()}
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a checkpoint is meant to be shared

@@ -37,6 +37,7 @@ clips whose lengths disagree are reported by name and left out; an empty trainin
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,8 +190,10 @@ class WindowDataset(Dataset):
             raise InputError("no usable clips for this split")
         self.clips, self.stats, self.T, self.L = clips, stats, window, history
         self.stride, self.seed, self.epoch = stride, seed, 0
-        self.encoder = encoder
         self.window_local = bool(getattr(encoder, "window_local", False))
+        # a private CPU copy of a window-local front end (a few kB for the log-mel): DataLoader workers
+        # compute front ends with it and never touch the training device
+        self.encoder = copy.deepcopy(encoder).cpu().eval() if self.window_local else None
         self.feature_cache = feature_cache
         self._front: dict[str, torch.Tensor] = {}
         # (clip index, first start, last start) per grid slot; a clip shorter than a window has one

@@ -405,9 +405,8 @@ def train(data: str | Path, out: str | Path, preset_name: str = "small", config_
         model.stats = stats
     model.to(dev)
     cache = FeatureCache() if model.encoder.window_local else None
-    train_ds = WindowDataset(train_clips, stats, model_cfg.window, model_cfg.history_frames, model.encoder.cpu(),
+    train_ds = WindowDataset(train_clips, stats, model_cfg.window, model_cfg.history_frames, model.encoder,
                              stride=train_cfg.window_stride, seed=train_cfg.seed, feature_cache=cache)
-    model.encoder.to(dev)
     val_ds = None
     if val_clips and train_cfg.val_every and train_cfg.val_windows:
         val_ds = WindowDataset(val_clips, stats, model_cfg.window, model_cfg.history_frames, model.encoder,
@@ -554,15 +553,11 @@ def validate(model: EmbodiedHead, ema: EMA, ds: WindowDataset, cfg: TrainConfig,
 
 def _save_all(out: Path, model: EmbodiedHead, ema: EMA, opt, step: int, cfg: TrainConfig, data: Path,
               command: str) -> None:
+    """The exact training state (for --resume) and the EMA weights as a checkpoint folder."""
     save_state(out, model, ema, opt, step)
-    export = EmbodiedHead(model.cfg, model.stats, encoder=model.encoder)  # shares the (frozen) encoder
-    export.to("cpu")
-    live = export.trainable_state_dict()
-    for k, v in ema.shadow.items():
-        live[k].data.copy_(v.cpu())
-    save_checkpoint(out / CHECKPOINT_DIR, export, meta={"step": step, "data": str(data), "command": command,
-                                                       "weights": "EMA", "train": dataclasses.asdict(cfg)})
-    model.encoder.to(next(model.dit.parameters()).device)
+    save_checkpoint(out / CHECKPOINT_DIR, model, state=ema.shadow,
+                    meta={"step": step, "data": str(data), "command": command, "weights": "EMA",
+                          "train": dataclasses.asdict(cfg)})
 
 
 _COLUMNS = ("step", *LOSS_KEYS, "grad_norm", "lr", "it_s", "val_loss")
