@@ -119,9 +119,11 @@ def train(
 
 @app.command()
 def generate(
-    audio: Annotated[list[Path] | None, typer.Option(help="Speech the avatar hears (repeat with --states).")] = None,
+    audio: Annotated[list[Path] | None, typer.Option(
+        metavar="FILE", help="Speech the avatar hears (repeat with --states).")] = None,
     states: Annotated[list[Path] | None, typer.Option(
-        help="LS states CSV for the --audio at the same position (frame,state or start,end,state).")] = None,
+        metavar="CSV", help="LS states CSV for the --audio at the same position (frame,state or start,end,state).")]
+    = None,
     jobs: Annotated[Path | None, typer.Option(help="CSV of jobs: audio,states[,out][,avatar].")] = None,
     user_audio: Annotated[Path | None, typer.Option(help="Two-stream mode: the user's microphone track.")] = None,
     agent_audio: Annotated[Path | None, typer.Option(help="Two-stream mode: the agent's speech track.")] = None,
@@ -131,8 +133,8 @@ def generate(
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint folder (default: the shipped demo model).")]
     = None,
     steps: Annotated[int, typer.Option(help="Euler sampling steps, 1-25.")] = 4,
-    magnitude: Annotated[tuple[float, float], typer.Option(help="Head-motion magnitude m_r m_t in [0, 1].")]
-    = (0.3, 0.3),
+    magnitude: Annotated[tuple[float, float], typer.Option(
+        metavar="M_R M_T", help="Head-motion magnitude: rotation and translation, each in [0, 1].")] = (0.3, 0.3),
     seed: Annotated[int, typer.Option(help="Noise seed (same seed, same motion).")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass across all jobs.")] = 64,
