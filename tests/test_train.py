@@ -176,3 +176,24 @@ def test_two_process_ddp_matches_one_process(toy_dataset, tmp_path):
                    progress=False)
     wa, wb = _weights(tmp_path / "ddp"), _weights(single)
     assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-5
+
+
+def test_train_and_generate_with_a_frozen_hubert_encoder(toy_dataset, tmp_path):
+    """The paper's audio path: a frozen HuBERT (tiny random one in the mHuBERT-147 layout) encodes
+    each window on the fly; the checkpoint stores no encoder weights and names its identity."""
+    from test_encoders import write_tiny_hubert
+
+    from ehead_cli.checkpoint import load_checkpoint
+    from ehead_cli.generate import Generator
+
+    hubert = write_tiny_hubert(tmp_path / "hubert")
+    cfg = tmp_path / "hubert.toml"
+    cfg.write_text('[model.audio]\nkind = "hubert"\nn_layers = 3\ndim = 16\n')
+    run = train(toy_dataset, tmp_path / "run", "tiny", config_file=cfg, overrides={**FAST, "steps": 2},
+                hubert_path=str(hubert), progress=False)
+    weights = _weights(run)
+    assert weights and not any(k.startswith("encoder.") for k in weights)
+    model = load_checkpoint(run / "checkpoint", hubert_path=hubert)
+    assert model.encoder.frozen and model.encoder.identity.startswith("hubert-")
+    out = Generator(model, "cpu", steps=1).generate(np.zeros(16000 * 2, np.float32), np.ones(50, np.int8))
+    assert out.motion.shape == (50, 115) and np.isfinite(out.motion).all()
