@@ -19,6 +19,12 @@ def _deterministic():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _private_feature_cache(tmp_path_factory, monkeypatch):
+    """Tests never write into the user's ~/.cache/ehead."""
+    monkeypatch.setenv("EHEAD_CACHE", str(tmp_path_factory.getbasetemp() / "ehead-cache"))
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
