@@ -218,9 +218,10 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     results: dict[str, Any] = {"motion": [], "latency": [], "render": [], "end_to_end": []}
+    gen = build_generator(cfg, cfg.steps[0])  # one model; only the number of Euler steps changes
     for steps in cfg.steps:
         say(f"motion, {steps} step(s)")
-        gen = build_generator(cfg, steps)
+        gen.steps = steps
         results["motion"] += motion_rows(cfg, gen, steps)
         results["latency"].append(latency_row(cfg, gen, steps))
         if cfg.render:
@@ -230,7 +231,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         say("renderer")
         results["render"] = render_rows(cfg, device)
     info["load_average_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    model_cfg = build_generator(cfg, cfg.steps[0]).cfg
+    model_cfg = gen.cfg  # the same model for every step count
     return {"settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
             "environment": info, "model": {"d_model": model_cfg.d_model, "depth": model_cfg.depth,
                                            "audio": asdict(model_cfg.audio)},
@@ -244,10 +245,25 @@ def write_json(result: dict[str, Any], target: Path) -> Path:
 
     if target.suffix != ".json":
         target = target / f"{device_slug(result['environment'])}.json"
-    with atomic_path(target) as tmp:
+    with atomic_path(target, flag="--json") as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
     return target
 
+
+
+# (title, result key, columns as (heading, format of a row)) of each printed table
+_TABLES = (
+    ("motion generation (frames/s)", "motion",
+     (("steps", "{steps}"), ("batch", "{batch}"), ("motion only", "{motion_only_fps:,.0f}"),
+      ("with audio encoding", "{motion_with_audio_fps:,.0f}"), ("window (ms)", "{window_ms_median:.1f}"))),
+    ("single-stream latency per 100-frame window (audio encoding included)", "latency",
+     (("steps", "{steps}"), ("p50 (ms)", "{p50_ms:.1f}"), ("p95 (ms)", "{p95_ms:.1f}"))),
+    ("built-in renderer (frames/s)", "render",
+     (("batch", "{batch}"), ("size", "{size} px"), ("frames/s", "{render_fps:,.0f}"))),
+    ("end to end: audio -> motion -> rendered MP4 with audio, one stream", "end_to_end",
+     (("steps", "{steps}"), ("size", "{size} px"), ("frames/s", "{end_to_end_fps:.1f}"),
+      ("x real time", "{realtime_factor:.2f}"))),
+)
 
 
 def print_bench(result: dict[str, Any], console) -> None:
@@ -258,32 +274,14 @@ def print_bench(result: dict[str, Any], console) -> None:
     console.print(f"device: {env['device_name']} ({env['device_type']}), torch {env['torch']}, dtype {env['dtype']}, "
                   f"threads {env['threads']}, compile {env['compile']}, preset {env['preset']}, "
                   f"audio encoder {env['audio_encoder']}, load average {env['load_average_before']}")
-    t = Table(title="motion generation (frames/s)")
-    for col in ("steps", "batch", "motion only", "with audio encoding", "window (ms)"):
-        t.add_column(col, justify="right")
-    for r in res["motion"]:
-        t.add_row(str(r["steps"]), str(r["batch"]), f"{r['motion_only_fps']:,.0f}",
-                  f"{r['motion_with_audio_fps']:,.0f}", f"{r['window_ms_median']:.1f}")
-    console.print(t)
-    t = Table(title="single-stream latency per 100-frame window (audio encoding included)")
-    for col in ("steps", "p50 (ms)", "p95 (ms)"):
-        t.add_column(col, justify="right")
-    for r in res["latency"]:
-        t.add_row(str(r["steps"]), f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}")
-    console.print(t)
-    if res["render"]:
-        t = Table(title="built-in renderer (frames/s)")
-        for col in ("batch", "size", "frames/s"):
-            t.add_column(col, justify="right")
-        for r in res["render"]:
-            t.add_row(str(r["batch"]), f"{r['size']} px", f"{r['render_fps']:,.0f}")
-        console.print(t)
-    if res["end_to_end"]:
-        t = Table(title="end to end: audio -> motion -> rendered MP4 with audio, one stream")
-        for col in ("steps", "size", "frames/s", "x real time"):
-            t.add_column(col, justify="right")
-        for r in res["end_to_end"]:
-            t.add_row(str(r["steps"]), f"{r['size']} px", f"{r['end_to_end_fps']:.1f}", f"{r['realtime_factor']:.2f}")
+    for title, key, columns in _TABLES:
+        if not res[key]:
+            continue
+        t = Table(title=title)
+        for heading, _ in columns:
+            t.add_column(heading, justify="right")
+        for row in res[key]:
+            t.add_row(*(fmt.format(**row) for _, fmt in columns))
         console.print(t)
     p = result["paper"]
     console.print(f"for comparison, {p['note']}: over {p['motion_only_fps']} frames/s motion only and "

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from ehead_cli.config import ModelConfig
 from ehead_cli.errors import ConfigError, InputError
+from ehead_cli.fileutil import atomic_dir
 from ehead_cli.model import EmbodiedHead
 from ehead_cli.stats import MotionStats
 
@@ -36,7 +35,6 @@ def save_checkpoint(folder: str | os.PathLike, model: EmbodiedHead, meta: dict[s
     """Write ``model`` to ``folder`` (replacing it whole). ``dtype`` float16 halves the size; ``state``
     (same keys as ``model.trainable_state_dict()``, e.g. EMA weights) is written instead of the model's."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     config = {
         "format": FORMAT,
         "version": VERSION,
@@ -48,25 +46,9 @@ def save_checkpoint(folder: str | os.PathLike, model: EmbodiedHead, meta: dict[s
     weights = model.trainable_state_dict() if state is None else state
     tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
                for k, v in weights.items()}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a checkpoint is meant to be shared
+    with atomic_dir(folder) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        for f in (tmp / WEIGHTS_NAME, tmp / CONFIG_NAME):
-            os.chmod(f, 0o666 & ~umask)
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

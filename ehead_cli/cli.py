@@ -157,8 +157,7 @@ def generate(
                           "--agent-audio")
     if bool(user_audio) != bool(agent_audio):
         raise ConfigError("two-stream mode needs both --user-audio and --agent-audio")
-    if size < 16 or size % 2:
-        raise ConfigError(f"--size must be an even number of pixels >= 16, got {size}")
+    _check_size(size)
     gen = Generator.from_checkpoint(checkpoint, device=device, hubert_path=audio_encoder, steps=steps,
                                     magnitude=magnitude, batch_size=batch_size)
     if jobs is not None:
@@ -175,6 +174,11 @@ def generate(
         renderer = Renderer(load_face_model(flame, device=gen.device), size=size)
     jobs_lib.run_jobs(gen, job_list, seed=seed, renderer=renderer, video=video, console=err_console)
     _summary(job_list)
+
+
+def _check_size(size: int) -> None:
+    if size < 16 or size % 2:  # yuv420p video needs even sides
+        raise ConfigError(f"--size must be an even number of pixels >= 16, got {size}")
 
 
 def _summary(job_list) -> None:
@@ -215,8 +219,7 @@ def render(
     from ehead_cli.render import Renderer
     from ehead_cli.video import write_mp4
 
-    if size < 16 or size % 2:
-        raise ConfigError(f"--size must be an even number of pixels >= 16, got {size}")
+    _check_size(size)
     m = load_motion(motion)
     wave = None
     if audio is not None:

@@ -23,7 +23,7 @@ chunks with their source and yields frames as soon as a window is ready, and equ
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +105,7 @@ class _Job:
     hist: torch.Tensor  # (L, 115) normalised history, newest last
     hist_states: torch.Tensor  # (L,)
     out: list[torch.Tensor] = field(default_factory=list)  # generated normalised windows
+    first_window: int = 0  # index of the window that ``audio``/``states`` start at (streaming keeps one)
 
     @property
     def n_windows(self) -> int:
@@ -193,10 +194,11 @@ class Generator:
         waves, states = [], []
         for j in jobs:
             w = np.zeros(n, np.float32)
-            seg = j.audio[k * n:(k + 1) * n]
+            local = k - j.first_window
+            seg = j.audio[local * n:(local + 1) * n]
             w[: len(seg)] = seg
             q = np.full(T, LISTEN, np.float32)  # frames past the end: silence, listening
-            qs = j.states[k * T:(k + 1) * T]
+            qs = j.states[local * T:(local + 1) * T]
             q[: len(qs)] = qs
             waves.append(w)
             states.append(q)
@@ -291,12 +293,11 @@ class StreamingSession:
         tick = self.scheduler.tick()
         self._audio.append(tick.audio)
         self._states.append(tick.states)
-        j = self.job
-        j.audio, j.states = np.concatenate(self._audio), np.concatenate(self._states)
-        j.n_frames = len(j.states)
+        j = self.job  # holds only this window: a long session never re-copies its past
+        j.audio, j.states, j.first_window = tick.audio, tick.states, self.k
         self.gen._step([j], self.k)
         self.k += 1
-        return self.gen.model.stats.denormalize(j.out[-1]).numpy()
+        return self.gen.model.stats.denormalize(j.out.pop()).numpy()
 
     @property
     def audio(self) -> np.ndarray:
@@ -305,8 +306,3 @@ class StreamingSession:
     @property
     def states(self) -> np.ndarray:
         return np.concatenate(self._states) if self._states else np.zeros(0, np.int8)
-
-    def frames(self) -> Iterator[np.ndarray]:
-        """All frames generated so far, (115,) each."""
-        for w in self.job.out:
-            yield from self.gen.model.stats.denormalize(w).numpy()

@@ -28,8 +28,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +45,7 @@ from ehead_cli.data import WindowDataset, fit_stats, load_index
 from ehead_cli.devices import resolve_device
 from ehead_cli.encoders import FeatureCache
 from ehead_cli.errors import ConfigError, InputError
+from ehead_cli.fileutil import atomic_dir, atomic_path
 from ehead_cli.flow import REDUCTIONS, PathSample, flow_loss
 from ehead_cli.model import EmbodiedHead
 from ehead_cli.stats import MotionStats
@@ -297,20 +296,9 @@ def save_state(run_dir: Path, model: EmbodiedHead, ema: EMA, opt: torch.optim.Op
                 scalars["opt_steps"][str(pid)] = float(val)
             else:
                 tensors[f"opt.{pid}.{name}"] = val.detach().cpu().contiguous()
-    state = run_dir / STATE_DIR
-    tmp = Path(tempfile.mkdtemp(prefix=".state.", dir=run_dir))
-    try:
+    with atomic_dir(run_dir / STATE_DIR) as tmp:
         save_file(tensors, str(tmp / "state.safetensors"))
         (tmp / "state.json").write_text(json.dumps(scalars))
-        old = run_dir / ".state.old"
-        if state.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(state, old)
-        os.replace(tmp, state)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_state(run_dir: Path, model: EmbodiedHead, ema: EMA, opt: torch.optim.Optimizer) -> int:
@@ -398,11 +386,11 @@ def train(data: str | Path, out: str | Path, preset_name: str = "small", config_
     val_clips = index.split("val")
 
     torch.manual_seed(train_cfg.seed)
-    stats = fit_stats(train_clips, model_cfg.window)
-    model = EmbodiedHead(model_cfg, stats, hubert_path=hubert_path)
     if resume:  # the statistics of the run, not refitted
         stats = MotionStats.from_dict(json.loads((out / CHECKPOINT_DIR / "config.json").read_text())["stats"])
-        model.stats = stats
+    else:
+        stats = fit_stats(train_clips, model_cfg.window)
+    model = EmbodiedHead(model_cfg, stats, hubert_path=hubert_path)
     model.to(dev)
     cache = FeatureCache() if model.encoder.window_local else None
     train_ds = WindowDataset(train_clips, stats, model_cfg.window, model_cfg.history_frames, model.encoder,
@@ -602,10 +590,9 @@ def plot_losses(out: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = out / ".loss.tmp.png"
-    fig.savefig(tmp)
+    with atomic_path(out / "loss.png") as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, out / "loss.png")
 
 
 def _tensorboard(out: Path):

@@ -9,7 +9,6 @@ ends. ``probe_mp4`` and ``read_frames`` read a file back, for tests and checks.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,7 +19,7 @@ import numpy as np
 import soxr
 import torch
 
-from ehead_cli.errors import InputError
+from ehead_cli.fileutil import atomic_path
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE
 
 VIDEO_CODEC = "libx264"
@@ -68,18 +67,13 @@ def write_mp4(
     """
     path = Path(path)
     wave = _mono(audio) if audio is not None else None
-    tmp = _temp_file_beside(path)
-    try:
+    with atomic_path(path) as tmp:
         n_frames = _encode(tmp, iter(_frames(frames)), wave, sample_rate, fps)
         if wave is not None:
             video_s, audio_s = n_frames / fps, wave.shape[0] / sample_rate
             if abs(video_s - audio_s) > 1.0 / fps + 1e-9:
                 raise ValueError(f"{n_frames} frames last {video_s:.3f} s but the audio lasts {audio_s:.3f} s; "
                                  f"they must agree within one frame (1/{fps} s)")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -158,20 +152,6 @@ def _mono(audio: np.ndarray | torch.Tensor) -> np.ndarray:
     if wave.ndim != 1 or wave.shape[0] == 0:
         raise ValueError(f"audio must be a non-empty mono waveform (N,), got shape {wave.shape}")
     return np.ascontiguousarray(wave)
-
-
-def _temp_file_beside(path: Path) -> Path:
-    """Create an empty hidden temp file in ``path``'s folder (creating the folder if needed)."""
-    folder = path.parent
-    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: never reuse a file; 0o666 lets the umask give the usual permissions
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as err:
-        raise InputError(f"cannot write {path}: folder {folder} is not writable ({err.strerror}); "
-                         f"choose another output folder (--out)") from None
-    return tmp
 
 
 def probe_mp4(path: str | os.PathLike) -> MediaInfo:

@@ -105,6 +105,15 @@ def _optional(folder: Path, filename: str, env: str) -> Path | None:
 
 # --- file readers --------------------------------------------------------------------------------
 
+def _read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz (no pickled objects); AssetError naming the file otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as err:
+        raise AssetError(f"{path}: not a readable {what} .npz ({err})") from None
+
+
 def read_flame_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """Read and validate a FLAME ``.pkl`` (chumpy-era pickle) or ``.npz``.
 
@@ -113,11 +122,7 @@ def read_flame_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     if path.suffix.lower() == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                raw = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as err:
-            raise AssetError(f"{path}: not a readable FLAME .npz ({err})") from None
+        raw = _read_npz(path, "FLAME")
     else:
         raw = load_pickle(path)
         if not isinstance(raw, dict):
@@ -175,11 +180,7 @@ def read_landmark_embedding(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     if path.suffix.lower() == ".npz":
         keys = ("lmk_faces_idx", "lmk_bary_coords")
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                data = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as err:
-            raise AssetError(f"{path}: not a readable landmark .npz ({err})") from None
+        data = _read_npz(path, "landmark")
     else:
         keys = ("full_lmk_faces_idx", "full_lmk_bary_coords")
         data = load_npy(path)
