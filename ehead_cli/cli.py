@@ -320,6 +320,8 @@ def bench(
     dtype: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the velocity network.")] = False,
     size: Annotated[int, typer.Option(help="Render size in pixels.")] = 256,
+    render_batch_sizes: Annotated[str, typer.Option(
+        help="Images per renderer call, comma list (default: 1,16 on CPU, 1,64,256 on CUDA).")] = "",
     seconds: Annotated[float, typer.Option(help="Audio length of the end-to-end job.")] = 20.0,
     repeats: Annotated[int, typer.Option(help="Timed repetitions (medians are reported).")] = 10,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's).")] = None,
@@ -335,9 +337,12 @@ def bench(
     if dtype not in ("fp32", "bf16"):
         raise ConfigError(f"--dtype must be fp32 or bf16, got {dtype!r}")
     dev = resolve_device(device)
+    if not render_batch_sizes:
+        render_batch_sizes = "1,64,256" if dev.type == "cuda" else "1,16"
     cfg = BenchConfig(preset=preset, device=str(dev), batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
                       steps=_int_list(steps, "--steps"), audio_encoder=audio_encoder, render=render, dtype=dtype,
-                      compile=compile, size=size, seconds=seconds, repeats=max(1, repeats), threads=threads)
+                      compile=compile, size=size, seconds=seconds, repeats=max(1, repeats), threads=threads,
+                      render_batch_sizes=_int_list(render_batch_sizes, "--render-batch-sizes"))
     result = run_bench(cfg, progress=lambda msg: err_console.print(msg, markup=False, highlight=False))
     print_bench(result, console)
     if json_out is not None:

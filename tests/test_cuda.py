@@ -1,0 +1,75 @@
+"""On a CUDA device: generation matches the CPU, bf16 and the compiled (CUDA-graph) sampler stay
+close to fp32 eager, training runs (eager and compiled), and the benchmark runs. Skipped without a GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+
+from ehead_cli.audio import load_audio
+from ehead_cli.checkpoint import load_checkpoint
+from ehead_cli.generate import Generator, default_checkpoint
+from ehead_cli.layout import JAW
+from ehead_cli.states import load_states
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+CLIP = REPO / "sample_data" / "clips" / "conv009_fr"
+
+
+@pytest.fixture(scope="module")
+def clip():
+    audio = load_audio(CLIP.with_suffix(".flac"))
+    return audio, load_states(CLIP.with_suffix(".csv"), n_frames=-(-len(audio) // 640))
+
+
+def _generate(device: str, dtype: torch.dtype, clip, compile_mode: str | None = None) -> np.ndarray:
+    gen = Generator(load_checkpoint(default_checkpoint()), device, steps=4, dtype=dtype)
+    if compile_mode:
+        gen.model.dit.velocity = torch.compile(gen.model.dit.velocity, dynamic=False, mode=compile_mode)
+    return gen.generate(*clip).motion
+
+
+def _jaw_r(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a[:, JAW.start], b[:, JAW.start])[0, 1])
+
+
+def test_fp32_on_cuda_matches_cpu(clip):
+    cpu = _generate("cpu", torch.float32, clip)
+    gpu = _generate("cuda", torch.float32, clip)
+    assert gpu.shape == cpu.shape
+    np.testing.assert_allclose(gpu, cpu, atol=2e-3)  # radians / metres; TF32 convolutions round a little
+
+
+def test_bf16_and_compiled_cuda_graphs_stay_close_to_fp32(clip):
+    ref = _generate("cuda", torch.float32, clip)
+    for mode in (None, "reduce-overhead"):
+        out = _generate("cuda", torch.bfloat16, clip, compile_mode=mode)
+        assert _jaw_r(out, ref) > 0.98, mode
+        assert float(np.abs(out - ref).mean()) < 5e-3, mode
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_train_on_cuda(tmp_path, compile):
+    from ehead_cli.train import read_metrics, train
+
+    run = train(REPO / "sample_data", tmp_path / "run", "tiny", device="cuda", progress=False,
+                overrides={"steps": 3, "batch_size": 8, "workers": 0, "log_every": 1, "val_every": 0,
+                           "compile": compile})
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in rows)
+    gen = Generator(load_checkpoint(run / "checkpoint"), "cuda", steps=1)
+    assert np.isfinite(gen.generate(np.zeros(16000, np.float32), np.ones(25, np.int8)).motion).all()
+
+
+def test_bench_on_cuda(tmp_path):
+    from ehead_cli.bench import BenchConfig, run_bench, write_json
+
+    cfg = BenchConfig(preset="tiny", device="cuda", batch_sizes=(1, 4), steps=(1,), dtype="bf16", size=64,
+                      seconds=1.0, repeats=2, warmup=1, render_batch_sizes=(4,))
+    result = run_bench(cfg)
+    assert result["environment"]["device_type"] == "cuda" and result["targets"]["motion_only_fps_batched"]
+    assert all(r["motion_only_fps"] > 0 for r in result["results"]["motion"])
+    assert write_json(result, tmp_path).name.startswith("cuda-")
