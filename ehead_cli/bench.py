@@ -124,10 +124,7 @@ def build_generator(cfg: BenchConfig, steps: int):
                 p.normal_(0, 0.02)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[cfg.dtype]
     gen = Generator(model, cfg.device, steps=steps, batch_size=max(cfg.batch_sizes), dtype=dtype)
-    if cfg.compile:  # on a GPU, "reduce-overhead" also captures the fixed-shape step in a CUDA graph
-        mode = "reduce-overhead" if gen.device.type == "cuda" else "default"
-        gen.model.dit.velocity = torch.compile(gen.model.dit.velocity, dynamic=False, mode=mode)
-    return gen
+    return gen.compile() if cfg.compile else gen
 
 
 def _windows(gen, B: int, seed: int = 0):

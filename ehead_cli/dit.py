@@ -63,9 +63,12 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
 class Rotary:
     """Rotary position embedding (RoPE, base ``rope_base``) for fractional positions.
 
-    Pairs are adjacent channels (2i, 2i + 1), each rotated by angle pos * base^(-2i / head_dim);
-    ``tables(pos)`` gives the unit complex numbers (N, head_dim / 2), and ``apply`` rotates
-    (B, heads, N, head_dim) by one complex multiplication (a single kernel, which matters on a CPU).
+    Pairs are adjacent channels (2i, 2i + 1), each rotated by angle pos * base^(-2i / head_dim).
+    ``tables(pos)`` gives (cos, sin) of every angle as float32 (N, head_dim / 2, 2): real storage,
+    a complex number seen as a view. ``apply`` rotates (B, heads, N, head_dim) by one complex
+    multiplication (a single kernel, which matters on a CPU); under ``torch.compile`` the same
+    product is written in real arithmetic (``apply_real``): Inductor generates no code for
+    complex tensors, even as graph inputs, but fuses the real form into its neighbours.
     """
 
     def __init__(self, head_dim: int, base: float):
@@ -74,12 +77,21 @@ class Rotary:
 
     def tables(self, pos: torch.Tensor) -> torch.Tensor:
         ang = pos.double()[:, None] * self.inv_freq.to(pos.device)[None]  # (N, head_dim/2)
-        return torch.polar(torch.ones_like(ang), ang).to(torch.complex64)
+        return torch.stack([ang.cos(), ang.sin()], dim=-1).float()
 
     @staticmethod
-    def apply(x: torch.Tensor, cis: torch.Tensor) -> torch.Tensor:
-        xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
-        return torch.view_as_real(xc * cis).flatten(-2).to(x.dtype)
+    def apply(x: torch.Tensor, cs: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            return Rotary.apply_real(x, cs)
+        pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+        return torch.view_as_real(pairs * torch.view_as_complex(cs)).flatten(-2).to(x.dtype)
+
+    @staticmethod
+    def apply_real(x: torch.Tensor, cs: torch.Tensor) -> torch.Tensor:
+        """``apply`` in real arithmetic (what runs under ``torch.compile``)."""
+        pairs = x.float().reshape(*x.shape[:-1], -1, 2)
+        a, b, c, s = pairs[..., 0], pairs[..., 1], cs[..., 0], cs[..., 1]
+        return torch.stack([a * c - b * s, a * s + b * c], dim=-1).flatten(-2).to(x.dtype)
 
 
 class SelfAttention(nn.Module):
@@ -297,7 +309,7 @@ class EmbodiedHeadDiT(nn.Module):
         cur_pos = cfg.history_frames + torch.arange(cfg.window, dtype=torch.float32)
         self.register_buffer("pos_self", torch.cat([hist_pos, cur_pos]), persistent=False)
         self.register_buffer("pos_cross", cur_pos, persistent=False)
-        # the positions never change: the rotary tables are computed once, (N, head_dim / 2) complex
+        # the positions never change: the rotary tables are computed once, (N, head_dim / 2, 2) cos, sin
         self.register_buffer("rope_self", self.rotary.tables(self.pos_self), persistent=False)
         self.register_buffer("rope_cross", self.rotary.tables(self.pos_cross), persistent=False)
         i = torch.arange(cfg.window)

@@ -28,7 +28,7 @@ def clip():
 def _generate(device: str, dtype: torch.dtype, clip, compile_mode: str | None = None) -> np.ndarray:
     gen = Generator(load_checkpoint(default_checkpoint()), device, steps=4, dtype=dtype)
     if compile_mode:
-        gen.model.dit.velocity = torch.compile(gen.model.dit.velocity, dynamic=False, mode=compile_mode)
+        gen.compile(compile_mode)
     return gen.generate(*clip).motion
 
 

@@ -3,7 +3,9 @@ MP4 output, and the command line's handling of many jobs and bad input."""
 
 from __future__ import annotations
 
+import shutil
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -231,3 +233,18 @@ def test_cli_render_existing_npz(tiny_checkpoint, tmp_path, monkeypatch, capsys)
     assert code == 0, err
     info = probe_mp4(tmp_path / "m.mp4")
     assert info.n_frames == 30 and info.audio_codec == "aac"
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                    reason="torch.compile on the CPU needs a C compiler")
+def test_compiled_sampler_matches_eager(tiny_checkpoint):
+    """``Generator.compile`` (what ``ehead bench --compile`` uses): same motion as eager, and the
+    whole velocity network is generated code (no complex-number fallback)."""
+    eager = Generator(load_checkpoint(tiny_checkpoint), "cpu", steps=2)
+    compiled = Generator(load_checkpoint(tiny_checkpoint), "cpu", steps=2).compile()
+    audio, states = speech(5.0), alternating(125)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = compiled.generate(audio, states).motion
+    assert not [w for w in caught if "complex" in str(w.message)]
+    np.testing.assert_allclose(out, eager.generate(audio, states).motion, atol=1e-5)

@@ -153,6 +153,10 @@ def test_rotary_embedding_is_a_relative_rotation():
     assert score(3.0, 1.0) == pytest.approx(score(103.0, 101.0), rel=1e-4, abs=1e-4)  # only i - j matters
     assert score(3.0, 1.0) != pytest.approx(score(3.0, 2.0), rel=1e-3)
     assert torch.allclose(Rotary.apply(q[None], rot.tables(torch.zeros(1)))[0], q)
+    # the real-arithmetic form used under torch.compile is the same rotation
+    x, cis = torch.randn(2, 4, 7, 56), rot.tables(torch.arange(7) * 0.75)
+    torch.testing.assert_close(Rotary.apply_real(x, cis), Rotary.apply(x, cis), atol=1e-6, rtol=1e-6)
+    assert Rotary.apply_real(x.bfloat16(), cis).dtype == torch.bfloat16
 
 
 def test_token_positions_put_history_before_the_window():
