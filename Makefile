@@ -4,7 +4,7 @@ PYTHON ?= python3
 # already has its own (CUDA) build keeps it.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test lint format sample-data demo bench
+.PHONY: install test lint format sample-data demo bench bench-gpu test-gpu
 
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH_PIN)"
@@ -30,3 +30,16 @@ demo:
 # The CPU benchmark (paper preset, built-in audio encoder); the JSON is named after the device.
 bench:
 	ehead bench --fps --device cpu --preset paper --batch-sizes 1,8 --steps 1,4 --json benchmarks/
+
+# The GPU benchmark: bf16 eager (with the renderer and the whole job), then bf16 compiled with
+# CUDA graphs (motion only). Each writes its own JSON, named after the device and settings.
+bench-gpu:
+	ehead bench --fps --device cuda --preset paper --dtype bf16 --batch-sizes 1,64,1024,4096 --steps 1,4 \
+		--render-batch-sizes 1,64,256,1024 --json benchmarks/
+	ehead bench --fps --device cuda --preset paper --dtype bf16 --batch-sizes 1,64,1024,4096 --steps 1,4 \
+		--no-render --compile --json benchmarks/
+
+# The tests that need a GPU (skipped by `make test` without one): CPU parity, bf16, CUDA graphs,
+# training eager and compiled, the renderer.
+test-gpu:
+	$(PYTHON) -m pytest -q tests/test_cuda.py tests/test_render.py -k cuda

@@ -77,12 +77,17 @@ def device_name(device: torch.device) -> str:
 
 
 def device_slug(info: dict[str, Any]) -> str:
-    """A file name for a result: device kind and name, e.g. cpu-amd-epyc-2threads."""
+    """A file name for a result: device kind and name, then what changes the figures, e.g.
+    cpu-amd-epyc-2threads or cuda-nvidia-h100-80gb-hbm3-bf16-compile."""
     kind = info["device_type"]
     base = re.sub(r"\(.*?\)", "", info["device_name"]).lower()
     base = re.sub(r"[^a-z0-9]+", "-", base).strip("-")
     if kind == "cpu":
         base += f"-{info['threads']}threads"
+    if info.get("dtype", "fp32") != "fp32":
+        base += f"-{info['dtype']}"
+    if info.get("compile"):
+        base += "-compile"
     return f"{kind}-{base}"[:80]
 
 

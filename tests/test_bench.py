@@ -22,3 +22,13 @@ def test_bench_reports_every_measurement(tmp_path):
     path = write_json(result, tmp_path)
     assert path.name == f"{device_slug(env)}.json" and path.name.startswith("cpu-")
     assert json.loads(path.read_text())["results"]["motion"][0]["batch"] == 1
+
+
+def test_result_names_tell_settings_apart():
+    env = {"device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "threads": 16, "dtype": "fp32",
+           "compile": False}
+    names = {device_slug({**env, "dtype": d, "compile": c}) for d in ("fp32", "bf16") for c in (False, True)}
+    assert "cuda-nvidia-h100-80gb-hbm3" in names and "cuda-nvidia-h100-80gb-hbm3-bf16-compile" in names
+    assert len(names) == 4
+    cpu = {"device_type": "cpu", "device_name": "AMD EPYC 7B13 (2 threads)", "threads": 2, "dtype": "fp32"}
+    assert device_slug(cpu) == "cpu-amd-epyc-7b13-2threads"
