@@ -42,15 +42,18 @@ def test_fp32_on_cuda_matches_cpu(clip, monkeypatch):
     cpu = _generate("cpu", torch.float32, clip)
     gpu = _generate("cuda", torch.float32, clip)
     assert gpu.shape == cpu.shape
-    np.testing.assert_allclose(gpu, cpu, atol=2e-3)  # coefficients, radians, metres: rounding only
+    # rounding only: (the motion's mean magnitude is ~1e-2; bf16 on the CPU moves it by ~7e-3 of that)
+    np.testing.assert_allclose(gpu, cpu, atol=5e-4)
+    assert np.abs(gpu - cpu).mean() < 1e-3 * np.abs(cpu).mean()
 
 
 def test_bf16_and_compiled_cuda_graphs_stay_close_to_fp32(clip):
     ref = _generate("cuda", torch.float32, clip)
     for mode in (None, "reduce-overhead"):
         out = _generate("cuda", torch.bfloat16, clip, compile_mode=mode)
-        assert _jaw_r(out, ref) > 0.98, mode
-        assert float(np.abs(out - ref).mean()) < 5e-3, mode
+        # bf16 autocast on the CPU, measured: jaw r 0.99999, mean |diff| 0.7 % of the mean |motion|
+        assert _jaw_r(out, ref) > 0.995, mode
+        assert np.abs(out - ref).mean() < 0.05 * np.abs(ref).mean(), mode
 
 
 @pytest.mark.parametrize("compile", [False, True])
