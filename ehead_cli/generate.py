@@ -32,7 +32,7 @@ import torch
 
 from ehead_cli.checkpoint import load_checkpoint
 from ehead_cli.config import models_dir
-from ehead_cli.devices import resolve_device
+from ehead_cli.devices import autocast_dtype, resolve_device
 from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.flow import euler_sample, time_grid
 from ehead_cli.layout import LISTEN, MOTION_DIM, N_SHAPE, N_SHAPE_REF, SAMPLES_PER_FRAME, n_frames_for
@@ -128,7 +128,7 @@ class Generator:
         self.model = model.to(self.device).eval()
         self.cfg = model.cfg
         self.steps, self.magnitude, self.batch_size = steps, tuple(float(m) for m in magnitude), batch_size
-        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.dtype = dtype or autocast_dtype(self.device)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike | None = None, device: str | None = None,

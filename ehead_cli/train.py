@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ehead_cli.checkpoint import save_checkpoint
 from ehead_cli.config import ModelConfig, load_toml, models_dir, preset
 from ehead_cli.data import WindowDataset, fit_stats, load_index
-from ehead_cli.devices import resolve_device
+from ehead_cli.devices import native_bf16, resolve_device
 from ehead_cli.encoders import FeatureCache
 from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.fileutil import atomic_dir, atomic_path
@@ -78,7 +78,7 @@ class TrainConfig:
     ckpt_every:     steps between saved states/checkpoints (and at the end)
     val_every:      steps between validation losses (0 disables)
     val_windows:    validation windows (fixed, evenly spread over the val split)
-    precision:      "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16" or "fp32"
+    precision:      "auto" (bf16 autocast on GPUs with native bf16, Ampere and later; fp32 elsewhere), "bf16" or "fp32"
     compile:        wrap the network in torch.compile
     loss_reduction: "mean" (each group's squared error averaged over its dimensions, the default) or
                     "sum" (the literal squared norm of eq. 6); see ehead_cli.flow.flow_loss
@@ -428,7 +428,7 @@ def train(data: str | Path, out: str | Path, preset_name: str = "small", config_
         if dd.main:
             console.print(f"{out}: already trained to step {start} (--steps {train_cfg.steps})")
         return out
-    use_bf16 = train_cfg.precision == "bf16" or (train_cfg.precision == "auto" and dev.type == "cuda")
+    use_bf16 = train_cfg.precision == "bf16" or (train_cfg.precision == "auto" and native_bf16(dev))
     per_rank = train_cfg.batch_size // dd.world
     sampler = DistributedSampler(train_ds, num_replicas=dd.world, rank=dd.rank, shuffle=True,
                                  seed=train_cfg.seed, drop_last=True)

@@ -110,3 +110,31 @@ def test_the_check_catches_a_tensor_made_on_the_cpu():
         x @ torch.ones(3, 2)  # what fails on CUDA
         x * torch.tensor(2.0)  # a 0-dim CPU tensor is allowed on CUDA too
     assert [op for op, _, _ in mode.found] == ["aten.mm.default"]
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, torch.bfloat16), (False, torch.float32)])
+def test_default_dtype_is_bf16_only_where_the_gpu_has_it(monkeypatch, native, expected):
+    """A GPU without native bf16 (V100, T4) runs fp32 by default instead of slow emulated bf16."""
+    from ehead_cli.devices import autocast_dtype, native_bf16
+
+    asked = {}
+
+    def is_bf16_supported(including_emulation=True):
+        asked["emulation"] = including_emulation
+        return native or including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert autocast_dtype(torch.device("cuda")) == expected and asked == {"emulation": False}
+    assert native_bf16(torch.device("cpu")) is False and autocast_dtype(torch.device("cpu")) == torch.float32
+
+
+def test_device_flag_errors_name_the_flag():
+    from ehead_cli.devices import resolve_device
+    from ehead_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--device must be cpu or cuda"):
+        resolve_device("tpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="--device cuda:1 was requested but CUDA is not available"):
+            resolve_device("cuda:1")
