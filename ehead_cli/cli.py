@@ -317,7 +317,8 @@ def bench(
     audio_encoder: Annotated[str, typer.Option(
         "--audio-encoder", help="mel (built-in) or hubert (HuBERT-base architecture, random weights).")] = "mel",
     render: Annotated[bool, typer.Option("--render/--no-render", help="Also time the renderer and MP4.")] = True,
-    dtype: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    dtype: Annotated[str, typer.Option(
+        help="fp32, bf16, or auto: what ehead generate uses (bf16 on GPUs with native bf16, else fp32).")] = "auto",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the velocity network.")] = False,
     size: Annotated[int, typer.Option(help="Render size in pixels.")] = 256,
     render_batch_sizes: Annotated[str, typer.Option(
@@ -330,13 +331,15 @@ def bench(
 ) -> None:
     """Throughput and latency of motion generation alone and end to end (renderer and MP4 included)."""
     from ehead_cli.bench import BenchConfig, print_bench, run_bench, write_json
-    from ehead_cli.devices import resolve_device
+    from ehead_cli.devices import native_bf16, resolve_device
 
     if not fps:
         raise ConfigError("nothing to measure: pass --fps")
-    if dtype not in ("fp32", "bf16"):
-        raise ConfigError(f"--dtype must be fp32 or bf16, got {dtype!r}")
+    if dtype not in ("fp32", "bf16", "auto"):
+        raise ConfigError(f"--dtype must be fp32, bf16 or auto, got {dtype!r}")
     dev = resolve_device(device)
+    if dtype == "auto":
+        dtype = "bf16" if native_bf16(dev) else "fp32"
     if not render_batch_sizes:
         render_batch_sizes = "1,64,256" if dev.type == "cuda" else "1,16"
     cfg = BenchConfig(preset=preset, device=str(dev), batch_sizes=_int_list(batch_sizes, "--batch-sizes"),

@@ -32,3 +32,17 @@ def test_result_names_tell_settings_apart():
     assert len(names) == 4
     cpu = {"device_type": "cpu", "device_name": "AMD EPYC 7B13 (2 threads)", "threads": 2, "dtype": "fp32"}
     assert device_slug(cpu) == "cpu-amd-epyc-7b13-2threads"
+
+
+def test_cli_bench_writes_json_with_the_resolved_dtype(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "ehead_cli", "bench", "--fps", "--preset", "tiny", "--device", "cpu",
+                        "--batch-sizes", "1", "--steps", "1", "--no-render", "--repeats", "1", "--json", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (path,) = tmp_path.glob("*.json")
+    result = json.loads(path.read_text())
+    assert result["environment"]["dtype"] == "fp32" and path.name.startswith("cpu-")  # auto on a CPU
+    assert "motion generation" in r.stdout and "different hardware" in r.stdout
