@@ -17,6 +17,7 @@ motion frames (640 T samples) gives exactly 2T feature frames and never reads au
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -69,14 +70,37 @@ def mel_filterbank(n_mels: int, n_fft: int = MEL_N_FFT, sr: int = SAMPLE_RATE,
     return torch.tensor(fb.T, dtype=torch.float32)
 
 
-def log_mel(wave: torch.Tensor, filterbank: torch.Tensor) -> torch.Tensor:
-    """(B, N) 16 kHz -> (B, ceil(N / 320), n_mels) log-mel at 50 Hz, one 20 ms Hann frame per hop."""
-    wave = _pad_to_hop(wave.float())
-    frames = wave.unfold(-1, FEATURE_HOP, FEATURE_HOP)  # (B, S, 320)
-    window = torch.hann_window(FEATURE_HOP, periodic=True, device=wave.device)
-    spec = torch.fft.rfft(frames * window, n=MEL_N_FFT).abs().pow(2)  # (B, S, 257) power
-    mel = spec @ filterbank.to(wave.device)
-    return (torch.log(mel + LOG_FLOOR) + LOG_OFFSET) / LOG_SCALE
+def dft_basis(frame: int = FEATURE_HOP, n_fft: int = MEL_N_FFT) -> torch.Tensor:
+    """(frame, 2 (n_fft / 2 + 1)) float32: the real DFT of a periodic-Hann-windowed frame zero-padded
+    to ``n_fft``, as [cos | -sin] columns, so ``frames @ basis`` gives the real and imaginary parts
+    of ``rfft(frames * hann, n_fft)``."""
+    n = torch.arange(frame, dtype=torch.float64)[:, None]
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[None]
+    angle = 2 * torch.pi * n * k / n_fft
+    window = torch.hann_window(frame, periodic=True, dtype=torch.float64)[:, None]
+    return torch.cat([window * angle.cos(), -window * angle.sin()], dim=1).float()
+
+
+def _no_autocast(device: torch.device):
+    """Autocast off (fp32 arithmetic) on devices that have it; a no-op context elsewhere (meta)."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def log_mel(wave: torch.Tensor, filterbank: torch.Tensor, basis: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, N) 16 kHz -> (B, ceil(N / 320), n_mels) log-mel at 50 Hz, one 20 ms Hann frame per hop.
+
+    Always in fp32, also inside a bf16 autocast region, so generation sees the features training
+    saw. The power spectrum is a matrix product with ``basis`` (``dft_basis()``, the rfft written
+    as a real DFT): one GEMM on any device, and real arithmetic that ``torch.compile`` fuses."""
+    with _no_autocast(wave.device):
+        wave = _pad_to_hop(wave.float())
+        frames = wave.unfold(-1, FEATURE_HOP, FEATURE_HOP)  # (B, S, 320)
+        basis = dft_basis().to(wave.device) if basis is None else basis
+        spec = (frames @ basis).pow(2).unflatten(-1, (2, -1)).sum(-2)  # (B, S, 257) power: re^2 + im^2
+        mel = spec @ filterbank.to(wave.device)
+        return (torch.log(mel + LOG_FLOOR) + LOG_OFFSET) / LOG_SCALE
 
 
 class ConvBlock(nn.Module):
@@ -106,6 +130,7 @@ class MelEncoder(nn.Module):
             raise ValueError("MelEncoder needs audio.kind = 'mel'")
         self.cfg = cfg
         self.register_buffer("filterbank", mel_filterbank(cfg.n_mels), persistent=False)
+        self.register_buffer("dft", dft_basis(), persistent=False)
         self.inp = nn.Sequential(nn.Linear(cfg.n_mels, cfg.dim), nn.LayerNorm(cfg.dim))
         self.blocks = nn.ModuleList(ConvBlock(cfg.dim, cfg.conv_kernel) for _ in range(cfg.n_layers - 1))
 
@@ -116,7 +141,7 @@ class MelEncoder(nn.Module):
     @torch.no_grad()
     def frontend(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, N) -> (B, S, n_mels) log-mel."""
-        return log_mel(wave, self.filterbank)
+        return log_mel(wave, self.filterbank, self.dft)
 
     def forward(self, front: torch.Tensor) -> torch.Tensor:
         """(B, S, n_mels) -> (B, n_layers, S, dim)."""

@@ -99,3 +99,19 @@ def test_feature_cache_is_keyed_by_content_and_encoder(tmp_path):
     assert len(list(tmp_path.rglob("*.npy"))) == 3
     files[0].write_bytes(b"damaged")
     torch.testing.assert_close(cache.frontend(enc, wave), a)  # a damaged entry is recomputed
+
+
+def test_log_mel_is_the_hann_rfft_power_and_ignores_autocast():
+    from ehead_cli.encoders import LOG_FLOOR, LOG_OFFSET, LOG_SCALE, MEL_N_FFT, log_mel, mel_filterbank
+
+    rng = np.random.default_rng(0)
+    wave = (rng.normal(size=(2, 16000)) * np.linspace(0, 1, 16000)).astype(np.float32)
+    fb = mel_filterbank(40)
+    frames = wave.reshape(2, -1, 320) * np.hanning(321)[:-1]  # periodic Hann
+    power = np.abs(np.fft.rfft(frames, n=MEL_N_FFT)) ** 2
+    expected = (np.log(power @ fb.double().numpy() + LOG_FLOOR) + LOG_OFFSET) / LOG_SCALE
+    got = log_mel(torch.from_numpy(wave), fb)
+    np.testing.assert_allclose(got.numpy(), expected, atol=2e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # generation runs under autocast: features stay fp32
+        under = log_mel(torch.from_numpy(wave), fb)
+    assert under.dtype == torch.float32 and torch.equal(under, got)
