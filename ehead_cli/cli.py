@@ -319,7 +319,8 @@ def bench(
     render: Annotated[bool, typer.Option("--render/--no-render", help="Also time the renderer and MP4.")] = True,
     dtype: Annotated[str, typer.Option(
         help="fp32, bf16, or auto: what ehead generate uses (bf16 on GPUs with native bf16, else fp32).")] = "auto",
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the audio encoder and the whole sampler (on CUDA, as CUDA graphs).")] = False,
+    compile: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the audio encoder and the whole sampler (on CUDA, as CUDA graphs).")] = False,
     size: Annotated[int, typer.Option(help="Render size in pixels.")] = 256,
     render_batch_sizes: Annotated[str, typer.Option(
         help="Images per renderer call, comma list (default: 1,16 on CPU, 1,64,256 on CUDA).")] = "",

@@ -172,6 +172,8 @@ class Generator:
         every Euler step, unrolled). ``mode`` defaults to "reduce-overhead" on CUDA, which also
         captures each as one CUDA graph (two graph launches per window), and "default" elsewhere.
         Each new batch size or step count compiles once more. Returns self."""
+        if self.compiled:
+            return self
         mode = mode or ("reduce-overhead" if self.device.type == "cuda" else "default")
         self._encode = torch.compile(self._encode, dynamic=False, mode=mode)
         self._sample = torch.compile(self._sample, dynamic=False, mode=mode)
