@@ -232,13 +232,13 @@ class Generator:
     def encode_audio(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, 640 T) window audio -> (B, N_l, 2T, C) hidden stack (each window on its own)."""
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            return self._owned(self._encode(wave))
+            return self._run(self._encode, wave)
 
     @torch.inference_mode()
     def sample_windows(self, audio: torch.Tensor, b: dict[str, torch.Tensor]) -> torch.Tensor:
         """Euler-sample a batch of windows from their encoded audio; returns (B, T, 115) normalised."""
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            return self._owned(self._sample(audio, b, self.steps))
+            return self._run(self._sample, audio, b, self.steps)
 
     def _encode(self, wave: torch.Tensor) -> torch.Tensor:
         return self.model.audio_stack(self.model.encoder.frontend(wave))
@@ -251,9 +251,15 @@ class Generator:
         x = euler_sample(lambda x, t: dit.velocity(x, t, cond).to(x.dtype), b["x0"], steps)
         return x.float()
 
-    def _owned(self, x: torch.Tensor) -> torch.Tensor:
-        # a CUDA graph's outputs live in its memory pool and are overwritten by its next replay
-        return x.clone() if self.compiled else x
+    def _run(self, fn: Callable[..., torch.Tensor], *args) -> torch.Tensor:
+        """``fn(*args)``; compiled, its output is copied out of the CUDA graphs' memory pool (the next
+        replay overwrites it), and each call starts a new CUDA-graph generation explicitly, rather than
+        by the heuristics that reject one graph's output feeding another (pytorch#160281)."""
+        if not self.compiled:
+            return fn(*args)
+        if self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
+        return fn(*args).clone()
 
     def _step(self, jobs: list[_Job], k: int) -> None:
         """Generate window k of every job in ``jobs`` (one batch) and extend their histories."""
