@@ -248,3 +248,17 @@ def test_compiled_sampler_matches_eager(tiny_checkpoint):
         out = compiled.generate(audio, states).motion
     assert not [w for w in caught if "complex" in str(w.message)]
     np.testing.assert_allclose(out, eager.generate(audio, states).motion, atol=1e-5)
+
+
+def test_encoder_and_sampler_each_trace_to_one_graph(gen):
+    """What ``Generator.compile`` relies on for two CUDA graphs per window: no graph breaks in the
+    audio encoder or in the sampler (condition + every Euler step)."""
+    import torch
+
+    jobs = [gen._prepare(speech(4.0), alternating(100), None, 0, gen.magnitude)]
+    b = gen.window_batch(jobs, 0)
+    with torch.inference_mode():
+        audio = gen._encode(b["wave"])
+        for fn, args in ((gen._encode, (b["wave"],)), (gen._sample, (audio, b, 4))):
+            report = torch._dynamo.explain(fn)(*args)
+            assert (report.graph_count, report.graph_break_count) == (1, 0), report.break_reasons
