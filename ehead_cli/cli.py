@@ -76,7 +76,8 @@ def info(
         table.add_row(a["asset"], a["env"], a["flag"], status, a["used_for"])
     console.print(table)
     console.print(f"ehead {env['ehead']}, torch {env['torch']}, python {env['python']}, "
-                  f"cuda: {env['cuda_device'] or 'not available'}, threads: {env['threads']}")
+                  f"cuda: {env['cuda_device'] or 'not available'}, threads: {env['threads']}; generate and train "
+                  f"run on {env['default_device']} in {env['compute_dtype']} by default")
     found = "found" if env["default_checkpoint_found"] else "MISSING"
     console.print(f"demo checkpoint (the default of ehead generate): {env['default_checkpoint']} ({found})")
 

@@ -58,10 +58,14 @@ def asset_status() -> list[dict[str, Any]]:
 
 
 def environment() -> dict[str, Any]:
+    from ehead_cli.devices import autocast_dtype, resolve_device
     from ehead_cli.generate import default_checkpoint
 
     ckpt = default_checkpoint()
-    return {"ehead": __version__, "python": platform.python_version(), "torch": torch.__version__,
+    device = resolve_device(None)
+    return {"default_device": device.type,
+            "compute_dtype": {torch.bfloat16: "bf16", torch.float32: "fp32"}[autocast_dtype(device)],
+            "ehead": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "default_checkpoint": str(ckpt), "default_checkpoint_found": (ckpt / "config.json").is_file(),
             "cuda": torch.cuda.is_available(),
             "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

@@ -32,8 +32,13 @@ def test_info_lists_presets_and_assets(tmp_path):
     assert [p["preset"] for p in d["presets"]] == ["paper", "small", "tiny"]
     flame = next(a for a in d["assets"] if a["asset"] == "flame")
     assert flame["configured"].endswith("nowhere.pkl") and flame["found"] is False
+    from ehead_cli.devices import native_bf16, resolve_device
+
+    expected = "bf16" if native_bf16(resolve_device(None)) else "fp32"
+    assert d["environment"]["compute_dtype"] == expected
     r = ehead("info", env=env)
     assert r.returncode == 0 and "EHEAD_HUBERT" in r.stdout and "MISSING" in r.stdout
+    assert f"in {expected} by default" in r.stdout
 
 
 def test_user_errors_are_one_line_without_traceback():
