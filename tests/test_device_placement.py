@@ -31,15 +31,18 @@ TRANSFERS = {aten._to_copy.default, aten.copy_.default, aten._copy_from.default,
 
 class DeviceMixing(TorchDispatchMode):
     """Records (operation, devices, where) for every operation whose non-scalar tensor arguments
-    live on more than one device (copies between devices excepted)."""
+    live on more than one device (copies between devices excepted). ``strict``: 0-dim tensors count
+    too (a CPU scalar inside the sampler would keep CUDA graphs from capturing it)."""
 
-    def __init__(self):
+    def __init__(self, strict: bool = False):
         super().__init__()
+        self.strict = strict
         self.found: list[tuple[str, set[str], str]] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        devices = {t.device.type for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and t.dim() > 0}
+        devices = {t.device.type for t in tree_leaves((args, kwargs))
+                   if isinstance(t, torch.Tensor) and (self.strict or t.dim() > 0)}
         if len(devices) > 1 and func not in TRANSFERS:
             self.found.append((str(func), devices, "".join(traceback.format_stack(limit=8)[:-1])))
         return func(*args, **kwargs)
@@ -67,11 +70,13 @@ def test_sampling_and_training_stay_on_the_model_device(name):
     model = EmbodiedHead(cfg, _stats())
     b = _meta_batch(model)
     model.to("meta")
-    with DeviceMixing() as mode:
+    with DeviceMixing(strict=True) as mode:  # what Generator.compile captures: not even a CPU scalar
         audio = model.audio_stack(model.encoder.frontend(b["wave"]))
         cond = model.dit.condition(audio, b["states"], b["history"], b["history_states"], b["shape"], b["ref"],
                                    b["magnitude"])
         x = euler_sample(lambda x, t: model.dit.velocity(x, t, cond), b["x0"], 4)
+    assert not mode.found, mode.report()
+    with DeviceMixing() as mode:
         batch = {**b, "x1": x.detach(), "t": torch.rand(2, device="meta"), "mask": torch.ones(2, cfg.window,
                                                                                                device="meta")}
         TrainStep(model)(batch)["loss"].backward()
@@ -83,7 +88,7 @@ def test_hubert_encoder_stays_on_its_device():
     cfg = AudioEncoderConfig("hubert", n_layers=3, dim=48)
     enc = HubertEncoder(cfg, model=random_hubert_base(2, 48))  # 12 heads of 4
     enc.to("meta")
-    with DeviceMixing() as mode:
+    with DeviceMixing(strict=True) as mode:
         feats = enc.frontend(torch.zeros(2, 16000, device="meta"))
     assert feats.device.type == "meta"
     assert not mode.found, mode.report()
@@ -110,6 +115,9 @@ def test_the_check_catches_a_tensor_made_on_the_cpu():
         x @ torch.ones(3, 2)  # what fails on CUDA
         x * torch.tensor(2.0)  # a 0-dim CPU tensor is allowed on CUDA too
     assert [op for op, _, _ in mode.found] == ["aten.mm.default"]
+    with DeviceMixing(strict=True) as mode:
+        x * torch.tensor(2.0)
+    assert [op for op, _, _ in mode.found] == ["aten.mul.Tensor"]
 
 
 @pytest.mark.parametrize(("native", "expected"), [(True, torch.bfloat16), (False, torch.float32)])
