@@ -215,7 +215,7 @@ def render(
     from ehead_cli.audio import load_audio
     from ehead_cli.devices import resolve_device
     from ehead_cli.face import load_face_model
-    from ehead_cli.layout import SAMPLES_PER_FRAME
+    from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
     from ehead_cli.motionfile import load_motion
     from ehead_cli.render import Renderer
     from ehead_cli.video import write_mp4
@@ -227,8 +227,8 @@ def render(
         wave = load_audio(audio)
         n = m.n_frames * SAMPLES_PER_FRAME
         if abs(len(wave) - n) > SAMPLES_PER_FRAME * 12:
-            raise InputError(f"{audio}: lasts {len(wave) / 16000:.2f} s but {motion} has {m.n_frames} frames "
-                             f"({m.n_frames / 25:.2f} s)")
+            raise InputError(f"{audio}: lasts {len(wave) / SAMPLE_RATE:.2f} s but {motion} has {m.n_frames} frames "
+                             f"({m.n_frames / MOTION_FPS:.2f} s)")
         wave = np.pad(wave, (0, max(0, n - len(wave))))[:n]
     dev = resolve_device(device)
     renderer = Renderer(load_face_model(flame, device=dev), size=size)

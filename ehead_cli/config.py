@@ -170,16 +170,10 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> ModelConfig:
         d = dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"{source}: unknown model field(s) {', '.join(sorted(unknown))}")
+        check_fields(cls, d, source, "model")
         audio = d.pop("audio", {})
         if isinstance(audio, dict):
-            audio_known = {f.name for f in dataclasses.fields(AudioEncoderConfig)}
-            bad = set(audio) - audio_known
-            if bad:
-                raise ConfigError(f"{source}: unknown audio field(s) {', '.join(sorted(bad))}")
+            check_fields(AudioEncoderConfig, audio, source, "audio")
             audio = AudioEncoderConfig(**audio)
         if "history_spans" in d:
             d["history_spans"] = tuple(int(s) for s in d["history_spans"])
@@ -190,6 +184,13 @@ class ModelConfig:
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes).validate()
+
+
+def check_fields(cls: type, d: dict[str, Any], source: str, section: str) -> None:
+    """ConfigError naming ``source`` if ``d`` has keys that are not fields of dataclass ``cls``."""
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ConfigError(f"{source}: unknown {section} field(s) {', '.join(sorted(unknown))}")
 
 
 def list_presets() -> list[str]:

@@ -50,7 +50,7 @@ from torch.utils.data import Dataset
 
 from ehead_cli.audio import load_audio
 from ehead_cli.errors import InputError
-from ehead_cli.layout import LISTEN, N_SHAPE_REF, SAMPLE_RATE, SAMPLES_PER_FRAME, n_frames_for
+from ehead_cli.layout import LISTEN, MOTION_FPS, N_SHAPE_REF, SAMPLE_RATE, SAMPLES_PER_FRAME, n_frames_for
 from ehead_cli.motionfile import load_motion
 from ehead_cli.stats import MotionStats, motion_magnitude
 
@@ -156,8 +156,8 @@ def load_index(root: str | Path, min_frames: int = MIN_CLIP_FRAMES, splits: tupl
             continue
         T = min(audio_frames, m.n_frames)
         if T < min_frames:
-            problems.append(f"clip {cid}: {T} frames ({T / 25:.2f} s) is shorter than the minimum of {min_frames} "
-                            f"frames")
+            problems.append(f"clip {cid}: {T} frames ({T / MOTION_FPS:.2f} s) is shorter than the minimum of "
+                            f"{min_frames} frames")
             continue
         meta = {k: v for k, v in row.items() if k not in ("id", "split")}
         clips.append(Clip(cid, split, audio, m.motion[:T], m.shape, m.states[:T], n_audio, meta))
@@ -220,6 +220,13 @@ class WindowDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def preload(self) -> None:
+        """Compute every clip's front end now (window-local encoders), so DataLoader worker
+        processes, which are started afresh each epoch, inherit them instead of recomputing them."""
+        if self.window_local:
+            for ci in range(len(self.clips)):
+                self._clip_front(ci)
 
     def _clip_front(self, ci: int) -> torch.Tensor:
         """The clip's cached encoder front end (window-local encoders only), (S, F)."""

@@ -32,6 +32,12 @@ class PathSample:
     x_t: torch.Tensor
     dx_t: torch.Tensor
 
+    @classmethod
+    def between(cls, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> PathSample:
+        """The point at time t (B,) on the straight path from x0 to x1 (B, ...)."""
+        tt = t.view(-1, *([1] * (x1.dim() - 1)))
+        return cls(x0, x1, t, x0 + tt * (x1 - x0), x1 - x0)
+
 
 def sample_path(x1: torch.Tensor, generator: torch.Generator | None = None,
                 t: torch.Tensor | None = None) -> PathSample:
@@ -39,8 +45,7 @@ def sample_path(x1: torch.Tensor, generator: torch.Generator | None = None,
     x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
     if t is None:
         t = torch.rand(x1.shape[0], generator=generator, device=x1.device, dtype=x1.dtype)
-    tt = t.view(-1, *([1] * (x1.dim() - 1)))
-    return PathSample(x0, x1, t, x0 + tt * (x1 - x0), x1 - x0)
+    return PathSample.between(x0, x1, t)
 
 
 def endpoint(x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

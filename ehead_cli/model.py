@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ehead_cli.config import ModelConfig
-from ehead_cli.dit import EmbodiedHeadDiT, count_parameters
+from ehead_cli.dit import EmbodiedHeadDiT
 from ehead_cli.encoders import build_encoder
 from ehead_cli.stats import MotionStats
 
@@ -31,11 +31,12 @@ class EmbodiedHead(nn.Module):
             sd.update({f"encoder.{k}": v for k, v in self.encoder.state_dict().items()})
         return sd
 
-    def params_trainable(self) -> int:
-        n = count_parameters(self.dit)
-        if not getattr(self.encoder, "frozen", False):
-            n += count_parameters(self.encoder)
-        return n
+    @torch.no_grad()
+    def load_trainable_(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy ``state`` (names as in ``trainable_state_dict``) into the weights, in place."""
+        sd = self.trainable_state_dict()
+        for k, v in state.items():
+            sd[k].copy_(v)
 
     def audio_stack(self, front: torch.Tensor) -> torch.Tensor:
         """Encoder front-end output (see ehead_cli.encoders) -> (B, N_l, S, C) hidden stack."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ehead_cli.layout import LISTEN, SAMPLES_PER_FRAME, SPEAK
+from ehead_cli.layout import LISTEN, MOTION_FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SPEAK, n_frames_for
 
 SPEAK_MODE, LISTEN_MODE = "speak", "listen"
 
@@ -39,12 +39,10 @@ class Tick:
     order: str  # "speak|listen", "listen|speak", "speak" or "listen"
 
 
-def _frames(wave: np.ndarray) -> np.ndarray:
-    """(N,) samples -> (n, 640) whole frames (a trailing partial frame is zero-padded)."""
-    n = -(-len(wave) // SAMPLES_PER_FRAME)
-    out = np.zeros(n * SAMPLES_PER_FRAME, np.float32)
-    out[: len(wave)] = wave
-    return out.reshape(n, SAMPLES_PER_FRAME)
+def _whole_frames(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) samples -> (n, 640) whole frames and the samples of the incomplete frame left over."""
+    n = len(buf) // SAMPLES_PER_FRAME
+    return buf[: n * SAMPLES_PER_FRAME].reshape(n, SAMPLES_PER_FRAME), buf[n * SAMPLES_PER_FRAME:]
 
 
 class StreamingAudioScheduler:
@@ -63,11 +61,8 @@ class StreamingAudioScheduler:
     # --- queues ---------------------------------------------------------------------------------
     def push_listening(self, samples: np.ndarray) -> None:
         """Append microphone samples (16 kHz float) to Q_L."""
-        buf = np.concatenate([self._mic_tail, np.asarray(samples, np.float32)])
-        n = len(buf) // SAMPLES_PER_FRAME
-        self._mic = np.concatenate([self._mic, buf[: n * SAMPLES_PER_FRAME].reshape(n, SAMPLES_PER_FRAME)])
-        self._mic = self._mic[-self.capacity:]
-        self._mic_tail = buf[n * SAMPLES_PER_FRAME:]
+        frames, self._mic_tail = _whole_frames(np.concatenate([self._mic_tail, np.asarray(samples, np.float32)]))
+        self._mic = np.concatenate([self._mic, frames])[-self.capacity:]
 
     def push_speaking(self, samples: np.ndarray, flush: bool = False) -> None:
         """Append agent samples to Q_S. ``flush`` pads an utterance's last partial frame so it
@@ -75,9 +70,8 @@ class StreamingAudioScheduler:
         buf = np.concatenate([self._speak_tail, np.asarray(samples, np.float32)])
         if flush and len(buf) % SAMPLES_PER_FRAME:
             buf = np.concatenate([buf, np.zeros(SAMPLES_PER_FRAME - len(buf) % SAMPLES_PER_FRAME, np.float32)])
-        n = len(buf) // SAMPLES_PER_FRAME
-        self._speak = np.concatenate([self._speak, buf[: n * SAMPLES_PER_FRAME].reshape(n, SAMPLES_PER_FRAME)])
-        self._speak_tail = buf[n * SAMPLES_PER_FRAME:]
+        frames, self._speak_tail = _whole_frames(buf)
+        self._speak = np.concatenate([self._speak, frames])
 
     @property
     def unconsumed(self) -> int:
@@ -140,11 +134,11 @@ def schedule_session(user_audio: np.ndarray, agent_audio: np.ndarray, utterances
     (K T,) and the ticks.
     """
     T = window
-    mic = _frames(user_audio).reshape(-1)
+    mic = np.asarray(user_audio, np.float32)
     pending = sorted(utterances, key=lambda u: (u.available, u.start))
     sched = StreamingAudioScheduler(T)
     ticks: list[Tick] = []
-    n_mic_frames = len(mic) // SAMPLES_PER_FRAME
+    n_mic_frames = n_frames_for(len(mic))
     k = 0
     while True:
         now = (k + 1) * T  # session time of this tick, in frames
@@ -153,9 +147,9 @@ def schedule_session(user_audio: np.ndarray, agent_audio: np.ndarray, utterances
         seg = mic[lo:hi]
         piece[: len(seg)] = seg
         sched.push_listening(piece)
-        while pending and pending[0].available * 25 <= now:
+        while pending and pending[0].available * MOTION_FPS <= now:
             u = pending.pop(0)
-            a, b = int(round(u.start * 16000)), int(round(u.end * 16000))
+            a, b = int(round(u.start * SAMPLE_RATE)), int(round(u.end * SAMPLE_RATE))
             sched.push_speaking(agent_audio[a:b], flush=True)
         if k * T >= n_mic_frames and not pending and sched.unconsumed == 0 and k > 0:
             break  # the microphone ended before this tick and nothing is left to say

@@ -39,8 +39,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ehead_cli.checkpoint import save_checkpoint
-from ehead_cli.config import ModelConfig, load_toml, models_dir, preset
+from ehead_cli.checkpoint import read_config, save_checkpoint
+from ehead_cli.config import ModelConfig, check_fields, load_toml, models_dir, preset
 from ehead_cli.data import WindowDataset, fit_stats, load_index
 from ehead_cli.devices import native_bf16, resolve_device
 from ehead_cli.encoders import FeatureCache
@@ -125,10 +125,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = set(d) - known
-        if bad:
-            raise ConfigError(f"{source}: unknown train field(s) {', '.join(sorted(bad))}")
+        check_fields(cls, d, source, "train")
         d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(float(b) for b in d["betas"])
@@ -212,10 +209,8 @@ class TrainStep(nn.Module):
         m = self.model
         front = batch["front"] if "front" in batch else m.encoder.frontend(batch["wave"])
         audio = m.audio_stack(front)
-        x1, x0, t = batch["x1"], batch["x0"], batch["t"]
-        tt = t.view(-1, 1, 1)
-        path = PathSample(x0, x1, t, x0 + tt * (x1 - x0), x1 - x0)
-        v = m.dit(path.x_t, t, audio, batch["states"], batch["history"], batch["history_states"],
+        path = PathSample.between(batch["x0"], batch["x1"], batch["t"])
+        v = m.dit(path.x_t, path.t, audio, batch["states"], batch["history"], batch["history_states"],
                   batch["shape"], batch["ref"], batch["magnitude"])
         return flow_loss(v.float(), path, reduction=self.reduction, mask=batch.get("mask"))
 
@@ -245,9 +240,7 @@ class EMA:
                 self.shadow[k].copy_(v)
 
     def copy_to(self, model: EmbodiedHead) -> None:
-        sd = model.trainable_state_dict()
-        for k, v in self.shadow.items():
-            sd[k].data.copy_(v)
+        model.load_trainable_(self.shadow)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,9 +300,7 @@ def load_state(run_dir: Path, model: EmbodiedHead, ema: EMA, opt: torch.optim.Op
         raise InputError(f"{run_dir}: no saved training state to resume (--resume expects a run folder)")
     tensors = load_file(str(state / "state.safetensors"))
     scalars = json.loads((state / "state.json").read_text())
-    sd = model.trainable_state_dict()
-    for k in sd:
-        sd[k].data.copy_(tensors[f"model.{k}"])
+    model.load_trainable_({k: tensors[f"model.{k}"] for k in model.trainable_state_dict()})
     for k in ema.shadow:
         ema.shadow[k].copy_(tensors[f"ema.{k}"])
     opt_state: dict[int, dict[str, Any]] = {}
@@ -387,7 +378,7 @@ def train(data: str | Path, out: str | Path, preset_name: str = "small", config_
 
     torch.manual_seed(train_cfg.seed)
     if resume:  # the statistics of the run, not refitted
-        stats = MotionStats.from_dict(json.loads((out / CHECKPOINT_DIR / "config.json").read_text())["stats"])
+        stats = MotionStats.from_dict(read_config(out / CHECKPOINT_DIR)["stats"])
     else:
         stats = fit_stats(train_clips, model_cfg.window)
     model = EmbodiedHead(model_cfg, stats, hubert_path=hubert_path)
@@ -399,6 +390,7 @@ def train(data: str | Path, out: str | Path, preset_name: str = "small", config_
     if val_clips and train_cfg.val_every and train_cfg.val_windows:
         val_ds = WindowDataset(val_clips, stats, model_cfg.window, model_cfg.history_frames, model.encoder,
                                stride=model_cfg.window // 4, seed=train_cfg.seed + 1, feature_cache=cache)
+    train_ds.preload()  # once here, not once per epoch in every DataLoader worker
 
     # --- optimisation ---------------------------------------------------------------------------
     if len(train_ds) < train_cfg.batch_size:
@@ -529,9 +521,7 @@ def validate(model: EmbodiedHead, ema: EMA, ds: WindowDataset, cfg: TrainConfig,
             loss = step(batch)["loss"]
         total += loss.float() * len(items)
         count += len(items)
-    sd = model.trainable_state_dict()
-    for k, v in live.items():
-        sd[k].data.copy_(v)
+    model.load_trainable_(live)
     model.train()
     if dd.world > 1:
         dist.all_reduce(total)

@@ -8,10 +8,11 @@ covers plain vertex indices) and named vertex masks (``lips``, ``upper_face``).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from ehead_cli.layout import MOTION_DIM, N_SHAPE
+from ehead_cli.layout import MOTION_DIM, N_EXPR, N_SHAPE
 
 N_LANDMARKS = 68
 MOUTH_UPPER_INNER = 62  # 0-based index in the 68-point layout (MOD, supplementary B.2)
@@ -64,6 +65,20 @@ class FaceModel(nn.Module):
     def _vertices(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         """(N, 300), (N, 115) -> (N, V, 3). Implemented by each face model."""
         raise NotImplementedError
+
+    # --- linear blendshapes, shared by FLAME and the built-in head ----------------------------
+    def _register_blendshapes(self, template: np.ndarray, shapedirs: np.ndarray, exprdirs: np.ndarray) -> None:
+        """Buffers ``v_template`` (V, 3), ``shapedirs`` (300, V*3) and ``exprdirs`` (100, V*3) from
+        (V, 3), (V, 3, 300) and (V, 3, 100) arrays."""
+        V = template.shape[0]
+        self.register_buffer("v_template", torch.from_numpy(np.array(template)))
+        self.register_buffer("shapedirs", torch.from_numpy(shapedirs.reshape(V * 3, N_SHAPE).T.copy()))
+        self.register_buffer("exprdirs", torch.from_numpy(exprdirs.reshape(V * 3, N_EXPR).T.copy()))
+
+    def _shaped(self, shape: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        """(N, 300), (N, 100) -> (N, V, 3) template plus identity and expression blendshapes."""
+        offsets = shape @ self.shapedirs + expression @ self.exprdirs  # (N, V*3)
+        return self.v_template + offsets.view(shape.shape[0], -1, 3)
 
     def landmarks(self, vertices: torch.Tensor) -> torch.Tensor:
         """(..., V, 3) vertices -> (..., 68, 3) landmarks in the 68-point (iBUG/dlib) layout."""

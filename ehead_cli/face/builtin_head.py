@@ -920,9 +920,7 @@ class BuiltinHead(FaceModel):
         a = build_head_arrays()
         V = a.vertices.shape[0]
         t = torch.from_numpy
-        self.register_buffer("v_template", t(a.vertices.copy()))
-        self.register_buffer("shapedirs", t(a.shapedirs.reshape(V * 3, N_SHAPE).T.copy()))
-        self.register_buffer("exprdirs", t(a.exprdirs.reshape(V * 3, N_EXPR).T.copy()))
+        self._register_blendshapes(a.vertices, a.shapedirs, a.exprdirs)
         self.register_buffer("skin_weights", t(a.skin_weights.copy()))
         self.register_buffer("faces", t(a.faces.copy()))
         self.register_buffer("vertex_colors", t(a.colors.copy()))
@@ -948,10 +946,6 @@ class BuiltinHead(FaceModel):
     def joints(self, shape: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
         """(N, 300), (N, 100) -> (N, 4, 3): jaw hinge, left and right eye centres, neck pivot."""
         return torch.einsum("jv,nvc->njc", self.joint_regressor, self._shaped(shape, expression))
-
-    def _shaped(self, shape: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
-        offsets = shape @ self.shapedirs + expression @ self.exprdirs  # (N, V*3)
-        return self.v_template + offsets.view(shape.shape[0], -1, 3)
 
     def _vertices(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         dtype = self.v_template.dtype

@@ -229,9 +229,7 @@ class FlameModel(FaceModel):
         self.source = source
         V = arrays["v_template"].shape[0]
         t = torch.from_numpy
-        self.register_buffer("v_template", t(arrays["v_template"]))  # (V, 3)
-        self.register_buffer("shapedirs", t(arrays["shapedirs"].reshape(V * 3, N_SHAPE).T.copy()))  # (300, V*3)
-        self.register_buffer("exprdirs", t(arrays["exprdirs"].reshape(V * 3, N_EXPR).T.copy()))  # (100, V*3)
+        self._register_blendshapes(arrays["v_template"], arrays["shapedirs"], arrays["exprdirs"])
         # pose_feature index is joint-major then row-major 3x3, as FLAME/SMPL flatten (R_j - I)
         self.register_buffer("posedirs", t(arrays["posedirs"].reshape(V * 3, N_POSE_CORRECTIVES).T.copy()))
         self.register_buffer("J_regressor", t(arrays["J_regressor"]))  # (5, V)
@@ -282,11 +280,6 @@ class FlameModel(FaceModel):
     def joints(self, shape: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
         """(N, 300), (N, 100) -> (N, 5, 3) rest-pose joint positions."""
         return torch.einsum("jv,nvc->njc", self.J_regressor, self._shaped(shape, expression))
-
-    def _shaped(self, shape: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
-        """(N, 300), (N, 100) -> (N, V, 3) template plus identity and expression blendshapes."""
-        offsets = shape @ self.shapedirs + expression @ self.exprdirs  # (N, V*3)
-        return self.v_template + offsets.view(shape.shape[0], -1, 3)
 
     def _vertices(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         N = shape.shape[0]

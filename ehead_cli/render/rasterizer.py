@@ -105,7 +105,7 @@ def rasterize(
         max_pairs = MAX_PAIRS_CPU if device.type == "cpu" else MAX_PAIRS_GPU
     if F >= 1 << INDEX_BITS:
         raise ValueError(f"too many triangles ({F}); at most 2^{INDEX_BITS}")
-    corner = points.reshape(3, B * V).index_select(1, _corner_index(faces.to(device), B, V))
+    corner = points.reshape(3, B * V).index_select(1, corner_index(faces.to(device), B, V))
     (x0, x1, x2), (y0, y1, y2), (z0, z1, z2) = corner.view(3, 3, B * F)  # (B*F,) each
     e1x, e1y, e2x, e2y = x1 - x0, y1 - y0, x2 - x0, y2 - y0
     det = e1x * e2y - e1y * e2x  # (B*F,) twice the signed area
@@ -273,7 +273,7 @@ def interpolate(attr: torch.Tensor, weights: torch.Tensor, vid: torch.Tensor) ->
     return a0 * weights[0] + a1 * weights[1] + a2 * weights[2]
 
 
-def _corner_index(faces: torch.Tensor, batch: int, n_vertices: int) -> torch.Tensor:
+def corner_index(faces: torch.Tensor, batch: int, n_vertices: int) -> torch.Tensor:
     """(F, 3) faces -> (3*batch*F,) indices into the flattened (batch*V) of corner 0 of every
     triangle of every image, then corner 1, then corner 2."""
     offsets = torch.arange(batch, device=faces.device)[:, None] * n_vertices  # (B, 1)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ehead_cli.render.rasterizer import corner_index
+
 # Key light above, to the right of and in front of a face looking toward +z (world, y up).
 LIGHT_DIRECTION = (0.35, 0.45, 1.0)
 AMBIENT = 0.35
@@ -43,8 +45,7 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     normals, the area-weighted mean of the adjacent face normals."""
     _, B, V = vertices.shape
     F = faces.shape[0]
-    faces = faces.to(vertices.device)
-    corners = (faces.T[:, None, :] + torch.arange(B, device=faces.device)[None, :, None] * V).reshape(-1)
+    corners = corner_index(faces.to(vertices.device), B, V)
     p0, p1, p2 = vertices.reshape(3, B * V).index_select(1, corners).view(3, 3, B * F).unbind(1)  # (3, B*F)
     (ax, ay, az), (bx, by, bz) = p1 - p0, p2 - p0
     face_n = torch.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx])  # (3, B*F), |n| = 2 x area
