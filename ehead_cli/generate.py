@@ -35,7 +35,7 @@ from ehead_cli.config import models_dir
 from ehead_cli.devices import autocast_dtype, resolve_device
 from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.flow import euler_sample, time_grid
-from ehead_cli.layout import LISTEN, MOTION_DIM, N_SHAPE, N_SHAPE_REF, SAMPLES_PER_FRAME, n_frames_for
+from ehead_cli.layout import LISTEN, MOTION_DIM, MOTION_FPS, N_SHAPE, N_SHAPE_REF, SAMPLES_PER_FRAME, n_frames_for
 from ehead_cli.model import EmbodiedHead
 from ehead_cli.motionfile import Motion, load_motion
 from ehead_cli.scheduler import StreamingAudioScheduler
@@ -71,16 +71,14 @@ class Avatar:
                 shape = np.load(path, allow_pickle=False)
                 return cls(_check_shape(shape, path))
             with np.load(path, allow_pickle=False) as z:
-                keys = set(z.files)
-            if "motion" in keys:
-                m = load_motion(path)
-                return cls(m.shape, m.motion[0].copy())
-            if "shape" in keys:
-                with np.load(path, allow_pickle=False) as z:
+                if "motion" not in z.files:
+                    if "shape" not in z.files:
+                        raise InputError(f"{path}: an avatar .npz needs a 'shape' array (or be a motion NPZ)")
                     return cls(_check_shape(z["shape"], path))
+            m = load_motion(path)  # a motion NPZ, validated as one
+            return cls(m.shape, m.motion[0].copy())
         except (OSError, ValueError) as err:
             raise InputError(f"{path}: unreadable avatar file ({err})") from None
-        raise InputError(f"{path}: an avatar .npz needs a 'shape' array (or be a motion NPZ)")
 
 
 def _check_shape(shape: np.ndarray, path: Path) -> np.ndarray:
@@ -100,16 +98,11 @@ class _Job:
     seed: int
     magnitude: tuple[float, float]
     n_frames: int
-    window: int
     ref: torch.Tensor  # (115,) normalised reference frame
     hist: torch.Tensor  # (L, 115) normalised history, newest last
     hist_states: torch.Tensor  # (L,)
     out: list[torch.Tensor] = field(default_factory=list)  # generated normalised windows
     first_window: int = 0  # index of the window that ``audio``/``states`` start at (streaming keeps one)
-
-    @property
-    def n_windows(self) -> int:
-        return -(-self.n_frames // self.window)
 
 
 class Generator:
@@ -155,14 +148,18 @@ class Generator:
                       on_window: Callable[[int], None] | None = None) -> list[Motion]:
         """Generate several clips, batching their windows. ``on_window(n)`` reports progress."""
         prepared = [self._prepare(a, s, av, seed, magnitude or self.magnitude) for a, s, av, seed in jobs]
-        for k in range(max((j.n_windows for j in prepared), default=0)):
-            active = [j for j in prepared if k < j.n_windows]
+        for k in range(max((self.n_windows(j.n_frames) for j in prepared), default=0)):
+            active = [j for j in prepared if k < self.n_windows(j.n_frames)]
             for i in range(0, len(active), self.batch_size):
                 chunk = active[i:i + self.batch_size]
                 self._step(chunk, k)
                 if on_window:
                     on_window(len(chunk))
         return [self._finish(j) for j in prepared]
+
+    def n_windows(self, n_frames: int) -> int:
+        """Windows that cover ``n_frames`` frames (the last one padded)."""
+        return -(-n_frames // self.cfg.window)
 
     def stream(self, avatar: Avatar | None = None, seed: int = 0) -> StreamingSession:
         return StreamingSession(self, avatar, seed)
@@ -192,7 +189,7 @@ class Generator:
         ref = (torch.zeros(MOTION_DIM) if avatar.reference is None
                else stats.normalize(torch.as_tensor(avatar.reference, dtype=torch.float32)))
         L = self.cfg.history_frames
-        return _Job(audio, states, avatar, int(seed), tuple(magnitude), n, self.cfg.window, ref,
+        return _Job(audio, states, avatar, int(seed), tuple(magnitude), n, ref,
                     ref.expand(L, MOTION_DIM).clone(), torch.full((L,), float(LISTEN)))
 
     def _noise(self, job: _Job, k: int) -> torch.Tensor:
@@ -231,14 +228,17 @@ class Generator:
     @torch.inference_mode()
     def encode_audio(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, 640 T) window audio -> (B, N_l, 2T, C) hidden stack (each window on its own)."""
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+        with self._autocast():
             return self._run(self._encode, wave)
 
     @torch.inference_mode()
     def sample_windows(self, audio: torch.Tensor, b: dict[str, torch.Tensor]) -> torch.Tensor:
         """Euler-sample a batch of windows from their encoded audio; returns (B, T, 115) normalised."""
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+        with self._autocast():
             return self._run(self._sample, audio, b, self.steps)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
 
     def _encode(self, wave: torch.Tensor) -> torch.Tensor:
         return self.model.audio_stack(self.model.encoder.frontend(wave))
@@ -275,7 +275,7 @@ class Generator:
     def _finish(self, job: _Job) -> Motion:
         norm = torch.cat(job.out)[: job.n_frames] if job.out else torch.zeros(0, MOTION_DIM)
         motion = self.model.stats.denormalize(norm).numpy()
-        return Motion(motion, job.avatar.shape, job.states, 25)
+        return Motion(motion, job.avatar.shape, job.states, MOTION_FPS)
 
 
 class StreamingSession:
@@ -292,8 +292,7 @@ class StreamingSession:
         self.gen, self.T = generator, generator.cfg.window
         self.scheduler = StreamingAudioScheduler(self.T)
         self.job = generator._prepare(np.zeros(0, np.float32), np.zeros(0, np.int8), avatar, seed, generator.magnitude)
-        self._mic_frames = 0  # microphone frames delivered
-        self._mic_rem = 0  # samples of an incomplete microphone frame
+        self._mic_samples = 0  # microphone samples delivered
         self._audio: list[np.ndarray] = []
         self._states: list[np.ndarray] = []
         self.k = 0
@@ -310,13 +309,12 @@ class StreamingSession:
         out = []
         start = 0
         while start < len(samples):  # deliver the mic in pieces that end exactly on tick times
-            need = (self.k + 1) * self.T * SAMPLES_PER_FRAME - (self._mic_frames * SAMPLES_PER_FRAME + self._mic_rem)
-            piece = samples[start:start + need]
+            tick_at = (self.k + 1) * self.T * SAMPLES_PER_FRAME
+            piece = samples[start:start + tick_at - self._mic_samples]
             self.scheduler.push_listening(piece)
-            total = self._mic_frames * SAMPLES_PER_FRAME + self._mic_rem + len(piece)
-            self._mic_frames, self._mic_rem = divmod(total, SAMPLES_PER_FRAME)
+            self._mic_samples += len(piece)
             start += len(piece)
-            if self._mic_frames >= (self.k + 1) * self.T:
+            if self._mic_samples >= tick_at:
                 out.append(self._tick())
         return out
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,20 +66,15 @@ def jobs_from_csv(path: Path, out_dir: Path, avatar: Path | None) -> list[Job]:
     if not path.is_file():
         raise InputError(f"{path}: jobs file not found (--jobs)")
     base = path.parent
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        cols = [c.strip() for c in (reader.fieldnames or [])]
-        if "audio" not in cols or "states" not in cols:
-            raise InputError(f"{path}:1: a jobs CSV needs the columns audio,states (optional: out,avatar)")
-        jobs = []
-        for line, row in enumerate(reader, start=2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            if not row.get("audio") or not row.get("states"):
-                raise InputError(f"{path}:{line}: audio and states must both be given")
-            audio = base / row["audio"]
-            out = base / row["out"] if row.get("out") else out_dir / audio.stem
-            av = base / row["avatar"] if row.get("avatar") else avatar
-            jobs.append(Job(f"{audio.stem} (line {line})", audio, base / row["states"], out, av))
+    jobs = []
+    for line, row in _csv_rows(path, {"audio", "states"}, "a jobs CSV needs the columns audio,states "
+                                                          "(optional: out,avatar)"):
+        if not row.get("audio") or not row.get("states"):
+            raise InputError(f"{path}:{line}: audio and states must both be given")
+        audio = base / row["audio"]
+        out = base / row["out"] if row.get("out") else out_dir / audio.stem
+        av = base / row["avatar"] if row.get("avatar") else avatar
+        jobs.append(Job(f"{audio.stem} (line {line})", audio, base / row["states"], out, av))
     if not jobs:
         raise InputError(f"{path}: no jobs listed")
     return jobs
@@ -88,22 +84,27 @@ def read_agent_segments(path: Path) -> list[AgentUtterance]:
     if not path.is_file():
         raise InputError(f"{path}: agent segments file not found (--agent-segments)")
     out = []
+    for line, row in _csv_rows(path, {"start", "end"}, "header must be start,end[,available]"):
+        try:
+            start, end = float(row["start"]), float(row["end"])
+            avail = float(row["available"]) if row.get("available") else start
+        except ValueError:
+            raise InputError(f"{path}:{line}: start, end and available must be seconds") from None
+        if not (0 <= start < end) or avail < 0:
+            raise InputError(f"{path}:{line}: need 0 <= start < end and available >= 0")
+        out.append(AgentUtterance(start, end, avail))
+    return out
+
+
+def _csv_rows(path: Path, required: set[str], header_error: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row with stripped keys and values) of a CSV whose header has ``required``;
+    InputError "<path>:1: <header_error>" otherwise."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
-        cols = [c.strip() for c in (reader.fieldnames or [])]
-        if not {"start", "end"} <= set(cols):
-            raise InputError(f"{path}:1: header must be start,end[,available]")
+        if not required <= {c.strip() for c in (reader.fieldnames or [])}:
+            raise InputError(f"{path}:1: {header_error}")
         for line, row in enumerate(reader, start=2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            try:
-                start, end = float(row["start"]), float(row["end"])
-                avail = float(row["available"]) if row.get("available") else start
-            except ValueError:
-                raise InputError(f"{path}:{line}: start, end and available must be seconds") from None
-            if not (0 <= start < end) or avail < 0:
-                raise InputError(f"{path}:{line}: need 0 <= start < end and available >= 0")
-            out.append(AgentUtterance(start, end, avail))
-    return out
+            yield line, {k.strip(): (v or "").strip() for k, v in row.items() if k}
 
 
 def detect_utterances(agent: np.ndarray) -> list[AgentUtterance]:
@@ -188,7 +189,7 @@ def run_jobs(generator: Generator, jobs: list[Job], seed: int = 0, renderer=None
     good = [j for j in jobs if j.error is None]
     if not good:
         return jobs
-    n_windows = sum(-(-len(j.states) // generator.cfg.window) for j in good)
+    n_windows = sum(generator.n_windows(len(j.states)) for j in good)
     t0 = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as bar:

@@ -125,7 +125,10 @@ class Renderer:
 
     def images(self, shape: torch.Tensor, motion: torch.Tensor) -> Rendered:
         """Differentiable. shape (300,) or (N, 300), motion (N, 115) -> Rendered with (N, H, W, 3)."""
-        shape, motion = _frames(shape, motion, self.device)
+        return self._images(*_frames(shape, motion, self.device))
+
+    def _images(self, shape: torch.Tensor, motion: torch.Tensor) -> Rendered:
+        """``images`` of already validated (1 or N, 300) and (N, 115) float32 on the device."""
         vertices = self.face_model(shape, motion)  # (N, V, 3)
         return self.mesh(vertices, self.face_model.faces, self.face_model.vertex_colors)
 
@@ -148,7 +151,7 @@ class Renderer:
         for start in range(0, motion.shape[0], self.batch_size):
             stop = start + self.batch_size
             sub_shape = shape if shape.shape[0] == 1 else shape[start:stop]
-            image = self.images(sub_shape, motion[start:stop]).image
+            image = self._images(sub_shape, motion[start:stop]).image
             yield to_uint8(image).cpu()
 
 
