@@ -48,14 +48,14 @@ ASSETS: dict[str, Asset] = {a.key: a for a in [
 ]}
 
 
-def resolve(key: str, value: str | os.PathLike | None = None, must_exist: bool = True) -> Path:
+def resolve(key: str, value: str | os.PathLike | None = None) -> Path:
     """The asset's path from the flag value, else its environment variable; AssetError if neither."""
     a = ASSETS[key]
     raw = value if value not in (None, "") else a.configured()
     if raw is None:
         raise AssetError(f"{a.what} is needed: pass {a.flag} PATH or set {a.env} ({a.licence})")
     path = Path(raw).expanduser()
-    if must_exist and not path.exists():
+    if not path.exists():
         source = a.flag if value not in (None, "") else a.env
         raise AssetError(f"{path}: not found (from {source}); {a.what}")
     return path

@@ -55,7 +55,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ehead_cli.data import read_manifest
+from ehead_cli.data import MANIFEST, read_manifest
 from ehead_cli.devices import resolve_device
 from ehead_cli.errors import ConfigError, EheadError, InputError
 from ehead_cli.face.base import FaceModel
@@ -76,6 +76,7 @@ from ehead_cli.metrics import listening as listen_metrics
 from ehead_cli.metrics import motion as motion_metrics
 from ehead_cli.metrics.conventions import Convention, Unavailable, resolve_convention
 from ehead_cli.motionfile import Motion, load_motion
+from ehead_cli.video import iter_frames
 
 # --- rules and file names ---------------------------------------------------------------------
 ALIGN_TOLERANCE_S = 0.5  # largest length difference (seconds) that is cut away instead of reported
@@ -93,7 +94,6 @@ BASELINE_PREFIX = "baseline:"
 
 MOTION_SUFFIX = ".npz"
 VIDEO_SUFFIX = ".mp4"
-MANIFEST = "manifest.csv"
 CLIPS_DIR = "clips"
 REPORT_JSON = "report.json"
 PER_CLIP_CSV = "per_clip.csv"
@@ -453,15 +453,6 @@ def aligned_length(n_pred: int, n_gt: int, fps: float, what: tuple[str, str] = (
 
 
 # --- videos --------------------------------------------------------------------------------------
-def _video_frames(path: Path) -> Iterator[np.ndarray]:
-    """(H, W, 3) uint8 RGB frames of the first video stream, one at a time."""
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise InputError(f"{path}: no video stream")
-        for frame in container.decode(video=0):
-            yield frame.to_ndarray(format="rgb24")
-
-
 def centre_crop(frame: np.ndarray, size: int = IMAGE_CROP) -> np.ndarray:
     """(H, W, C) -> the centred (min(size, H), min(size, W), C) window."""
     h, w = frame.shape[:2]
@@ -501,7 +492,7 @@ def video_metrics(pred_path: Path, gt_path: Path, names: Sequence[str], lpips_mo
         batch_g.clear()
 
     try:
-        frames_p, frames_g = _video_frames(pred_path), _video_frames(gt_path)
+        frames_p, frames_g = iter_frames(pred_path), iter_frames(gt_path)
         while True:
             fp, fg = next(frames_p, None), next(frames_g, None)
             counts[0] += fp is not None
@@ -654,8 +645,9 @@ def _aggregate(clips: Sequence[ClipResult], source: str, split: str, key: str) -
 
 
 def _pooled(clips: Sequence[_Clip], preds: Sequence[np.ndarray], split: str, names: Sequence[str],
-            conv: Convention) -> dict[str, Value]:
-    """SID, FD and P-FD on the frames of ``split`` of all clips pooled."""
+            conv: Convention, sid_fits: dict[str, dict[str, np.ndarray]]) -> dict[str, Value]:
+    """SID, FD and P-FD on the frames of ``split`` of all clips pooled. ``sid_fits``: split -> SID
+    centres on the pooled ground truth, filled on first use (the same for every source)."""
     out: dict[str, Value] = {}
     picked = [(c, p[c.masks[split]], c.gt[c.masks[split]]) for c, p in zip(clips, preds, strict=True)
               if c.masks[split].any()]
@@ -664,7 +656,13 @@ def _pooled(clips: Sequence[_Clip], preds: Sequence[np.ndarray], split: str, nam
     pred_all = np.concatenate([p for _, p, _ in picked])
     gt_all = np.concatenate([g for _, _, g in picked])
     if "sid" in names:
-        out.update(motion_metrics.speaker_identity_diversity(pred_all, gt_all, **conv.kwargs("sid")))
+        kw = conv.kwargs("sid")
+        if kw.get("fit_on", "gt") == "gt":
+            if split not in sid_fits:
+                sid_fits[split] = motion_metrics.sid_centers(gt_all, k=kw.get("k"),
+                                                             seed=kw.get("seed", motion_metrics.SID_SEED))
+            kw["centers"] = sid_fits[split]
+        out.update(motion_metrics.speaker_identity_diversity(pred_all, gt_all, **kw))
     if "jaw" in names:
         out.update(jaw_opening_stats(pred_all, gt_all))
     few = Unavailable(f"needs at least {MIN_DISTRIBUTION_FRAMES} {split} frames")
@@ -769,9 +767,6 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, metrics: str | Sequence[s
         predictions[GROUND_TRUTH] = gts
 
     image_names = [n for n in ("psnr", "ssim", "lpips") if n in names]
-    image_reason: Unavailable | None = None
-    if image_names and image_dirs is None:
-        image_reason = Unavailable("no videos given: pass image_dirs (ehead eval --pred-video DIR --gt-video DIR)")
     if "lpips" in image_names and image_dirs is not None and lpips_model is None:
         lpips_model = image_metrics.load_lpips()
     if lpips_model is not None and not isinstance(lpips_model, Unavailable):
@@ -789,7 +784,7 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, metrics: str | Sequence[s
                                           face if vertex_needed or with_plot else None, names, conv,
                                           affect_estimator, with_plot=with_plot)
             if image_names:
-                problem = _add_image_values(result, clip, image_names, image_dirs, image_reason, lpips_model)
+                problem = _add_image_values(result, clip, image_names, image_dirs, lpips_model)
                 if problem is not None:
                     problems.append(problem)
         except (EheadError, ValueError) as err:
@@ -857,8 +852,7 @@ def _evaluate_clip(clip: _Clip, preds: Mapping[str, np.ndarray], face: FaceModel
 
 
 def _add_image_values(result: ClipResult, clip: _Clip, names: Sequence[str],
-                      image_dirs: tuple[str | Path, str | Path] | None, reason: Unavailable | None,
-                      lpips_model: Any) -> ClipProblem | None:
+                      image_dirs: tuple[str | Path, str | Path] | None, lpips_model: Any) -> ClipProblem | None:
     """Fill the clip's image metrics (or their Unavailable reasons); a ClipProblem for a broken video."""
     values = result.values[PREDICTION]
 
@@ -867,8 +861,8 @@ def _add_image_values(result: ClipResult, clip: _Clip, names: Sequence[str],
             if clip.masks[split].any():
                 values.setdefault(split, {}).update({n: why for n in names})
 
-    if reason is not None or image_dirs is None:
-        mark(reason or Unavailable("no videos given"))
+    if image_dirs is None:
+        mark(Unavailable("no videos given: pass image_dirs (ehead eval --pred-video DIR --gt-video DIR)"))
         return None
     pred_video = Path(image_dirs[0]) / f"{clip.clip_id}{VIDEO_SUFFIX}"
     gt_video = Path(image_dirs[1]) / f"{clip.clip_id}{VIDEO_SUFFIX}"
@@ -899,6 +893,7 @@ def _overall(results: Sequence[ClipResult], evaluated: Sequence[_Clip], predicti
              conv: Convention) -> tuple[Table, dict[str, dict[str, dict[str, int]]]]:
     """source -> split -> key overall values and the number of clips behind each."""
     order = {c.clip_id: i for i, c in enumerate(loaded)}
+    sid_fits: dict[str, dict[str, np.ndarray]] = {}
     overall: Table = {}
     coverage: dict[str, dict[str, dict[str, int]]] = {}
     for source in sources:
@@ -911,7 +906,7 @@ def _overall(results: Sequence[ClipResult], evaluated: Sequence[_Clip], predicti
             if source == GROUND_TRUTH:
                 pooled_names = [n for n in pooled_names if n in DESCRIPTIVE]
             if evaluated and pooled_names:
-                pooled = _pooled(evaluated, preds, split, pooled_names, conv)
+                pooled = _pooled(evaluated, preds, split, pooled_names, conv, sid_fits)
                 values.update(pooled)
                 n_with = sum(1 for c in evaluated if c.masks[split].any())
                 counts.update({k: n_with for k in pooled})

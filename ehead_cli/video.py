@@ -19,6 +19,7 @@ import numpy as np
 import soxr
 import torch
 
+from ehead_cli.errors import InputError
 from ehead_cli.fileutil import atomic_path
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE
 
@@ -181,8 +182,16 @@ def probe_mp4(path: str | os.PathLike) -> MediaInfo:
 
 def read_frames(path: str | os.PathLike) -> np.ndarray:
     """(T, H, W, 3) uint8 RGB frames of a video file's first video stream."""
+    return np.stack(list(iter_frames(path)))
+
+
+def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 RGB frames of a video file's first video stream, one at a time."""
     with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        if not container.streams.video:
+            raise InputError(f"{path}: no video stream")
+        for frame in container.decode(video=0):
+            yield frame.to_ndarray(format="rgb24")
 
 
 def _seconds(stream) -> float | None:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ehead_cli.assets import ASSETS
 from ehead_cli.errors import AssetError
 from ehead_cli.metrics.conventions import Unavailable
 
@@ -37,8 +38,7 @@ SSIM_K2 = 0.03
 LUMA_BT601 = (0.299, 0.587, 0.114)  # Y' = 0.299 R + 0.587 G + 0.114 B
 
 # --- LPIPS v0.1, VGG16 trunk -------------------------------------------------------------------
-VGG_ENV = "EHEAD_VGG"
-LPIPS_ENV = "EHEAD_LPIPS"
+VGG_ENV, LPIPS_ENV = ASSETS["vgg"].env, ASSETS["lpips"].env
 # torchvision vgg16 "features" up to relu5_3: ints are 3x3 conv output channels, "M" a 2x2 max-pool.
 VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 LPIPS_TAPS = (3, 8, 15, 22, 29)  # features indices of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
@@ -245,8 +245,8 @@ def load_lpips(vgg_path: str | os.PathLike | None = None,
     Returns ``Unavailable`` when either is not configured; raises AssetError (naming the variable)
     when a configured file is missing or malformed.
     """
-    vgg = vgg_path or os.environ.get(VGG_ENV) or None
-    lins = lpips_path or os.environ.get(LPIPS_ENV) or None
+    vgg = vgg_path or ASSETS["vgg"].configured()
+    lins = lpips_path or ASSETS["lpips"].configured()
     missing = [name for name, value in ((VGG_ENV, vgg), (LPIPS_ENV, lins)) if not value]
     if missing:
         return Unavailable(f"LPIPS needs local weights: set {' and '.join(missing)} (VGG16 torchvision "

@@ -360,18 +360,37 @@ def sid_component(pred_features: Any, gt_features: Any, k: int, *, fit_on: str =
     return cluster_entropy(assign(other, centers), k, eps=eps)
 
 
+def _sid_ks(k: int | Mapping[str, int] | None) -> dict[str, int]:
+    return dict(SID_K) if k is None else ({g: int(k) for g in SID_K} if isinstance(k, int) else {**SID_K, **k})
+
+
+def sid_centers(gt_motion: Any, *, k: int | Mapping[str, int] | None = None,
+                seed: int = SID_SEED) -> dict[str, np.ndarray]:
+    """The K-Means centres SID fits on ground-truth frames (N, 115), per group: fit once, pass as
+    ``speaker_identity_diversity(..., centers=...)`` to score several predictions against them."""
+    ks, fg = _sid_ks(k), sid_features(gt_motion)
+    return {g: kmeans(fg[g], ks[g], seed=seed).centers for g in SID_K}
+
+
 def speaker_identity_diversity(pred_motion: Any, gt_motion: Any, *, k: int | Mapping[str, int] | None = None,
-                               fit_on: str = "gt", eps: float = SID_EPS, seed: int = SID_SEED) -> dict[str, float]:
+                               fit_on: str = "gt", eps: float = SID_EPS, seed: int = SID_SEED,
+                               centers: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
     """SID, EmbodiedHead eqs. 14-15: mean of SID_jaw, SID_exp50, SID_rot, in bits.
 
     pred_motion (M, 115) and gt_motion (N, 115) are pools of frames (one clip, or a whole test set
     concatenated: the paper fits K-Means on "the ground truth feature distribution"). ``k``: one K
     for all groups or a mapping per group; default ``SID_K`` (jaw 10, exp50 40, rot 10).
+    ``centers``: ``sid_centers(gt_motion, k=k, seed=seed)`` computed beforehand (``fit_on="gt"`` only).
     Returns {"sid", "sid_jaw", "sid_exp50", "sid_rot"}.
     """
-    ks = dict(SID_K) if k is None else ({g: int(k) for g in SID_K} if isinstance(k, int) else {**SID_K, **k})
+    ks = _sid_ks(k)
     fp, fg = sid_features(pred_motion), sid_features(gt_motion)
-    out = {f"sid_{g}": sid_component(fp[g], fg[g], ks[g], fit_on=fit_on, eps=eps, seed=seed) for g in SID_K}
+    if centers is not None:
+        if fit_on != "gt":
+            raise ValueError("SID: precomputed centers are fitted on the ground truth (fit_on='gt')")
+        out = {f"sid_{g}": cluster_entropy(assign(fp[g], centers[g]), ks[g], eps=eps) for g in SID_K}
+    else:
+        out = {f"sid_{g}": sid_component(fp[g], fg[g], ks[g], fit_on=fit_on, eps=eps, seed=seed) for g in SID_K}
     out["sid"] = float(np.mean([out[f"sid_{g}"] for g in SID_K]))
     return out
 

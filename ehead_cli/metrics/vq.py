@@ -6,13 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
-
-def _np(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
+from ehead_cli.metrics.motion import _np
 
 
 def reconstruction_error(recon: Any, target: Any, *, kind: str = "l2") -> float:
