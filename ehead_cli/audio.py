@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ehead_cli.errors import InputError
+from ehead_cli.errors import InputError, first_line
 from ehead_cli.layout import SAMPLE_RATE
 
 SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
@@ -59,7 +59,7 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
     except InputError:
         raise
     except Exception as err:  # PyAV raises many error types (InvalidDataError, OSError, ...)
-        raise InputError(f"{path}: unreadable audio ({type(err).__name__}: {_first_line(err)})") from None
+        raise InputError(f"{path}: unreadable audio ({type(err).__name__}: {first_line(err)})") from None
     wave = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     return wave.astype(np.float32, copy=False), int(rate)
 
@@ -82,6 +82,3 @@ def save_wav(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE)
         sf.write(str(tmp), np.asarray(wave, np.float32), sample_rate, subtype="PCM_16", format="WAV")
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else ""

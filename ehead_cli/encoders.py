@@ -52,15 +52,18 @@ def _pad_to_hop(wave: torch.Tensor, extra: int = 0) -> torch.Tensor:
     return F.pad(wave, (0, n - wave.shape[-1] + extra))
 
 
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """HTK mel scale."""
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
 def mel_filterbank(n_mels: int, n_fft: int = MEL_N_FFT, sr: int = SAMPLE_RATE,
                    fmin: float = MEL_FMIN, fmax: float = MEL_FMAX) -> torch.Tensor:
     """(n_fft // 2 + 1, n_mels) triangular filters on the HTK mel scale, peak 1."""
-    def hz_to_mel(f):
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-
-    def mel_to_hz(m):
-        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
-
     freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
     edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]

@@ -21,3 +21,9 @@ class AssetError(EheadError):
 
 class ConfigError(EheadError):
     """A configuration value or flag is invalid."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message ("" if it has none), for one-line errors."""
+    text = str(err).strip().splitlines()
+    return text[0] if text else ""

@@ -520,8 +520,8 @@ class _Builder:
                                                         np.full_like(phi, np.cos(th))], -1)))
             back = self.add(c - [0.0, 0.0, EYE_RADIUS])[0]
             faces = np.concatenate([_fan(front, rings[0]), _strips(rings), _fan(back, rings[-1])])
-            tri = self.V()[faces]
-            outward = (np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]) * (tri.mean(1) - c)).sum(-1) > 0
+            verts = self.V()
+            outward = (_normals(verts, faces) * (verts[faces].mean(1) - c)).sum(-1) > 0
             faces[~outward] = faces[~outward][:, ::-1]
             self.faces.append(faces)
             ids = np.concatenate([[front], *rings, [back]])

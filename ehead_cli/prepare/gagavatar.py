@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from ehead_cli.errors import InputError
+from ehead_cli.face.pickle_compat import RestrictedUnpickler
 from ehead_cli.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 from ehead_cli.layout import EXPR, EYES, JAW, MOTION_DIM, N_EXPR, N_SHAPE, ROT, TRANS
 
@@ -75,8 +76,9 @@ class GagaTrack:
     frame_index: np.ndarray
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Admits plain containers and numpy arrays/scalars; anything else is refused."""
+class _NumpyOnlyUnpickler(RestrictedUnpickler):
+    """The FLAME loader's restricted unpickler narrowed to plain containers and numpy
+    arrays/scalars (under numpy 1 and 2 module names); anything else is refused."""
 
     _ALLOWED = {
         ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -88,8 +90,6 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        if module == "numpy.core.multiarray":  # written by numpy 1.x; numpy 2 moved it
-            module = "numpy._core.multiarray" if hasattr(np, "_core") else module
         return super().find_class(module, name)
 
 

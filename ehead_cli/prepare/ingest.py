@@ -25,7 +25,7 @@ from typing import TypeVar
 import numpy as np
 
 from ehead_cli.audio import load_audio
-from ehead_cli.errors import InputError
+from ehead_cli.errors import InputError, first_line
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, n_frames_for
 
 # The video must cover the audio to within this many seconds; a larger gap means the streams
@@ -68,7 +68,7 @@ def _open(path: Path):
     try:
         return av.open(str(path))
     except Exception as err:  # PyAV raises many error types (InvalidDataError, FileNotFoundError, ...)
-        raise InputError(f"{path}: unreadable media file ({type(err).__name__}: {_first_line(err)})") from None
+        raise InputError(f"{path}: unreadable media file ({type(err).__name__}: {first_line(err)})") from None
 
 
 def _start(stream) -> Fraction:
@@ -108,7 +108,7 @@ def _packet_span(container, stream, path: Path) -> float | None:
                 stop = (packet.pts + (packet.duration or 0)) * packet.time_base
                 end = stop if end is None else max(end, stop)
     except Exception as err:
-        raise InputError(f"{path}: broken video stream ({type(err).__name__}: {_first_line(err)})") from None
+        raise InputError(f"{path}: broken video stream ({type(err).__name__}: {first_line(err)})") from None
     return None if end is None else float(end - _start(stream))
 
 
@@ -206,7 +206,7 @@ def _decoded_frames(path: Path, rgb: bool) -> Iterator[tuple[Fraction, np.ndarra
         except InputError:
             raise
         except Exception as err:
-            raise InputError(f"{path}: broken video stream ({type(err).__name__}: {_first_line(err)})") from None
+            raise InputError(f"{path}: broken video stream ({type(err).__name__}: {first_line(err)})") from None
 
 
 def check_coverage(probe: MediaProbe, audio: IngestedAudio) -> None:
@@ -221,6 +221,3 @@ def check_coverage(probe: MediaProbe, audio: IngestedAudio) -> None:
                          f"({a0:.2f}-{a1:.2f} s); more than {MAX_AV_GAP_S} s")
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else ""

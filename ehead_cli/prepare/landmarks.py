@@ -155,10 +155,13 @@ def detect_landmarks(frames: Iterable[np.ndarray], detector: LandmarkDetector | 
 def face_boxes(landmarks: FaceLandmarks) -> np.ndarray:
     """(T, 4) x1 y1 x2 y2 pixel boxes around the 68 points; frames without a face take the box of
     the nearest frame with one. Raises ValueError when no frame has a face."""
-    found = np.flatnonzero(landmarks.found)
-    if found.size == 0:
+    if not np.any(landmarks.found):
         raise ValueError("no face was found in any frame")
-    pts = landmarks.points[found]
-    boxes = np.concatenate([pts.min(axis=1), pts.max(axis=1)], axis=1)  # (F, 4)
-    nearest = found[np.abs(np.arange(landmarks.n_frames)[:, None] - found[None]).argmin(axis=1)]
-    return boxes[np.searchsorted(found, nearest)].astype(np.float32)
+    pts = landmarks.points[nearest_found(landmarks.found)]  # (T, 68, 2)
+    return np.concatenate([pts.min(axis=1), pts.max(axis=1)], axis=1).astype(np.float32)
+
+
+def nearest_found(found: np.ndarray) -> np.ndarray:
+    """(T,) index of the nearest frame with a face, for every frame (ties: the earlier one)."""
+    idx = np.flatnonzero(found)
+    return idx[np.abs(np.arange(len(found))[:, None] - idx[None]).argmin(axis=1)]

@@ -19,6 +19,7 @@ import math
 import numpy as np
 import scipy.fft
 
+from ehead_cli.encoders import hz_to_mel, mel_to_hz
 from ehead_cli.layout import SAMPLE_RATE
 
 WIN_SAMPLES = SAMPLE_RATE * 25 // 1000  # 400 samples = 25 ms window
@@ -31,15 +32,6 @@ PREEMPHASIS = 0.97
 CEP_LIFTER = 22
 INT16_SCALE = 32768.0  # float audio in [-1, 1] -> the int16 units TalkNet saw
 _EPS = np.finfo(np.float64).eps  # floor before log, as the reference does for exact zeros
-
-
-def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
-    """HTK mel scale."""
-    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
-
-
-def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
-    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
 
 
 def mel_filterbank(n_filters: int = N_FILTERS, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE,

@@ -32,7 +32,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from ehead_cli.errors import ConfigError, EheadError, InputError
+from ehead_cli.errors import ConfigError, EheadError, InputError, first_line
 from ehead_cli.face.flame import FlameModel
 from ehead_cli.face.loading import flame_configured, load_face_model
 from ehead_cli.fileutil import atomic_path
@@ -221,9 +221,11 @@ def prepare_clip(source: Path, clip_id: str, clips_dir: Path, options: PrepareOp
     face = _face(options)
     landmarks = None
     summary: dict = {}
+    grey: list[np.ndarray] = []  # TalkNet's greyscale frames, kept from the landmark pass
 
     if options.tracker == "landmarks" or options.states == "talknet":
-        landmarks = detect_landmarks(ingest.iter_video_frames(source, T, audio.start))
+        frames = ingest.iter_video_frames(source, T, audio.start)
+        landmarks = detect_landmarks(_keeping_grey(frames, grey) if options.states == "talknet" else frames)
         summary["face_found"] = float(landmarks.found.mean())
         if not landmarks.found.any():
             raise InputError(f"{source}: no face found in any frame")
@@ -243,7 +245,7 @@ def prepare_clip(source: Path, clip_id: str, clips_dir: Path, options: PrepareOp
         scores = pd.DataFrame({"frame": np.arange(T), "score": labels.score, "voice": labels.voice,
                                "mouth_gate": labels.gate})
     else:
-        states, scores = _talknet_states(source, T, audio, landmarks)
+        states, scores = _talknet_states(np.stack(grey), T, audio, landmarks)
 
     files = clip_files(clips_dir, clip_id)
     with atomic_path(files["audio"]) as tmp:
@@ -281,10 +283,16 @@ def _import_gagavatar(source: Path, T: int, start, options: PrepareOptions, face
     return track.motion[chosen], track.shape
 
 
-def _talknet_states(source: Path, T: int, audio, landmarks) -> tuple[np.ndarray, pd.DataFrame]:
-    """TalkNet-ASD states: the demo's crops around the landmark boxes, scored, smoothed, binarised."""
-    grey = np.stack([to_grey(f[None])[0].round().clamp(0, 255).byte().numpy()
-                     for f in ingest.iter_video_frames(source, T, audio.start)])  # (T, H, W): a third of RGB
+def _keeping_grey(frames: Iterator[np.ndarray], grey: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """Pass ``frames`` through, appending each one's uint8 greyscale (H, W) to ``grey`` (a third of RGB)."""
+    for f in frames:
+        grey.append(to_grey(f[None])[0].round().clamp(0, 255).byte().numpy())
+        yield f
+
+
+def _talknet_states(grey: np.ndarray, T: int, audio, landmarks) -> tuple[np.ndarray, pd.DataFrame]:
+    """TalkNet-ASD states from the clip's (T, H, W) greyscale frames: the demo's crops around the
+    landmark boxes, scored, smoothed, binarised."""
     crops = talknet_face_crops(grey, face_boxes(landmarks))
     logits = talknet_scores(_Models.talknet, crops, audio.audio)
     states, smoothed = scores_to_states(logits, logits=True)
@@ -362,8 +370,7 @@ def _run_one(source: Path, clip_id: str, clips_dir: Path, options: PrepareOption
     except EheadError as err:
         return clip_id, None, str(err)
     except Exception as err:  # a decoder or numeric failure on one file must not stop the batch
-        first = (str(err).strip().splitlines() or [""])[0]
-        return clip_id, None, f"{source}: {type(err).__name__}: {first}"
+        return clip_id, None, f"{source}: {type(err).__name__}: {first_line(err)}"
 
 
 def prepare(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, states: str = "vad",

@@ -59,7 +59,7 @@ import torch
 from ehead_cli.face.base import MOUTH_LOWER_INNER, MOUTH_UPPER_INNER, N_LANDMARKS, FaceModel
 from ehead_cli.geometry import axis_angle_to_matrix
 from ehead_cli.layout import EXPR, EYE_LEFT, EYE_RIGHT, JAW, MOTION_DIM, MOTION_FPS, N_SHAPE, ROT, TRANS
-from ehead_cli.prepare.landmarks import FaceLandmarks
+from ehead_cli.prepare.landmarks import FaceLandmarks, nearest_found
 from ehead_cli.prepare.smoothing import moving_average
 from ehead_cli.render.camera import HEAD_FOV_DEG
 
@@ -218,12 +218,6 @@ def _model_landmarks(face: FaceModel, shape: torch.Tensor, motion: torch.Tensor)
     return torch.cat(out)
 
 
-def _nearest_found(found: np.ndarray) -> np.ndarray:
-    """(T,) index of the nearest frame with a face, for every frame."""
-    idx = np.flatnonzero(found)
-    return idx[np.abs(np.arange(len(found))[:, None] - idx[None]).argmin(axis=1)]
-
-
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
     """Run torch on one intra-op thread, then restore: the fit's tensors are small (T x 68 x 3), so
@@ -255,7 +249,7 @@ def _fit(face: FaceModel, landmarks: FaceLandmarks, cfg: TrackerConfig) -> Track
     basis = landmark_basis(face, cfg.n_shape, cfg.n_expr)
 
     # targets: frames without a face borrow the nearest found frame's points (their weight is 0)
-    target = torch.from_numpy(np.asarray(landmarks.points, np.float32)[_nearest_found(found)])  # (T, 68, 2)
+    target = torch.from_numpy(np.asarray(landmarks.points, np.float32)[nearest_found(found)])  # (T, 68, 2)
     frame_w = torch.from_numpy(found.astype(np.float32))
     point_w = torch.ones(N_LANDMARKS)
     point_w[JAW_LINE] = cfg.jaw_line_weight

@@ -123,17 +123,9 @@ def assign_splits(ids: list[str], seed: int = DEFAULT_SEED) -> dict[str, str]:
     return split
 
 
-@dataclass(frozen=True)
-class BuiltClip:
-    """One clip: its manifest row and what was written."""
-
-    row: dict
-    n_samples: int
-
-
-def build_clip(spec: ClipSpec, out: Path, seed: int, synth: Synthesizer = synthesize) -> BuiltClip:
+def build_clip(spec: ClipSpec, out: Path, seed: int, synth: Synthesizer = synthesize) -> dict:
     """Synthesise, assemble and write ``clips/<id>.flac``, ``clips/<id>.npz`` and the states as
-    ``clips/<id>.csv`` (start,end,state segments) under ``out``."""
+    ``clips/<id>.csv`` (start,end,state segments) under ``out``; returns the clip's manifest row."""
     rng = np.random.default_rng(derive_seed(seed, spec.id))
     pool = TEXTS[spec.language]
     order = list(rng.permutation(len(pool)))
@@ -192,7 +184,7 @@ def build_clip(spec: ClipSpec, out: Path, seed: int, synth: Synthesizer = synthe
         "speak_fraction": round(float((conv.states == SPEAK).mean()), 4),
         "source": "espeak-ng synthetic conversation",
     }
-    return BuiltClip(row, len(pcm))
+    return row
 
 
 def build_dataset(out: str | Path, n_clips: int = DEFAULT_CLIPS, seed: int = DEFAULT_SEED,
@@ -206,10 +198,10 @@ def build_dataset(out: str | Path, n_clips: int = DEFAULT_CLIPS, seed: int = DEF
     specs = plan_clips(n_clips, seed)
     rows = []
     for spec in specs:
-        built = build_clip(spec, out, seed, synth)
-        rows.append(built.row)
+        row = build_clip(spec, out, seed, synth)
+        rows.append(row)
         if progress is not None:
-            progress(f"{spec.id}: {built.row['duration']:.1f} s, {built.row['n_turns']} turns")
+            progress(f"{spec.id}: {row['duration']:.1f} s, {row['n_turns']} turns")
     split = assign_splits([r["id"] for r in rows], seed)
     manifest = pd.DataFrame(rows)
     manifest.insert(1, "split", [split[i] for i in manifest["id"]])
