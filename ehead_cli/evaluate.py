@@ -828,11 +828,8 @@ def _evaluate_clip(clip: _Clip, preds: Mapping[str, np.ndarray], face: FaceModel
     The ground truth's geometry is built once and shared by every source."""
     geo = None
     if face is not None:
-        template_upper = None
-        if conv.kwargs("fdd").get("reference") == "template":
-            neutral = motion_metrics.template_vertices(face, clip.shape)
-            template_upper = neutral[face.mask(motion_metrics.UPPER_FACE_MASK)].cpu().numpy()
-        geo = _Geometry(motion_metrics.metric_geometry(face, clip.shape, clip.gt), template_upper)
+        geo = _Geometry(motion_metrics.metric_geometry(face, clip.shape, clip.gt),
+                        motion_metrics.fdd_template_upper(face, clip.shape, conv))
     result = ClipResult(clip.clip_id, clip.gt.shape[0], clip.pred_frames, clip.gt_frames,
                         {s: int(m.sum()) for s, m in clip.masks.items()})
     openings = {GROUND_TRUTH: geo.gt.openings()} if with_plot and geo is not None else {}

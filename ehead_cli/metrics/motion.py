@@ -129,6 +129,14 @@ def template_vertices(face: FaceModel, shape: Any) -> torch.Tensor:
     return motion_to_vertices(face, shape, zero)[0]
 
 
+def fdd_template_upper(face: FaceModel, shape: Any, conv: Convention) -> np.ndarray | None:
+    """The template's upper-face vertices (U, 3) when the convention's FDD measures from the
+    template, else None (FDD then measures from the first frame)."""
+    if conv.kwargs("fdd").get("reference") != "template":
+        return None
+    return template_vertices(face, shape)[face.mask(UPPER_FACE_MASK)].cpu().numpy()
+
+
 # --- LVE (eq. 9) --------------------------------------------------------------------------------
 def lip_errors(pred_vertices: Any, gt_vertices: Any, lip_idx: Any, *, scale: float = MM_PER_M,
                squared: bool = False) -> np.ndarray:
@@ -482,12 +490,9 @@ def clip_motion_metrics(face: FaceModel, shape: Any, pred_motion: Any, gt_motion
     ``speaker_identity_diversity`` on the pooled frames.
     """
     conv = resolve_convention(convention)
-    template_upper = None
-    if conv.kwargs("fdd").get("reference") == "template":
-        template_upper = template_vertices(face, shape)[face.mask(UPPER_FACE_MASK)]
     return geometry_metrics(metric_geometry(face, shape, pred_motion), metric_geometry(face, shape, gt_motion),
                             pred_motion, gt_motion, convention=conv, fps=fps, frames=frames,
-                            template_upper=template_upper)
+                            template_upper=fdd_template_upper(face, shape, conv))
 
 
 # --- baselines (`ehead eval --baseline`) --------------------------------------------------------
