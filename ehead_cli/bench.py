@@ -32,10 +32,10 @@ import numpy as np
 import torch
 
 from ehead_cli import __version__
-from ehead_cli.config import AudioEncoderConfig, preset
 from ehead_cli.devices import resolve_device, sync
 from ehead_cli.errors import ConfigError
 from ehead_cli.layout import SAMPLE_RATE, SAMPLES_PER_FRAME
+from ehead_cli.model.config import AudioEncoderConfig, preset
 
 BENCH_MEL = AudioEncoderConfig("mel", n_layers=4, dim=256, n_mels=80, conv_kernel=5)
 PAPER_FIGURES = {"motion_only_fps": 900, "end_to_end_fps": 59, "device": "one NVIDIA RTX 3090",
@@ -106,9 +106,9 @@ def _time(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int
 
 
 def build_generator(cfg: BenchConfig, steps: int):
-    from ehead_cli.encoders import HubertEncoder, random_hubert_base
-    from ehead_cli.generate import Generator
-    from ehead_cli.model import EmbodiedHead
+    from ehead_cli.generate.generator import Generator
+    from ehead_cli.model.encoders import HubertEncoder, random_hubert_base
+    from ehead_cli.model.network import EmbodiedHead
 
     mcfg = preset(cfg.preset)
     if cfg.audio_encoder == "mel":
@@ -185,8 +185,8 @@ def render_rows(cfg: BenchConfig, device: torch.device) -> list[dict[str, Any]]:
 
 def end_to_end_row(cfg: BenchConfig, gen, steps: int) -> dict[str, Any]:
     from ehead_cli.face import load_face_model
+    from ehead_cli.io.video import write_mp4
     from ehead_cli.render import Renderer
-    from ehead_cli.video import write_mp4
 
     rng = np.random.default_rng(1)
     n = int(cfg.seconds * SAMPLE_RATE)
@@ -243,7 +243,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
 
 def write_json(result: dict[str, Any], target: Path) -> Path:
     """Write to ``target`` (a .json file, or a folder: ``<device-slug>.json`` inside it), atomically."""
-    from ehead_cli.fileutil import atomic_path
+    from ehead_cli.io.atomic import atomic_path
 
     if target.suffix != ".json":
         target = target / f"{device_slug(result['environment'])}.json"

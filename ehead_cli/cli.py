@@ -41,8 +41,8 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object instead of tables.")] = False,
 ) -> None:
     """Model presets and their sizes, and which optional assets are configured and found."""
-    from ehead_cli import config
     from ehead_cli import info as info_lib
+    from ehead_cli.model import config
 
     if preset is not None:
         data = info_lib.preset_info(config.preset(preset))
@@ -149,8 +149,8 @@ def generate(
     = None,
 ) -> None:
     """Generate motion (NPZ) and video (MP4 with the audio) from speech and listening/speaking states."""
-    from ehead_cli import jobs as jobs_lib
-    from ehead_cli.generate import Generator
+    from ehead_cli.generate import jobs as jobs_lib
+    from ehead_cli.generate.generator import Generator
 
     modes = sum([bool(audio or states), jobs is not None, bool(user_audio or agent_audio)])
     if modes != 1:
@@ -212,13 +212,13 @@ def render(
     """Render an existing motion NPZ to MP4."""
     import numpy as np
 
-    from ehead_cli.audio import load_audio
     from ehead_cli.devices import resolve_device
     from ehead_cli.face import load_face_model
+    from ehead_cli.io.audio import load_audio
+    from ehead_cli.io.motionfile import load_motion
+    from ehead_cli.io.video import write_mp4
     from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
-    from ehead_cli.motionfile import load_motion
     from ehead_cli.render import Renderer
-    from ehead_cli.video import write_mp4
 
     _check_size(size)
     m = load_motion(motion)

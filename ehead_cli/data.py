@@ -15,7 +15,7 @@ One training example is a window starting at frame s of a clip:
                           rule*, which generation uses for the first window too
     ref        (115,)     a reference frame drawn from the same clip, normalised
     shape      (100,)     the clip's first 100 shape coefficients
-    magnitude  (2,)       [m_r, m_t] of the raw target window, normalised to [0, 1] (ehead_cli.stats)
+    magnitude  (2,)       [m_r, m_t] of the raw target window, normalised to [0, 1] (ehead_cli.model.stats)
     front / wave          the audio of frames [s, s + T) only: the encoder front end (log-mel, 2T x n_mels,
                           sliced from the clip's cached log-mel) when the front end is window-local, else
                           the raw 16 kHz samples (640 T) for the training loop to encode (frozen HuBERT)
@@ -48,11 +48,11 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
-from ehead_cli.audio import load_audio
 from ehead_cli.errors import InputError
+from ehead_cli.io.audio import load_audio
+from ehead_cli.io.motionfile import load_motion
 from ehead_cli.layout import LISTEN, MOTION_FPS, N_SHAPE_REF, SAMPLE_RATE, SAMPLES_PER_FRAME, n_frames_for
-from ehead_cli.motionfile import load_motion
-from ehead_cli.stats import MotionStats, motion_magnitude
+from ehead_cli.model.stats import MotionStats, motion_magnitude
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg")
 MANIFEST = "manifest.csv"

@@ -69,14 +69,14 @@ from ehead_cli.data import MANIFEST, read_manifest
 from ehead_cli.devices import resolve_device
 from ehead_cli.errors import ConfigError, EheadError, InputError
 from ehead_cli.face.base import FaceModel
-from ehead_cli.fileutil import atomic_path
+from ehead_cli.io.atomic import atomic_path
+from ehead_cli.io.motionfile import Motion, load_motion
+from ehead_cli.io.video import iter_frames
 from ehead_cli.layout import JAW, LISTEN, SPEAK
 from ehead_cli.metrics import image as image_metrics
 from ehead_cli.metrics import listening as listen_metrics
 from ehead_cli.metrics import motion as motion_metrics
 from ehead_cli.metrics.conventions import Convention, Unavailable, resolve_convention
-from ehead_cli.motionfile import Motion, load_motion
-from ehead_cli.video import iter_frames
 
 # --- rules and file names ---------------------------------------------------------------------
 ALIGN_TOLERANCE_S = 0.5  # largest length difference (seconds) that is cut away instead of reported

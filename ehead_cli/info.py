@@ -10,9 +10,9 @@ import torch
 
 from ehead_cli import __version__
 from ehead_cli.assets import ASSETS
-from ehead_cli.config import ModelConfig, list_presets, preset
-from ehead_cli.dit import EmbodiedHeadDiT, count_parameters
-from ehead_cli.encoders import MelEncoder
+from ehead_cli.model.config import ModelConfig, list_presets, preset
+from ehead_cli.model.dit import EmbodiedHeadDiT, count_parameters
+from ehead_cli.model.encoders import MelEncoder
 
 
 def preset_info(cfg: ModelConfig) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def asset_status() -> list[dict[str, Any]]:
 
 def environment() -> dict[str, Any]:
     from ehead_cli.devices import autocast_dtype, resolve_device
-    from ehead_cli.generate import default_checkpoint
+    from ehead_cli.generate.generator import default_checkpoint
 
     ckpt = default_checkpoint()
     device = resolve_device(None)

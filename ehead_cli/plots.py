@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ehead_cli.fileutil import atomic_path
+from ehead_cli.io.atomic import atomic_path
 from ehead_cli.layout import LISTEN
 from ehead_cli.metrics.conventions import Unavailable
 

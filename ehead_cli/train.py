@@ -39,16 +39,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ehead_cli.checkpoint import read_config, save_checkpoint
-from ehead_cli.config import ModelConfig, check_fields, load_toml, models_dir, preset
 from ehead_cli.data import WindowDataset, fit_stats, load_index
 from ehead_cli.devices import native_bf16, resolve_device
-from ehead_cli.encoders import FeatureCache
 from ehead_cli.errors import ConfigError, InputError
-from ehead_cli.fileutil import atomic_dir, atomic_path
-from ehead_cli.flow import REDUCTIONS, PathSample, flow_loss
-from ehead_cli.model import EmbodiedHead
-from ehead_cli.stats import MotionStats
+from ehead_cli.io.atomic import atomic_dir, atomic_path
+from ehead_cli.model.checkpoint import read_config, save_checkpoint
+from ehead_cli.model.config import ModelConfig, check_fields, load_toml, models_dir, preset
+from ehead_cli.model.encoders import FeatureCache
+from ehead_cli.model.flow import REDUCTIONS, PathSample, flow_loss
+from ehead_cli.model.network import EmbodiedHead
+from ehead_cli.model.stats import MotionStats
 
 RUN_CONFIG = "config.toml"
 METRICS = "metrics.csv"
@@ -81,7 +81,7 @@ class TrainConfig:
     precision:      "auto" (bf16 autocast on GPUs with native bf16, Ampere and later; fp32 elsewhere), "bf16" or "fp32"
     compile:        wrap the network in torch.compile
     loss_reduction: "mean" (each group's squared error averaged over its dimensions, the default) or
-                    "sum" (the literal squared norm of eq. 6); see ehead_cli.flow.flow_loss
+                    "sum" (the literal squared norm of eq. 6); see ehead_cli.model.flow.flow_loss
     """
 
     steps: int = 80_000

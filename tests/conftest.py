@@ -39,8 +39,8 @@ def write_dataset(root: Path, clips: dict[str, tuple[str, float]], seed: int = 0
     import pandas as pd
     import soundfile as sf
 
+    from ehead_cli.io.motionfile import Motion, save_motion
     from ehead_cli.layout import JAW, ROT, SAMPLES_PER_FRAME, n_frames_for
-    from ehead_cli.motionfile import Motion, save_motion
 
     rng = np.random.default_rng(seed)
     (root / "clips").mkdir(parents=True, exist_ok=True)
@@ -70,10 +70,10 @@ def toy_dataset(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A tiny-preset checkpoint with random (non-zero) weights, so outputs depend on every input."""
-    from ehead_cli.checkpoint import save_checkpoint
-    from ehead_cli.config import preset
-    from ehead_cli.model import EmbodiedHead
-    from ehead_cli.stats import MotionStats
+    from ehead_cli.model.checkpoint import save_checkpoint
+    from ehead_cli.model.config import preset
+    from ehead_cli.model.network import EmbodiedHead
+    from ehead_cli.model.stats import MotionStats
 
     torch.manual_seed(0)
     model = EmbodiedHead(preset("tiny"), MotionStats([0.0] * 115, [0.05] * 115, [0.0, 0.0], [0.02, 0.002]))

@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import REPO
 
-from ehead_cli.audio import load_audio
-from ehead_cli.checkpoint import load_checkpoint
-from ehead_cli.generate import Generator, default_checkpoint
+from ehead_cli.generate.generator import Generator, default_checkpoint
+from ehead_cli.io.audio import load_audio
+from ehead_cli.io.states import load_states
 from ehead_cli.layout import JAW
-from ehead_cli.states import load_states
+from ehead_cli.model.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

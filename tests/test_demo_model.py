@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 from conftest import REPO
 
-from ehead_cli.audio import load_audio
-from ehead_cli.generate import Generator, default_checkpoint
+from ehead_cli.generate.generator import Generator, default_checkpoint
+from ehead_cli.io.audio import load_audio
+from ehead_cli.io.motionfile import load_motion
 from ehead_cli.layout import JAW, SPEAK
-from ehead_cli.motionfile import load_motion
 
 
 def test_demo_model_moves_the_jaw_with_speech_and_closes_it_to_listen():

@@ -15,14 +15,14 @@ from test_face_flame import _arrays as flame_arrays
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from ehead_cli.config import AudioEncoderConfig, preset
-from ehead_cli.encoders import HubertEncoder, random_hubert_base
 from ehead_cli.face.builtin_head import BuiltinHead
 from ehead_cli.face.flame import FlameModel, read_flame_arrays
-from ehead_cli.flow import euler_sample
-from ehead_cli.generate import Generator
-from ehead_cli.model import EmbodiedHead
-from ehead_cli.stats import MotionStats
+from ehead_cli.generate.generator import Generator
+from ehead_cli.model.config import AudioEncoderConfig, preset
+from ehead_cli.model.encoders import HubertEncoder, random_hubert_base
+from ehead_cli.model.flow import euler_sample
+from ehead_cli.model.network import EmbodiedHead
+from ehead_cli.model.stats import MotionStats
 from ehead_cli.train import TrainStep
 
 aten = torch.ops.aten

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from ehead_cli.config import AudioEncoderConfig, preset
-from ehead_cli.encoders import FeatureCache, HubertEncoder, MelEncoder, build_encoder, n_feature_frames
 from ehead_cli.errors import AssetError
+from ehead_cli.model.config import AudioEncoderConfig, preset
+from ehead_cli.model.encoders import FeatureCache, HubertEncoder, MelEncoder, build_encoder, n_feature_frames
 
 
 def test_mel_encoder_gives_two_frames_per_motion_frame():
@@ -102,7 +102,7 @@ def test_feature_cache_is_keyed_by_content_and_encoder(tmp_path):
 
 
 def test_log_mel_is_the_hann_rfft_power_and_ignores_autocast():
-    from ehead_cli.encoders import LOG_FLOOR, LOG_OFFSET, LOG_SCALE, MEL_N_FFT, log_mel, mel_filterbank
+    from ehead_cli.model.encoders import LOG_FLOOR, LOG_OFFSET, LOG_SCALE, MEL_N_FFT, log_mel, mel_filterbank
 
     rng = np.random.default_rng(0)
     wave = (rng.normal(size=(2, 16000)) * np.linspace(0, 1, 16000)).astype(np.float32)

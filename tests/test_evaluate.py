@@ -15,9 +15,9 @@ from rich.console import Console
 from ehead_cli import evaluate as E
 from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.face.builtin_head import EXPR_BROW_RAISE, EXPR_LIPS_PART, EXPR_SMILE, BuiltinHead
+from ehead_cli.io.motionfile import Motion, load_motion, save_motion
 from ehead_cli.layout import EXPR, JAW, LISTEN, MOTION_DIM, MOTION_FPS, N_SHAPE, ROT, SPEAK, TRANS
 from ehead_cli.metrics.conventions import Unavailable
-from ehead_cli.motionfile import Motion, load_motion, save_motion
 
 # clip id -> (frames, speaking frame ranges); the rest of each clip is listening
 CLIPS = {"a": (40, [(0, 20)]), "b": (34, [(8, 24)]), "c": (24, [(0, 24)])}

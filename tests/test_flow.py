@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from ehead_cli.flow import GROUP_WEIGHTS, endpoint, euler_sample, flow_loss, pose_smoothness, sample_path
 from ehead_cli.geometry import axis_angle_to_matrix, euler_to_matrix, geodesic_angle, matrix_to_axis_angle
 from ehead_cli.layout import EXPR, JAW, ROT, TRANS
-from ehead_cli.stats import MotionStats, motion_magnitude
+from ehead_cli.model.flow import GROUP_WEIGHTS, endpoint, euler_sample, flow_loss, pose_smoothness, sample_path
+from ehead_cli.model.stats import MotionStats, motion_magnitude
 
 
 def test_path_is_straight():

@@ -11,13 +11,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from ehead_cli.audio import load_audio
-from ehead_cli.checkpoint import load_checkpoint, save_checkpoint
-from ehead_cli.config import preset
 from ehead_cli.errors import InputError
-from ehead_cli.model import EmbodiedHead
-from ehead_cli.motionfile import Motion, load_motion, save_motion
-from ehead_cli.states import load_states, read_states, states_to_segments, write_states
+from ehead_cli.io.audio import load_audio
+from ehead_cli.io.motionfile import Motion, load_motion, save_motion
+from ehead_cli.io.states import load_states, read_states, states_to_segments, write_states
+from ehead_cli.model.checkpoint import load_checkpoint, save_checkpoint
+from ehead_cli.model.config import preset
+from ehead_cli.model.network import EmbodiedHead
 
 
 def one_line(err: pytest.ExceptionInfo, *needles: str) -> None:

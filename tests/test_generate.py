@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ehead_cli.checkpoint import load_checkpoint
 from ehead_cli.cli import main
-from ehead_cli.generate import Avatar, Generator
+from ehead_cli.generate.generator import Avatar, Generator
+from ehead_cli.generate.scheduler import AgentUtterance, schedule_session
+from ehead_cli.io.motionfile import Motion, load_motion, save_motion
+from ehead_cli.io.video import probe_mp4
 from ehead_cli.layout import SAMPLES_PER_FRAME
-from ehead_cli.motionfile import Motion, load_motion, save_motion
-from ehead_cli.scheduler import AgentUtterance, schedule_session
-from ehead_cli.video import probe_mp4
+from ehead_cli.model.checkpoint import load_checkpoint
 
 RATE = 16000
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 
 from ehead_cli.errors import InputError
-from ehead_cli.manifest import MANIFEST_NAME, build_manifest, verify_files, write_manifest
+from ehead_cli.io.manifest import MANIFEST_NAME, build_manifest, verify_files, write_manifest
 
 
 def test_manifest_round_trip_and_tampering(tmp_path):
@@ -35,4 +35,4 @@ def test_shipped_manifest_matches_the_files():
         pytest.skip("no shipped manifest yet")
     shipped = json.loads((models / MANIFEST_NAME).read_text())["files"]
     assert shipped == {k: v for k, v in build_manifest(models)["files"].items() if k in shipped}
-    assert set(shipped) == set(build_manifest(models)["files"]), "rewrite it: python -m ehead_cli.manifest"
+    assert set(shipped) == set(build_manifest(models)["files"]), "rewrite it: python -m ehead_cli.io.manifest"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ehead_cli.config import ModelConfig, preset
-from ehead_cli.dit import EmbodiedHeadDiT, count_parameters
 from ehead_cli.errors import ConfigError
-from ehead_cli.flow import flow_loss, sample_path
 from ehead_cli.info import preset_info
+from ehead_cli.model.config import ModelConfig, preset
+from ehead_cli.model.dit import EmbodiedHeadDiT, count_parameters
+from ehead_cli.model.flow import flow_loss, sample_path
 
 
 def window_inputs(cfg: ModelConfig, B: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -139,7 +139,7 @@ def test_history_frame_changes_only_its_group():
 
 
 def test_rotary_embedding_is_a_relative_rotation():
-    from ehead_cli.dit import Rotary
+    from ehead_cli.model.dit import Rotary
 
     rot = Rotary(56, 10000.0)
     q, k = torch.randn(56), torch.randn(56)

@@ -122,9 +122,9 @@ def test_closed_loop_through_video_and_mediapipe(face, tmp_path):
     head's own landmarks, a constant pitch offset (~7 degrees) that the mean head-frame bias removes
     before the rotations are compared (see the projected-landmark closed loop for the exact check)."""
     pytest.importorskip("mediapipe")
+    from ehead_cli.io.video import write_mp4
     from ehead_cli.prepare.ingest import load_clip_audio, read_video_frames
     from ehead_cli.prepare.landmarks import detect_landmarks
-    from ehead_cli.video import write_mp4
 
     motion, shape = known_motion()
     renderer = Renderer(face, size=SIZE)

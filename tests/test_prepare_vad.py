@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ehead_cli.audio import load_audio
 from ehead_cli.errors import AssetError
+from ehead_cli.io.audio import load_audio
 from ehead_cli.layout import LISTEN, MOTION_FPS, SAMPLE_RATE, SPEAK, n_frames_for
 from ehead_cli.prepare.vad import (
     CHUNK,

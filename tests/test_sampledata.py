@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ehead_cli.audio import load_audio
 from ehead_cli.errors import AssetError
 from ehead_cli.face.builtin_head import (
     EXPR_BLINK,
@@ -18,8 +17,9 @@ from ehead_cli.face.builtin_head import (
     EXPR_LIPS_PART,
     N_NAMED_SHAPE,
 )
+from ehead_cli.io.audio import load_audio
+from ehead_cli.io.motionfile import load_motion
 from ehead_cli.layout import EXPR, JAW, LISTEN, MOTION_DIM, MOTION_FPS, N_SHAPE, ROT, SAMPLE_RATE, SPEAK, TRANS
-from ehead_cli.motionfile import load_motion
 from ehead_cli.sampledata import build as build_mod
 from ehead_cli.sampledata import motion as gt
 from ehead_cli.sampledata import speech

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ehead_cli.scheduler import AgentUtterance, StreamingAudioScheduler, schedule_session
+from ehead_cli.generate.scheduler import AgentUtterance, StreamingAudioScheduler, schedule_session
 
 T, F = 10, 640  # a short window keeps the arithmetic readable
 

@@ -16,11 +16,11 @@ import torch
 from conftest import REPO, write_dataset
 from safetensors.torch import load_file
 
-from ehead_cli.config import preset
 from ehead_cli.data import WindowDataset, fit_stats, load_index
-from ehead_cli.encoders import MelEncoder
 from ehead_cli.errors import InputError
 from ehead_cli.layout import LISTEN
+from ehead_cli.model.config import preset
+from ehead_cli.model.encoders import MelEncoder
 from ehead_cli.train import lr_at, read_metrics, resolve_config, train
 
 FAST = {"workers": 0, "log_every": 1, "batch_size": 4}
@@ -68,7 +68,7 @@ def test_a_clip_shorter_than_a_window_is_padded_and_masked(tmp_path):
     silence = MelEncoder(cfg.audio).frontend(torch.zeros(1, 640))[0, 0]
     torch.testing.assert_close(item["front"][-1], silence)
     # padded frames do not count in the loss
-    from ehead_cli.flow import PathSample, flow_loss
+    from ehead_cli.model.flow import PathSample, flow_loss
 
     x1, x0, t = item["x1"][None], item["x0"][None], item["t"][None]
     path = PathSample(x0, x1, t, x0 + t * (x1 - x0), x1 - x0)
@@ -183,8 +183,8 @@ def test_train_and_generate_with_a_frozen_hubert_encoder(toy_dataset, tmp_path):
     each window on the fly; the checkpoint stores no encoder weights and names its identity."""
     from test_encoders import write_tiny_hubert
 
-    from ehead_cli.checkpoint import load_checkpoint
-    from ehead_cli.generate import Generator
+    from ehead_cli.generate.generator import Generator
+    from ehead_cli.model.checkpoint import load_checkpoint
 
     hubert = write_tiny_hubert(tmp_path / "hubert")
     cfg = tmp_path / "hubert.toml"

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from ehead_cli.errors import InputError
+from ehead_cli.io.video import probe_mp4, read_frames, write_mp4
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE
-from ehead_cli.video import probe_mp4, read_frames, write_mp4
 
 SECONDS = 2
 N_FRAMES = SECONDS * MOTION_FPS

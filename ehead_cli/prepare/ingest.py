@@ -24,8 +24,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from ehead_cli.audio import load_audio
 from ehead_cli.errors import InputError, first_line
+from ehead_cli.io.audio import load_audio
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, n_frames_for
 
 # The video must cover the audio to within this many seconds; a larger gap means the streams
@@ -113,7 +113,7 @@ def _packet_span(container, stream, path: Path) -> float | None:
 
 
 def load_clip_audio(path: str | Path) -> IngestedAudio:
-    """The clip's audio, 16 kHz mono float32 (``ehead_cli.audio.load_audio``), with its start time."""
+    """The clip's audio, 16 kHz mono float32 (``ehead_cli.io.audio.load_audio``), with its start time."""
     path = Path(path)
     with _open(path) as container:
         if not container.streams.audio:

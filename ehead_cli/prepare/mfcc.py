@@ -19,8 +19,8 @@ import math
 import numpy as np
 import scipy.fft
 
-from ehead_cli.encoders import hz_to_mel, mel_to_hz
 from ehead_cli.layout import SAMPLE_RATE
+from ehead_cli.model.encoders import hz_to_mel, mel_to_hz
 
 WIN_SAMPLES = SAMPLE_RATE * 25 // 1000  # 400 samples = 25 ms window
 HOP_SAMPLES = SAMPLE_RATE * 10 // 1000  # 160 samples = 10 ms hop -> 100 Hz frames

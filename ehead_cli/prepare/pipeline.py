@@ -44,9 +44,10 @@ import soundfile as sf
 from ehead_cli.errors import ConfigError, EheadError, InputError, first_line
 from ehead_cli.face.flame import FlameModel
 from ehead_cli.face.loading import flame_configured, load_face_model
-from ehead_cli.fileutil import atomic_path
+from ehead_cli.io.atomic import atomic_path
+from ehead_cli.io.motionfile import Motion, save_motion
+from ehead_cli.io.states import write_states
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SPEAK
-from ehead_cli.motionfile import Motion, save_motion
 from ehead_cli.prepare import ingest
 from ehead_cli.prepare.gagavatar import load_gagavatar_track
 from ehead_cli.prepare.landmarks import detect_landmarks, face_boxes, require_mediapipe
@@ -54,7 +55,6 @@ from ehead_cli.prepare.smoothing import scores_to_states
 from ehead_cli.prepare.talknet import load_talknet, resolve_talknet_path, talknet_face_crops, talknet_scores, to_grey
 from ehead_cli.prepare.tracker import TrackerConfig, fit_landmarks, lip_gap
 from ehead_cli.prepare.vad import silero_weights_path, vad_states
-from ehead_cli.states import write_states
 
 STATES_METHODS = ("vad", "talknet")
 TRACKERS = ("landmarks", "gagavatar")

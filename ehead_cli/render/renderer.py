@@ -141,7 +141,7 @@ class Renderer:
 
     def iter_frames(self, shape: torch.Tensor, motion: torch.Tensor) -> Iterator[np.ndarray]:
         """Yield (H, W, 3) uint8 frames one by one, rendering ``batch_size`` at a time; feed to
-        ``ehead_cli.video.write_mp4`` to stream a video without holding it in memory."""
+        ``ehead_cli.io.video.write_mp4`` to stream a video without holding it in memory."""
         for batch in self._uint8_batches(shape, motion):
             yield from batch.numpy()
 

@@ -26,12 +26,12 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from ehead_cli.fileutil import atomic_path
+from ehead_cli.io.atomic import atomic_path
+from ehead_cli.io.motionfile import Motion, save_motion
+from ehead_cli.io.states import write_states
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SPEAK
-from ehead_cli.motionfile import Motion, save_motion
 from ehead_cli.sampledata.motion import ground_truth_motion, identity_shape
 from ehead_cli.sampledata.speech import TEXTS, Turn, Voice, assemble, espeak_version, quantise_pcm16, synthesize
-from ehead_cli.states import write_states
 
 DEFAULT_SEED = 0
 TEST_JOBS = "test_jobs.csv"  # the test split as an `ehead generate --jobs` file

@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ehead_cli import assets
-from ehead_cli.config import AudioEncoderConfig
 from ehead_cli.errors import AssetError
-from ehead_cli.fileutil import atomic_path, sha256_file
+from ehead_cli.io.atomic import atomic_path, sha256_file
 from ehead_cli.layout import FEATURE_HOP, SAMPLE_RATE
+from ehead_cli.model.config import AudioEncoderConfig
 
 HUBERT_RECEPTIVE = 400  # samples seen by one HuBERT frame (conv kernels 10,3,3,3,3,2,2; strides 5,2,2,2,2,2,2)
 MEL_N_FFT = 512  # FFT size; the 320-sample Hann window is zero-padded to it

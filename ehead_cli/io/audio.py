@@ -76,7 +76,7 @@ def _finish(wave: np.ndarray, rate: int, sample_rate: int, path: Path) -> np.nda
 
 def save_wav(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write (N,) float audio as 16-bit PCM WAV, atomically."""
-    from ehead_cli.fileutil import atomic_path
+    from ehead_cli.io.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         sf.write(str(tmp), np.asarray(wave, np.float32), sample_rate, subtype="PCM_16", format="WAV")

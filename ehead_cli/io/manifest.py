@@ -4,7 +4,7 @@
 ``verify_files`` checks the files of a shipped checkpoint before it is loaded, so a damaged download
 or a Git LFS pointer left in place of the weights is a one-line error, not a crash deep in a loader.
 
-    python -m ehead_cli.manifest [models/]     # rewrite the manifest after changing a shipped file
+    python -m ehead_cli.io.manifest [models/]     # rewrite the manifest after changing a shipped file
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ehead_cli.errors import InputError
-from ehead_cli.fileutil import atomic_path, sha256_file
+from ehead_cli.io.atomic import atomic_path, sha256_file
 
 MANIFEST_NAME = "MANIFEST.json"
 SHIPPED_SUFFIXES = (".safetensors", ".json", ".toml", ".md")
@@ -57,5 +57,5 @@ def verify_files(models: Path, folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "models"
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "models"
     print(write_manifest(target))

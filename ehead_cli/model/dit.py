@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ehead_cli.config import ModelConfig
+from ehead_cli.model.config import ModelConfig
 
 T_SCALE = 1000.0  # flow time t in [0, 1] is scaled to [0, 1000] before the sinusoid, as in DiT's step index
 LN_EPS = 1e-6

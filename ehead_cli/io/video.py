@@ -20,7 +20,7 @@ import soxr
 import torch
 
 from ehead_cli.errors import InputError
-from ehead_cli.fileutil import atomic_path
+from ehead_cli.io.atomic import atomic_path
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE
 
 VIDEO_CODEC = "libx264"

@@ -23,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # ehead_cli/model/config.py -> the checkout
 STATE_DIM = 1  # one listening/speaking channel appended to every motion frame
 
 

@@ -18,11 +18,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ehead_cli.config import ModelConfig
 from ehead_cli.errors import ConfigError, InputError
-from ehead_cli.fileutil import atomic_dir
-from ehead_cli.model import EmbodiedHead
-from ehead_cli.stats import MotionStats
+from ehead_cli.io.atomic import atomic_dir
+from ehead_cli.model.config import ModelConfig
+from ehead_cli.model.network import EmbodiedHead
+from ehead_cli.model.stats import MotionStats
 
 FORMAT = "ehead-checkpoint"
 VERSION = 1

@@ -11,7 +11,7 @@ speech), with ``--agent-segments`` (CSV ``start,end[,available]`` in seconds: wh
 utterance lies in the agent track and when it becomes available; ``available`` defaults to
 ``start``). Without a segments file, agent utterances are the stretches of the agent track louder
 than ``AGENT_SILENCE_DB`` below its peak, split at pauses of at least ``AGENT_PAUSE_S``, each
-available at its start. The scheduler (ehead_cli.scheduler) turns them into the single stream and
+available at its start. The scheduler (ehead_cli.generate.scheduler) turns them into the single stream and
 the states, which are written next to the outputs (``<stem>.states.csv``, ``<stem>.single.wav``).
 """
 
@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ehead_cli.audio import load_audio, save_wav
 from ehead_cli.errors import EheadError, InputError
-from ehead_cli.generate import Avatar, Generator
+from ehead_cli.generate.generator import Avatar, Generator
+from ehead_cli.generate.scheduler import AgentUtterance, schedule_session
+from ehead_cli.io.audio import load_audio, save_wav
+from ehead_cli.io.motionfile import Motion, save_motion
+from ehead_cli.io.states import load_states, write_states
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, n_frames_for
-from ehead_cli.motionfile import Motion, save_motion
-from ehead_cli.scheduler import AgentUtterance, schedule_session
-from ehead_cli.states import load_states, write_states
 
 AGENT_SILENCE_DB = 35.0
 AGENT_PAUSE_S = 0.5
@@ -166,7 +166,7 @@ def write_outputs(job: Job, motion: Motion, renderer, video: bool) -> None:
         save_wav(job.extra_outputs["single"], job.audio, SAMPLE_RATE)
         job.outputs += [job.extra_outputs["states"], job.extra_outputs["single"]]
     if video:
-        from ehead_cli.video import write_mp4
+        from ehead_cli.io.video import write_mp4
 
         mp4 = job.out.with_suffix(".mp4")
         write_mp4(mp4, renderer.iter_frames(motion.shape, motion.motion), job.audio, SAMPLE_RATE, MOTION_FPS)

@@ -7,10 +7,10 @@ import os
 import torch
 from torch import nn
 
-from ehead_cli.config import ModelConfig
-from ehead_cli.dit import EmbodiedHeadDiT
-from ehead_cli.encoders import build_encoder
-from ehead_cli.stats import MotionStats
+from ehead_cli.model.config import ModelConfig
+from ehead_cli.model.dit import EmbodiedHeadDiT
+from ehead_cli.model.encoders import build_encoder
+from ehead_cli.model.stats import MotionStats
 
 
 class EmbodiedHead(nn.Module):
@@ -39,5 +39,5 @@ class EmbodiedHead(nn.Module):
             sd[k].copy_(v)
 
     def audio_stack(self, front: torch.Tensor) -> torch.Tensor:
-        """Encoder front-end output (see ehead_cli.encoders) -> (B, N_l, S, C) hidden stack."""
+        """Encoder front-end output (see ehead_cli.model.encoders) -> (B, N_l, S, C) hidden stack."""
         return self.encoder(front)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ehead_cli.errors import InputError
-from ehead_cli.fileutil import atomic_path
+from ehead_cli.io.atomic import atomic_path
 from ehead_cli.layout import LISTEN, MOTION_DIM, MOTION_FPS, N_SHAPE, SPEAK
 
 REQUIRED_KEYS = ("motion", "shape", "states", "fps")

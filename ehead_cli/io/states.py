@@ -170,7 +170,7 @@ def states_to_segments(states: np.ndarray) -> list[tuple[float, float, int]]:
 
 def write_states(path: str | Path, states: np.ndarray, layout: str = "segments") -> None:
     """Write states as CSV (``segments``: start,end,state with speak/listen; ``frames``: frame,state)."""
-    from ehead_cli.fileutil import atomic_path
+    from ehead_cli.io.atomic import atomic_path
 
     name = {SPEAK: "speak", LISTEN: "listen"}
     if layout == "segments":

@@ -30,16 +30,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ehead_cli.checkpoint import load_checkpoint
-from ehead_cli.config import models_dir
 from ehead_cli.devices import autocast_dtype, resolve_device
 from ehead_cli.errors import ConfigError, InputError
-from ehead_cli.flow import euler_sample, time_grid
+from ehead_cli.generate.scheduler import StreamingAudioScheduler
+from ehead_cli.io.motionfile import Motion, load_motion
 from ehead_cli.layout import LISTEN, MOTION_DIM, MOTION_FPS, N_SHAPE, N_SHAPE_REF, SAMPLES_PER_FRAME, n_frames_for
-from ehead_cli.model import EmbodiedHead
-from ehead_cli.motionfile import Motion, load_motion
-from ehead_cli.scheduler import StreamingAudioScheduler
-from ehead_cli.stats import DEFAULT_MAGNITUDE
+from ehead_cli.model.checkpoint import load_checkpoint
+from ehead_cli.model.config import models_dir
+from ehead_cli.model.flow import euler_sample, time_grid
+from ehead_cli.model.network import EmbodiedHead
+from ehead_cli.model.stats import DEFAULT_MAGNITUDE
 
 DEFAULT_CHECKPOINT = "ehead-small-mel"  # under models/: the shipped demo checkpoint
 DEFAULT_STEPS = 4
@@ -132,7 +132,7 @@ class Generator:
         if checkpoint is None:
             if not (path / "config.json").is_file():
                 raise InputError(f"the demo checkpoint {path} is missing; pass --checkpoint RUN_DIR/checkpoint")
-            from ehead_cli.manifest import verify_files
+            from ehead_cli.io.manifest import verify_files
 
             verify_files(models_dir(), path)
         return cls(load_checkpoint(path, hubert_path=hubert_path, device=dev), dev, **kwargs)
