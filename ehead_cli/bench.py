@@ -135,9 +135,8 @@ def build_generator(cfg: BenchConfig, steps: int):
 def _windows(gen, B: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     T = gen.cfg.window
-    jobs = [gen._prepare(rng.normal(size=T * SAMPLES_PER_FRAME).astype(np.float32) * 0.1,
-                         np.where(np.arange(T) < T // 2, 1, -1).astype(np.int8), None, i, gen.magnitude)
-            for i in range(B)]
+    jobs = [gen.begin(rng.normal(size=T * SAMPLES_PER_FRAME).astype(np.float32) * 0.1,
+                      np.where(np.arange(T) < T // 2, 1, -1).astype(np.int8), None, i) for i in range(B)]
     return gen.window_batch(jobs, 0)
 
 
@@ -145,11 +144,11 @@ def motion_rows(cfg: BenchConfig, gen, steps: int) -> list[dict[str, Any]]:
     rows, T = [], gen.cfg.window
     for B in cfg.batch_sizes:
         b = _windows(gen, B)
-        audio = gen.encode_audio(b["wave"])
+        audio = gen.encode_audio(b.wave)
         for _ in range(cfg.warmup):  # warm every kernel of both paths before either is timed
-            gen.sample_windows(gen.encode_audio(b["wave"]), b)
+            gen.sample_windows(gen.encode_audio(b.wave), b)
         only = _time(lambda: gen.sample_windows(audio, b), gen.device, cfg.repeats, 0)  # noqa: B023
-        full = _time(lambda: gen.sample_windows(gen.encode_audio(b["wave"]), b), gen.device,  # noqa: B023
+        full = _time(lambda: gen.sample_windows(gen.encode_audio(b.wave), b), gen.device,  # noqa: B023
                      cfg.repeats, 0)
         rows.append({"steps": steps, "batch": B,
                      "motion_only_fps": B * T / float(np.median(only)),
@@ -160,7 +159,7 @@ def motion_rows(cfg: BenchConfig, gen, steps: int) -> list[dict[str, Any]]:
 
 def latency_row(cfg: BenchConfig, gen, steps: int) -> dict[str, Any]:
     b = _windows(gen, 1)
-    times = _time(lambda: gen.sample_windows(gen.encode_audio(b["wave"]), b), gen.device,
+    times = _time(lambda: gen.sample_windows(gen.encode_audio(b.wave), b), gen.device,
                   max(cfg.repeats, 20), cfg.warmup)
     ms = 1000 * np.asarray(times)
     return {"steps": steps, "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}

@@ -101,7 +101,7 @@ def train(
         "--audio-encoder", help="mHuBERT-147 folder for presets with a HuBERT encoder (or EHEAD_HUBERT).")] = None,
 ) -> None:
     """Stage-I training (coefficient-space flow matching). Use torchrun for many GPUs."""
-    from ehead_cli.train import train as run_train
+    from ehead_cli.train.stage1 import train as run_train
 
     if resume is None and (data is None or out is None):
         raise ConfigError("ehead train needs --data DIR and --out RUN_DIR (or --resume RUN_DIR)")

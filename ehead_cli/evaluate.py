@@ -65,11 +65,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ehead_cli.data import MANIFEST, read_manifest
 from ehead_cli.devices import resolve_device
 from ehead_cli.errors import ConfigError, EheadError, InputError
 from ehead_cli.face.base import FaceModel
 from ehead_cli.io.atomic import atomic_path
+from ehead_cli.io.dataset import MANIFEST, read_manifest
 from ehead_cli.io.motionfile import Motion, load_motion
 from ehead_cli.io.video import iter_frames
 from ehead_cli.layout import JAW, LISTEN, SPEAK

@@ -58,7 +58,8 @@ def test_bf16_and_compiled_cuda_graphs_stay_close_to_fp32(clip):
 
 @pytest.mark.parametrize("compile", [False, True])
 def test_train_on_cuda(tmp_path, compile):
-    from ehead_cli.train import read_metrics, train
+    from ehead_cli.train.logging import read_metrics
+    from ehead_cli.train.stage1 import train
 
     run = train(REPO / "sample_data", tmp_path / "run", "tiny", device="cuda", progress=False,
                 overrides={"steps": 3, "batch_size": 8, "workers": 0, "log_every": 1, "val_every": 0,

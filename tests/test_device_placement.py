@@ -7,6 +7,7 @@ goes unnoticed. 0-dim tensors are allowed, as on CUDA."""
 from __future__ import annotations
 
 import traceback
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -23,7 +24,8 @@ from ehead_cli.model.encoders import HubertEncoder, random_hubert_base
 from ehead_cli.model.flow import euler_sample
 from ehead_cli.model.network import EmbodiedHead
 from ehead_cli.model.stats import MotionStats
-from ehead_cli.train import TrainStep
+from ehead_cli.model.windows import WindowBatch
+from ehead_cli.train.stage1 import TrainStep
 
 aten = torch.ops.aten
 TRANSFERS = {aten._to_copy.default, aten.copy_.default, aten._copy_from.default, aten._copy_from_and_resize.default}
@@ -55,11 +57,11 @@ def _stats() -> MotionStats:
     return MotionStats([0.0] * 115, [0.05] * 115, [0.0, 0.0], [0.02, 0.002])
 
 
-def _meta_batch(model: EmbodiedHead, n: int = 2) -> dict[str, torch.Tensor]:
+def _meta_batch(model: EmbodiedHead, n: int = 2) -> WindowBatch:
     gen = Generator(model, "cpu", steps=2)
-    jobs = [gen._prepare(np.zeros(gen.cfg.window * 640, np.float32), np.ones(gen.cfg.window, np.int8), None, i,
-                         gen.magnitude) for i in range(n)]
-    return {k: v.to("meta") for k, v in gen.window_batch(jobs, 0).items()}
+    jobs = [gen.begin(np.zeros(gen.cfg.window * 640, np.float32), np.ones(gen.cfg.window, np.int8), None, i)
+            for i in range(n)]
+    return gen.window_batch(jobs, 0).to("meta")
 
 
 @pytest.mark.parametrize("name", ["tiny", "paper"])
@@ -71,16 +73,15 @@ def test_sampling_and_training_stay_on_the_model_device(name):
     b = _meta_batch(model)
     model.to("meta")
     with DeviceMixing(strict=True) as mode:  # what Generator.compile captures: not even a CPU scalar
-        audio = model.audio_stack(model.encoder.frontend(b["wave"]))
-        cond = model.dit.condition(audio, b["states"], b["history"], b["history_states"], b["shape"], b["ref"],
-                                   b["magnitude"])
-        x = euler_sample(lambda x, t: model.dit.velocity(x, t, cond), b["x0"], 4)
+        audio = model.audio_stack(model.encoder.frontend(b.wave))
+        cond = model.dit.condition(audio, b.states, b.history, b.history_states, b.shape, b.ref, b.magnitude)
+        x = euler_sample(lambda x, t: model.dit.velocity(x, t, cond), b.x0, 4)
     assert not mode.found, mode.report()
     with DeviceMixing() as mode:
-        batch = {**b, "x1": x.detach(), "t": torch.rand(2, device="meta"), "mask": torch.ones(2, cfg.window,
-                                                                                               device="meta")}
+        batch = replace(b, x1=x.detach(), t=torch.rand(2, device="meta"), mask=torch.ones(2, cfg.window,
+                                                                                           device="meta"))
         TrainStep(model)(batch)["loss"].backward()
-    assert x.shape == b["x0"].shape
+    assert x.shape == b.x0.shape
     assert not mode.found, mode.report()
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ehead_cli.avatar.identity import Avatar
 from ehead_cli.cli import main
-from ehead_cli.generate.generator import Avatar, Generator
+from ehead_cli.generate.generator import Generator
 from ehead_cli.generate.scheduler import AgentUtterance, schedule_session
 from ehead_cli.io.motionfile import Motion, load_motion, save_motion
 from ehead_cli.io.video import probe_mp4
@@ -255,10 +256,10 @@ def test_encoder_and_sampler_each_trace_to_one_graph(gen):
     audio encoder or in the sampler (condition + every Euler step)."""
     import torch
 
-    jobs = [gen._prepare(speech(4.0), alternating(100), None, 0, gen.magnitude)]
+    jobs = [gen.begin(speech(4.0), alternating(100))]
     b = gen.window_batch(jobs, 0)
     with torch.inference_mode():
-        audio = gen._encode(b["wave"])
-        for fn, args in ((gen._encode, (b["wave"],)), (gen._sample, (audio, b, 4))):
+        audio = gen._encode(b.wave)
+        for fn, args in ((gen._encode, (b.wave,)), (gen._sample, (audio, b, 4))):
             report = torch._dynamo.explain(fn)(*args)
             assert (report.graph_count, report.graph_break_count) == (1, 0), report.break_reasons

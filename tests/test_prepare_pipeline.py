@@ -18,8 +18,8 @@ import pytest
 import soundfile as sf
 from test_prepare_ingest import nearest_source_frame, write_test_video
 
-from ehead_cli.data import load_index
 from ehead_cli.errors import AssetError, ConfigError, InputError
+from ehead_cli.io.dataset import load_index
 from ehead_cli.io.motionfile import load_motion
 from ehead_cli.io.states import load_states
 from ehead_cli.layout import LISTEN, MOTION_FPS, SAMPLE_RATE, SPEAK, n_frames_for

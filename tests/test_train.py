@@ -16,12 +16,15 @@ import torch
 from conftest import REPO, write_dataset
 from safetensors.torch import load_file
 
-from ehead_cli.data import WindowDataset, fit_stats, load_index
 from ehead_cli.errors import InputError
+from ehead_cli.io.dataset import load_index
 from ehead_cli.layout import LISTEN
 from ehead_cli.model.config import preset
 from ehead_cli.model.encoders import MelEncoder
-from ehead_cli.train import lr_at, read_metrics, resolve_config, train
+from ehead_cli.train.config import lr_at, resolve_config
+from ehead_cli.train.data import WindowDataset
+from ehead_cli.train.logging import read_metrics
+from ehead_cli.train.stage1 import fit_stats, train
 
 FAST = {"workers": 0, "log_every": 1, "batch_size": 4}
 
@@ -33,26 +36,26 @@ def test_windows_shapes_and_history_padding(toy_dataset):
     stats = fit_stats(clips, cfg.window)
     ds = WindowDataset(clips, stats, cfg.window, cfg.history_frames, MelEncoder(cfg.audio), stride=10, seed=0)
     first = ds[0]  # clip a, start in [0, 9]
-    assert first["x1"].shape == (100, 115) and first["x0"].shape == (100, 115)
-    assert first["history"].shape == (75, 115) and first["history_states"].shape == (75,)
-    assert first["front"].shape == (200, cfg.audio.n_mels)
-    assert first["shape"].shape == (100,) and first["ref"].shape == (115,) and first["magnitude"].shape == (2,)
-    assert 0 <= first["t"] <= 1 and ((first["magnitude"] >= 0) & (first["magnitude"] <= 1)).all()
+    assert first.x1.shape == (100, 115) and first.x0.shape == (100, 115)
+    assert first.history.shape == (75, 115) and first.history_states.shape == (75,)
+    assert first.front.shape == (200, cfg.audio.n_mels)
+    assert first.shape.shape == (100,) and first.ref.shape == (115,) and first.magnitude.shape == (2,)
+    assert 0 <= first.t <= 1 and ((first.magnitude >= 0) & (first.magnitude <= 1)).all()
     # the padding rule: history frames before the clip start are the reference frame, listening
     _, lo, hi = ds.slots[0]
-    s = next(s for s in range(lo, hi + 1) if torch.equal(first["x1"], torch.from_numpy(ds._norm[0][s:s + 100])))
+    s = next(s for s in range(lo, hi + 1) if torch.equal(first.x1, torch.from_numpy(ds._norm[0][s:s + 100])))
     n_pad = 75 - s
-    assert torch.equal(first["history"][:n_pad], first["ref"].expand(n_pad, -1))
-    assert (first["history_states"][:n_pad] == LISTEN).all()
-    torch.testing.assert_close(first["history"][n_pad:], torch.from_numpy(ds._norm[0][:s]))
+    assert torch.equal(first.history[:n_pad], first.ref.expand(n_pad, -1))
+    assert (first.history_states[:n_pad] == LISTEN).all()
+    torch.testing.assert_close(first.history[n_pad:], torch.from_numpy(ds._norm[0][:s]))
     # deep inside a clip: real history, no padding
     deep = next(i for i, (ci, lo, _) in enumerate(ds.slots) if lo >= 80)
     item = ds[deep]
-    assert not torch.equal(item["history"][0], item["ref"])
+    assert not torch.equal(item.history[0], item.ref)
     # deterministic per (seed, epoch, index); the epoch changes the random parts
-    assert all(torch.equal(a, b) for a, b in zip(ds[3].values(), ds[3].values(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(ds[3].tensors().values(), ds[3].tensors().values(), strict=True))
     ds.set_epoch(1)
-    assert not torch.equal(ds[3]["x0"], first["x0"])
+    assert not torch.equal(ds[3].x0, first.x0)
 
 
 def test_a_clip_shorter_than_a_window_is_padded_and_masked(tmp_path):
@@ -62,20 +65,20 @@ def test_a_clip_shorter_than_a_window_is_padded_and_masked(tmp_path):
     ds = WindowDataset(clips, fit_stats(clips, 100), 100, 75, MelEncoder(cfg.audio), stride=10, seed=0)
     assert len(ds) == 1
     item = ds[0]
-    assert item["mask"][:75].tolist() == [1.0] * 75 and item["mask"][75:].tolist() == [0.0] * 25
-    assert (item["states"][75:] == LISTEN).all()  # silence and listening past the end, as in generation
-    assert item["front"].shape == (200, cfg.audio.n_mels)
+    assert item.mask[:75].tolist() == [1.0] * 75 and item.mask[75:].tolist() == [0.0] * 25
+    assert (item.states[75:] == LISTEN).all()  # silence and listening past the end, as in generation
+    assert item.front.shape == (200, cfg.audio.n_mels)
     silence = MelEncoder(cfg.audio).frontend(torch.zeros(1, 640))[0, 0]
-    torch.testing.assert_close(item["front"][-1], silence)
+    torch.testing.assert_close(item.front[-1], silence)
     # padded frames do not count in the loss
     from ehead_cli.model.flow import PathSample, flow_loss
 
-    x1, x0, t = item["x1"][None], item["x0"][None], item["t"][None]
+    x1, x0, t = item.x1[None], item.x0[None], item.t[None]
     path = PathSample(x0, x1, t, x0 + t * (x1 - x0), x1 - x0)
     v = path.dx_t.clone()
     v[:, 80:] += 5.0  # wrong only where the clip has ended
-    exact = flow_loss(path.dx_t, path, mask=item["mask"][None])["loss"].item()
-    assert flow_loss(v, path, mask=item["mask"][None])["loss"].item() == pytest.approx(exact, abs=1e-6)
+    exact = flow_loss(path.dx_t, path, mask=item.mask[None])["loss"].item()
+    assert flow_loss(v, path, mask=item.mask[None])["loss"].item() == pytest.approx(exact, abs=1e-6)
     assert flow_loss(v, path)["loss"].item() > exact + 1.0
 
 
@@ -97,8 +100,8 @@ def test_window_audio_is_the_windows_own(toy_dataset):
     ci, _, _ = ds.slots[5]
     wave = sf.read(clips[ci].audio_path, dtype="float32")[0]
     full = enc.frontend(torch.from_numpy(wave)[None])[0]
-    matches = [s for s in range(0, clips[ci].n_frames - 99) if torch.allclose(full[2 * s:2 * s + 200], item["front"])]
-    assert matches and torch.equal(item["x1"], torch.from_numpy(ds._norm[ci][matches[0]:matches[0] + 100]))
+    matches = [s for s in range(0, clips[ci].n_frames - 99) if torch.allclose(full[2 * s:2 * s + 200], item.front)]
+    assert matches and torch.equal(item.x1, torch.from_numpy(ds._norm[ci][matches[0]:matches[0] + 100]))
 
 
 def test_data_problems_name_the_clip(tmp_path, capsys):

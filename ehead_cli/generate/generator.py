@@ -7,8 +7,8 @@ A clip of N frames is generated in windows of T = 100 frames, in order. Window k
 * states: the frames' LS states; frames past the end of the clip are listening (silence, nobody
   speaks), and their generated motion is dropped;
 * history: the previous 75 generated frames, normalised; before the first frame the history is
-  padded with the reference frame in the listening state (the training padding rule,
-  ehead_cli.data);
+  padded with the reference frame in the listening state (the history padding rule of
+  ``ehead_cli.model.windows``, which training uses too);
 * noise: x0 ~ N(0, I) from a generator seeded by (seed, k), so a job's result does not depend on
   which other jobs share its batch;
 * sampling: N Euler steps (default 4) of the rectified flow from t = 0 to 1, the per-window
@@ -16,8 +16,10 @@ A clip of N frames is generated in windows of T = 100 frames, in order. Window k
   embeddings) computed once and reused by every step.
 
 Windows of all jobs at the same index run through the network together (the main speed lever on a
-GPU). ``Generator.generate`` returns a ``Motion`` and writes nothing; ``StreamingSession`` takes audio
-chunks with their source and yields frames as soon as a window is ready, and equals the offline path.
+GPU). ``Generator.generate`` returns a ``Motion`` and writes nothing. The per-window API is public:
+``begin`` validates a clip and starts its ``Job``, ``step`` generates window k of a batch of jobs and
+extends their histories, ``finish`` returns a job's ``Motion``; the live session
+(``ehead_cli.generate.streaming``) and the benchmark drive it window by window.
 """
 
 from __future__ import annotations
@@ -30,16 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ehead_cli.avatar.identity import Avatar
 from ehead_cli.devices import autocast_dtype, resolve_device
 from ehead_cli.errors import ConfigError, InputError
-from ehead_cli.generate.scheduler import StreamingAudioScheduler
-from ehead_cli.io.motionfile import Motion, load_motion
-from ehead_cli.layout import LISTEN, MOTION_DIM, MOTION_FPS, N_SHAPE, N_SHAPE_REF, SAMPLES_PER_FRAME, n_frames_for
+from ehead_cli.io.motionfile import Motion
+from ehead_cli.layout import MOTION_DIM, MOTION_FPS, N_SHAPE_REF, n_frames_for
 from ehead_cli.model.checkpoint import load_checkpoint
 from ehead_cli.model.config import models_dir
 from ehead_cli.model.flow import euler_sample, time_grid
 from ehead_cli.model.network import EmbodiedHead
 from ehead_cli.model.stats import DEFAULT_MAGNITUDE
+from ehead_cli.model.windows import WindowBatch, initial_history, window_audio, window_states
 
 DEFAULT_CHECKPOINT = "ehead-small-mel"  # under models/: the shipped demo checkpoint
 DEFAULT_STEPS = 4
@@ -50,47 +53,12 @@ def default_checkpoint() -> Path:
 
 
 @dataclass
-class Avatar:
-    """Who is animated: shape (300,) and an optional raw reference motion frame (115,).
+class Job:
+    """One clip during generation (``Generator.begin``): its inputs, history and generated windows.
 
-    Without a reference the dataset's mean frame (the model's normalised zero) is used.
-    """
-
-    shape: np.ndarray = field(default_factory=lambda: np.zeros(N_SHAPE, np.float32))
-    reference: np.ndarray | None = None
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Avatar:
-        """A shape file (.npy with (300,), or .npz with 'shape') or a motion NPZ (its shape and
-        first frame become the reference)."""
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: avatar file not found (--avatar)")
-        try:
-            if path.suffix == ".npy":
-                shape = np.load(path, allow_pickle=False)
-                return cls(_check_shape(shape, path))
-            with np.load(path, allow_pickle=False) as z:
-                if "motion" not in z.files:
-                    if "shape" not in z.files:
-                        raise InputError(f"{path}: an avatar .npz needs a 'shape' array (or be a motion NPZ)")
-                    return cls(_check_shape(z["shape"], path))
-            m = load_motion(path)  # a motion NPZ, validated as one
-            return cls(m.shape, m.motion[0].copy())
-        except (OSError, ValueError) as err:
-            raise InputError(f"{path}: unreadable avatar file ({err})") from None
-
-
-def _check_shape(shape: np.ndarray, path: Path) -> np.ndarray:
-    shape = np.asarray(shape, np.float32).reshape(-1)
-    if shape.shape != (N_SHAPE,) or not np.isfinite(shape).all():
-        raise InputError(f"{path}: shape must be {N_SHAPE} finite numbers, got {shape.shape}")
-    return shape
-
-
-@dataclass
-class _Job:
-    """Book-keeping of one clip during generation."""
+    ``first_window``: the window index ``audio``/``states`` start at (the live session keeps only
+    the current window's); ``keep``: append each generated window to ``out`` (the live session
+    takes them from ``step`` instead)."""
 
     audio: np.ndarray  # (N,) 16 kHz
     states: np.ndarray  # (n_frames,) int8
@@ -102,7 +70,8 @@ class _Job:
     hist: torch.Tensor  # (L, 115) normalised history, newest last
     hist_states: torch.Tensor  # (L,)
     out: list[torch.Tensor] = field(default_factory=list)  # generated normalised windows
-    first_window: int = 0  # index of the window that ``audio``/``states`` start at (streaming keeps one)
+    first_window: int = 0
+    keep: bool = True
 
 
 class Generator:
@@ -147,21 +116,24 @@ class Generator:
                       magnitude: tuple[float, float] | None = None,
                       on_window: Callable[[int], None] | None = None) -> list[Motion]:
         """Generate several clips, batching their windows. ``on_window(n)`` reports progress."""
-        prepared = [self._prepare(a, s, av, seed, magnitude or self.magnitude) for a, s, av, seed in jobs]
-        for k in range(max((self.n_windows(j.n_frames) for j in prepared), default=0)):
-            active = [j for j in prepared if k < self.n_windows(j.n_frames)]
+        started = [self.begin(a, s, av, seed, magnitude) for a, s, av, seed in jobs]
+        for k in range(max((self.n_windows(j.n_frames) for j in started), default=0)):
+            active = [j for j in started if k < self.n_windows(j.n_frames)]
             for i in range(0, len(active), self.batch_size):
                 chunk = active[i:i + self.batch_size]
-                self._step(chunk, k)
+                self.step(chunk, k)
                 if on_window:
                     on_window(len(chunk))
-        return [self._finish(j) for j in prepared]
+        return [self.finish(j) for j in started]
 
     def n_windows(self, n_frames: int) -> int:
         """Windows that cover ``n_frames`` frames (the last one padded)."""
         return -(-n_frames // self.cfg.window)
 
-    def stream(self, avatar: Avatar | None = None, seed: int = 0) -> StreamingSession:
+    def stream(self, avatar: Avatar | None = None, seed: int = 0):
+        """A live ``StreamingSession`` (``ehead_cli.generate.streaming``) on this generator."""
+        from ehead_cli.generate.streaming import StreamingSession
+
         return StreamingSession(self, avatar, seed)
 
     def compile(self, mode: str | None = None) -> Generator:
@@ -177,53 +149,46 @@ class Generator:
         self.compiled = True
         return self
 
-    # --- internals -------------------------------------------------------------------------------
-    def _prepare(self, audio, states, avatar, seed, magnitude) -> _Job:
+    # --- the per-window API ----------------------------------------------------------------------
+    def begin(self, audio: np.ndarray, states: np.ndarray, avatar: Avatar | None = None, seed: int = 0,
+              magnitude: tuple[float, float] | None = None) -> Job:
+        """Validate one clip's (N,) 16 kHz audio and (ceil(N / 640),) states and start its job: the
+        reference frame and the padded history of its first window."""
         audio = np.asarray(audio, np.float32).reshape(-1)
         n = n_frames_for(len(audio))
         states = np.asarray(states, np.int8).reshape(-1)
         if len(states) != n:
             raise InputError(f"states have {len(states)} frames but the audio has {n} (ceil(duration x 25))")
         avatar = avatar or Avatar()
-        stats = self.model.stats
         ref = (torch.zeros(MOTION_DIM) if avatar.reference is None
-               else stats.normalize(torch.as_tensor(avatar.reference, dtype=torch.float32)))
-        L = self.cfg.history_frames
-        return _Job(audio, states, avatar, int(seed), tuple(magnitude), n, ref,
-                    ref.expand(L, MOTION_DIM).clone(), torch.full((L,), float(LISTEN)))
+               else self.model.stats.normalize(torch.as_tensor(avatar.reference, dtype=torch.float32)))
+        hist, hist_states = initial_history(ref, self.cfg.history_frames)
+        return Job(audio, states, avatar, int(seed), tuple(magnitude or self.magnitude), n, ref, hist, hist_states)
 
-    def _noise(self, job: _Job, k: int) -> torch.Tensor:
+    def _noise(self, job: Job, k: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([job.seed, k]).generate_state(1)[0]))
         return torch.randn(self.cfg.window, MOTION_DIM, generator=g)
 
-    def window_batch(self, jobs: list[_Job], k: int) -> dict[str, torch.Tensor]:
-        """The inputs of window k of every job, on the generator's device:
-        wave (B, 640 T), states (B, T), history (B, L, 115), history_states (B, L), shape (B, 100),
-        ref (B, 115), magnitude (B, 2), x0 (B, T, 115)."""
-        T, dev = self.cfg.window, self.device
-        n = T * SAMPLES_PER_FRAME
+    def window_batch(self, jobs: list[Job], k: int) -> WindowBatch:
+        """The inputs of window k of every job, on the generator's device (the window contract of
+        ``ehead_cli.model.windows``: frames past a clip's end are silence and listening)."""
+        T = self.cfg.window
         waves, states = [], []
         for j in jobs:
-            w = np.zeros(n, np.float32)
-            local = k - j.first_window
-            seg = j.audio[local * n:(local + 1) * n]
-            w[: len(seg)] = seg
-            q = np.full(T, LISTEN, np.float32)  # frames past the end: silence, listening
-            qs = j.states[local * T:(local + 1) * T]
-            q[: len(qs)] = qs
-            waves.append(w)
-            states.append(q)
-        batch = {
-            "wave": torch.from_numpy(np.stack(waves)),
-            "states": torch.from_numpy(np.stack(states)),
-            "history": torch.stack([j.hist for j in jobs]),
-            "history_states": torch.stack([j.hist_states for j in jobs]),
-            "shape": torch.from_numpy(np.stack([j.avatar.shape[:N_SHAPE_REF] for j in jobs])).float(),
-            "ref": torch.stack([j.ref for j in jobs]),
-            "magnitude": torch.tensor([j.magnitude for j in jobs], dtype=torch.float32),
-            "x0": torch.stack([self._noise(j, k) for j in jobs]),
-        }
-        return {key: v.to(dev) for key, v in batch.items()}
+            local = (k - j.first_window) * T
+            waves.append(window_audio(j.audio, local, T))
+            states.append(window_states(j.states, local, T)[0])
+        batch = WindowBatch(
+            states=torch.from_numpy(np.stack(states)),
+            history=torch.stack([j.hist for j in jobs]),
+            history_states=torch.stack([j.hist_states for j in jobs]),
+            shape=torch.from_numpy(np.stack([j.avatar.shape[:N_SHAPE_REF] for j in jobs])).float(),
+            ref=torch.stack([j.ref for j in jobs]),
+            magnitude=torch.tensor([j.magnitude for j in jobs], dtype=torch.float32),
+            x0=torch.stack([self._noise(j, k) for j in jobs]),
+            wave=torch.from_numpy(np.stack(waves)),
+        )
+        return batch.to(self.device)
 
     @torch.inference_mode()
     def encode_audio(self, wave: torch.Tensor) -> torch.Tensor:
@@ -232,7 +197,7 @@ class Generator:
             return self._run(self._encode, wave)
 
     @torch.inference_mode()
-    def sample_windows(self, audio: torch.Tensor, b: dict[str, torch.Tensor]) -> torch.Tensor:
+    def sample_windows(self, audio: torch.Tensor, b: WindowBatch) -> torch.Tensor:
         """Euler-sample a batch of windows from their encoded audio; returns (B, T, 115) normalised."""
         with self._autocast():
             return self._run(self._sample, audio, b, self.steps)
@@ -243,12 +208,11 @@ class Generator:
     def _encode(self, wave: torch.Tensor) -> torch.Tensor:
         return self.model.audio_stack(self.model.encoder.frontend(wave))
 
-    def _sample(self, audio: torch.Tensor, b: dict[str, torch.Tensor], steps: int) -> torch.Tensor:
+    def _sample(self, audio: torch.Tensor, b: WindowBatch, steps: int) -> torch.Tensor:
         """The whole sampler of one batch of windows: the per-window condition once, then the Euler steps."""
         dit = self.model.dit
-        cond = dit.condition(audio, b["states"], b["history"], b["history_states"], b["shape"], b["ref"],
-                             b["magnitude"])
-        x = euler_sample(lambda x, t: dit.velocity(x, t, cond).to(x.dtype), b["x0"], steps)
+        cond = dit.condition(audio, *b.condition_inputs())
+        x = euler_sample(lambda x, t: dit.velocity(x, t, cond).to(x.dtype), b.x0, steps)
         return x.float()
 
     def _run(self, fn: Callable[..., torch.Tensor], *args) -> torch.Tensor:
@@ -261,77 +225,25 @@ class Generator:
             torch.compiler.cudagraph_mark_step_begin()
         return fn(*args).clone()
 
-    def _step(self, jobs: list[_Job], k: int) -> None:
-        """Generate window k of every job in ``jobs`` (one batch) and extend their histories."""
+    def step(self, jobs: list[Job], k: int) -> torch.Tensor:
+        """Generate window k of every job in ``jobs`` (one batch) and extend their histories.
+        Returns the (B, T, 115) normalised windows on the CPU (also appended to each ``keep`` job's ``out``)."""
         b = self.window_batch(jobs, k)
-        x = self.sample_windows(self.encode_audio(b["wave"]), b).cpu()
-        states = b["states"].cpu()
+        x = self.sample_windows(self.encode_audio(b.wave), b).cpu()
+        states = b.states.cpu()
         L = self.cfg.history_frames
         for i, j in enumerate(jobs):
-            j.out.append(x[i])
+            if j.keep:
+                j.out.append(x[i])
             j.hist = torch.cat([j.hist, x[i]])[-L:]
             j.hist_states = torch.cat([j.hist_states, states[i]])[-L:]
+        return x
 
-    def _finish(self, job: _Job) -> Motion:
+    def denormalize(self, x: torch.Tensor) -> np.ndarray:
+        """Normalised (..., 115) model output -> raw motion (numpy)."""
+        return self.model.stats.denormalize(x).numpy()
+
+    def finish(self, job: Job) -> Motion:
+        """The job's generated frames as a ``Motion`` (cut to the clip's length)."""
         norm = torch.cat(job.out)[: job.n_frames] if job.out else torch.zeros(0, MOTION_DIM)
-        motion = self.model.stats.denormalize(norm).numpy()
-        return Motion(motion, job.avatar.shape, job.states, MOTION_FPS)
-
-
-class StreamingSession:
-    """Live use: push microphone and agent audio as it arrives; get motion frames window by window.
-
-    The session clock is the microphone: each time it has delivered another T frames, the
-    Streaming Audio Scheduler (Algorithm 1) forms a window from the agent audio pushed so far and
-    the most recent microphone audio, and the window's T frames are generated and returned. The
-    single-stream audio and states of every window are kept (``audio``, ``states``), so the result
-    equals ``Generator.generate(session.audio, session.states)`` exactly (the parity test).
-    """
-
-    def __init__(self, generator: Generator, avatar: Avatar | None = None, seed: int = 0):
-        self.gen, self.T = generator, generator.cfg.window
-        self.scheduler = StreamingAudioScheduler(self.T)
-        self.job = generator._prepare(np.zeros(0, np.float32), np.zeros(0, np.int8), avatar, seed, generator.magnitude)
-        self._mic_samples = 0  # microphone samples delivered
-        self._audio: list[np.ndarray] = []
-        self._states: list[np.ndarray] = []
-        self.k = 0
-
-    def push(self, samples: np.ndarray, source: str, end_of_utterance: bool = False) -> list[np.ndarray]:
-        """Feed 16 kHz samples from ``source`` ("mic" or "agent"). Returns the motion windows
-        ((T, 115) raw frames each) that became ready, possibly none."""
-        samples = np.asarray(samples, np.float32).reshape(-1)
-        if source == "agent":
-            self.scheduler.push_speaking(samples, flush=end_of_utterance)
-            return []
-        if source != "mic":
-            raise ValueError(f"source must be 'mic' or 'agent', got {source!r}")
-        out = []
-        start = 0
-        while start < len(samples):  # deliver the mic in pieces that end exactly on tick times
-            tick_at = (self.k + 1) * self.T * SAMPLES_PER_FRAME
-            piece = samples[start:start + tick_at - self._mic_samples]
-            self.scheduler.push_listening(piece)
-            self._mic_samples += len(piece)
-            start += len(piece)
-            if self._mic_samples >= tick_at:
-                out.append(self._tick())
-        return out
-
-    def _tick(self) -> np.ndarray:
-        tick = self.scheduler.tick()
-        self._audio.append(tick.audio)
-        self._states.append(tick.states)
-        j = self.job  # holds only this window: a long session never re-copies its past
-        j.audio, j.states, j.first_window = tick.audio, tick.states, self.k
-        self.gen._step([j], self.k)
-        self.k += 1
-        return self.gen.model.stats.denormalize(j.out.pop()).numpy()
-
-    @property
-    def audio(self) -> np.ndarray:
-        return np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
-
-    @property
-    def states(self) -> np.ndarray:
-        return np.concatenate(self._states) if self._states else np.zeros(0, np.int8)
+        return Motion(self.denormalize(norm), job.avatar.shape, job.states, MOTION_FPS)

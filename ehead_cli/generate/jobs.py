@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ehead_cli.avatar.identity import Avatar
 from ehead_cli.errors import EheadError, InputError
-from ehead_cli.generate.generator import Avatar, Generator
+from ehead_cli.generate.generator import Generator
 from ehead_cli.generate.scheduler import AgentUtterance, schedule_session
 from ehead_cli.io.audio import load_audio, save_wav
 from ehead_cli.io.motionfile import Motion, save_motion
@@ -38,7 +39,7 @@ AGENT_PAUSE_S = 0.5
 
 
 @dataclass
-class Job:
+class FileJob:
     """One clip to generate; ``error`` is set when it cannot run (reported, skipped)."""
 
     name: str
@@ -55,13 +56,13 @@ class Job:
     seconds: float = 0.0
 
 
-def jobs_from_pairs(audios: list[Path], states: list[Path], out_dir: Path, avatar: Path | None) -> list[Job]:
+def jobs_from_pairs(audios: list[Path], states: list[Path], out_dir: Path, avatar: Path | None) -> list[FileJob]:
     if len(audios) != len(states):
         raise InputError(f"give one --states per --audio: got {len(audios)} --audio and {len(states)} --states")
-    return [Job(a.stem, a, s, out_dir / a.stem, avatar) for a, s in zip(audios, states, strict=True)]
+    return [FileJob(a.stem, a, s, out_dir / a.stem, avatar) for a, s in zip(audios, states, strict=True)]
 
 
-def jobs_from_csv(path: Path, out_dir: Path, avatar: Path | None) -> list[Job]:
+def jobs_from_csv(path: Path, out_dir: Path, avatar: Path | None) -> list[FileJob]:
     """Read a jobs CSV (audio,states[,out][,avatar]); errors name the line."""
     if not path.is_file():
         raise InputError(f"{path}: jobs file not found (--jobs)")
@@ -74,7 +75,7 @@ def jobs_from_csv(path: Path, out_dir: Path, avatar: Path | None) -> list[Job]:
         audio = base / row["audio"]
         out = base / row["out"] if row.get("out") else out_dir / audio.stem
         av = base / row["avatar"] if row.get("avatar") else avatar
-        jobs.append(Job(f"{audio.stem} (line {line})", audio, base / row["states"], out, av))
+        jobs.append(FileJob(f"{audio.stem} (line {line})", audio, base / row["states"], out, av))
     if not jobs:
         raise InputError(f"{path}: no jobs listed")
     return jobs
@@ -129,8 +130,8 @@ def detect_utterances(agent: np.ndarray) -> list[AgentUtterance]:
 
 
 def two_stream_job(user: Path, agent: Path, segments: Path | None, out_dir: Path, avatar: Path | None,
-                   window: int) -> Job:
-    job = Job(user.stem, user, None, out_dir / user.stem, avatar)
+                   window: int) -> FileJob:
+    job = FileJob(user.stem, user, None, out_dir / user.stem, avatar)
     mic, speech = load_audio(user), load_audio(agent)
     utts = read_agent_segments(segments) if segments else detect_utterances(speech)
     single, states, _ = schedule_session(mic, speech, utts, window)
@@ -139,7 +140,7 @@ def two_stream_job(user: Path, agent: Path, segments: Path | None, out_dir: Path
     return job
 
 
-def load_job(job: Job) -> None:
+def load_job(job: FileJob) -> None:
     """Read and validate a job's inputs; on failure set ``job.error`` (one line)."""
     try:
         if job.audio is None:
@@ -156,7 +157,7 @@ def load_job(job: Job) -> None:
         job.error = f"{job.out.parent}: cannot write output here ({err.strerror or err})"
 
 
-def write_outputs(job: Job, motion: Motion, renderer, video: bool) -> None:
+def write_outputs(job: FileJob, motion: Motion, renderer, video: bool) -> None:
     """NPZ (and MP4 with the job's audio) for one job; each file atomic."""
     npz = job.out.with_suffix(".npz")
     save_motion(npz, motion)
@@ -173,8 +174,8 @@ def write_outputs(job: Job, motion: Motion, renderer, video: bool) -> None:
         job.outputs.append(mp4)
 
 
-def run_jobs(generator: Generator, jobs: list[Job], seed: int = 0, renderer=None, video: bool = True,
-             console=None) -> list[Job]:
+def run_jobs(generator: Generator, jobs: list[FileJob], seed: int = 0, renderer=None, video: bool = True,
+             console=None) -> list[FileJob]:
     """Validate, generate (batched) and write every job; bad jobs keep their ``error``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -14,9 +14,10 @@ import torch
 
 from ehead_cli.layout import GROUPS, ROT, TRANS
 
-# Stage-I weights (supplementary B.1)
-GROUP_WEIGHTS: dict[str, float] = {"expression": 0.6, "jaw": 0.1, "eye": 0.1, "rotation": 0.1, "translation": 0.1}
+# Stage-I weights (supplementary B.1), in the order of the layout's loss groups
+GROUP_WEIGHTS: dict[str, float] = dict(zip(GROUPS, (0.6, 0.1, 0.1, 0.1, 0.1), strict=True))
 SMOOTH_WEIGHT = 0.1
+LOSS_TERMS = ("loss", *GROUPS, "smooth")  # what ``flow_loss`` returns, the total first
 MAX_STEPS = 25  # the paper's ablation goes from 1 to 25 Euler steps
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

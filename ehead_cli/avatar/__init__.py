@@ -1,0 +1,1 @@
+"""Avatars: who is animated. ``identity`` is the shape + reference frame a generation starts from."""

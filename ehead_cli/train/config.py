@@ -1,0 +1,148 @@
+"""The run configuration: the training schedule (``TrainConfig``, the ``[train]`` section of a preset),
+the learning-rate schedule, and resolving preset -> ``--config FILE.toml`` -> flags into one config."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ehead_cli.errors import ConfigError
+from ehead_cli.model.config import ModelConfig, check_fields, load_toml, models_dir, preset
+from ehead_cli.model.flow import REDUCTIONS
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Stage-I schedule. Field by field:
+
+    steps:          optimiser steps in total (paper 80k)
+    batch_size:     windows per step over all processes (paper 64)
+    lr:             peak AdamW learning rate (paper 6e-4)
+    warmup_steps:   linear warm-up from 0 (paper 2k)
+    decay:          after warm-up: "cosine" (to min_lr_ratio x lr), "linear" (likewise) or "constant"
+    min_lr_ratio:   final lr / peak lr for the decays
+    weight_decay:   AdamW decay, applied to matrices (weights of linear and conv layers) only
+    betas:          AdamW betas
+    grad_clip:      max global gradient norm (0 disables)
+    ema_decay:      EMA of the weights; warmed up as min(ema_decay, (1 + k) / (10 + k))
+    seed:           initialisation, sampler order and every example's randomness
+    window_stride:  training windows start on a grid of this many frames, with a random offset inside
+    workers:        DataLoader worker processes per training process
+    log_every:      steps per metrics row and progress update
+    ckpt_every:     steps between saved states/checkpoints (and at the end)
+    val_every:      steps between validation losses (0 disables)
+    val_windows:    validation windows (fixed, evenly spread over the val split)
+    precision:      "auto" (bf16 autocast on GPUs with native bf16, Ampere and later; fp32 elsewhere), "bf16" or "fp32"
+    compile:        wrap the network in torch.compile
+    loss_reduction: "mean" (each group's squared error averaged over its dimensions, the default) or
+                    "sum" (the literal squared norm of eq. 6); see ehead_cli.model.flow.flow_loss
+    """
+
+    steps: int = 80_000
+    batch_size: int = 64
+    lr: float = 6e-4
+    warmup_steps: int = 2000
+    decay: str = "cosine"
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    window_stride: int = 10
+    workers: int = 2
+    log_every: int = 10
+    ckpt_every: int = 1000
+    val_every: int = 500
+    val_windows: int = 64
+    precision: str = "auto"
+    compile: bool = False
+    loss_reduction: str = "mean"
+
+    def validate(self) -> TrainConfig:
+        for name in ("steps", "batch_size", "window_stride", "log_every", "ckpt_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.decay not in ("cosine", "linear", "constant"):
+            raise ConfigError(f"train.decay must be cosine, linear or constant, got {self.decay!r}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"train.precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.loss_reduction not in REDUCTIONS:
+            raise ConfigError(f"train.loss_reduction must be one of {', '.join(REDUCTIONS)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError("train.ema_decay must be in [0, 1)")
+        if self.warmup_steps < 0 or self.workers < 0 or self.val_every < 0 or self.val_windows < 0:
+            raise ConfigError("train.warmup_steps, workers, val_every and val_windows must be >= 0")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str) -> TrainConfig:
+        check_fields(cls, d, source, "train")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(float(b) for b in d["betas"])
+        return cls(**d).validate()
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate for optimiser step ``step`` (0-based)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.decay == "constant":
+        return cfg.lr
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    p = min(1.0, (step - cfg.warmup_steps) / span)
+    floor = cfg.lr * cfg.min_lr_ratio
+    if cfg.decay == "linear":
+        return floor + (cfg.lr - floor) * (1 - p)
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def resolve_config(preset_name: str, config_file: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """preset TOML -> --config FILE.toml -> command-line flags, later wins. Returns the resolved
+    {"model": ModelConfig, "train": TrainConfig}."""
+    path = models_dir() / "presets" / f"{preset_name}.toml"
+    cfg_model = preset(preset_name).to_dict()
+    cfg_train = dict(load_toml(path).get("train", {}))
+    if config_file is not None:
+        extra = load_toml(config_file)
+        bad = set(extra) - {"model", "train"}
+        if bad:
+            raise ConfigError(f"{config_file}: unknown section(s) {', '.join(sorted(bad))}; use [model] and [train]")
+        model_extra = dict(extra.get("model", {}))
+        audio_extra = model_extra.pop("audio", {})
+        cfg_model.update(model_extra)
+        cfg_model["audio"] = {**cfg_model["audio"], **audio_extra}
+        cfg_train.update(extra.get("train", {}))
+    cfg_train.update({k: v for k, v in overrides.items() if v is not None})
+    return {"model": ModelConfig.from_dict(cfg_model, source=str(config_file or path)),
+            "train": TrainConfig.from_dict(cfg_train, source=str(config_file or path))}
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dump_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """A small TOML writer for our configs: scalars, lists and nested tables."""
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    lines = [f"{k} = {_toml_value(v)}" for k, v in scalars.items() if v is not None]
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for k, v in tables.items():
+        name = f"{prefix}.{k}" if prefix else k
+        out += f"\n[{name}]\n" + dump_toml(v, name)
+    return out
