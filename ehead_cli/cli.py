@@ -217,7 +217,7 @@ def render(
     from ehead_cli.io.audio import load_audio
     from ehead_cli.io.motionfile import load_motion
     from ehead_cli.io.video import write_mp4
-    from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+    from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, tolerance_frames
     from ehead_cli.render import Renderer
 
     _check_size(size)
@@ -226,7 +226,7 @@ def render(
     if audio is not None:
         wave = load_audio(audio)
         n = m.n_frames * SAMPLES_PER_FRAME
-        if abs(len(wave) - n) > SAMPLES_PER_FRAME * 12:
+        if abs(len(wave) - n) > SAMPLES_PER_FRAME * tolerance_frames():
             raise InputError(f"{audio}: lasts {len(wave) / SAMPLE_RATE:.2f} s but {motion} has {m.n_frames} frames "
                              f"({m.n_frames / MOTION_FPS:.2f} s)")
         wave = np.pad(wave, (0, max(0, n - len(wave))))[:n]
@@ -257,7 +257,7 @@ def eval_(
     device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
 ) -> None:
     """The papers' metrics on predicted vs ground-truth motion (and video), per clip and overall."""
-    from ehead_cli import evaluate as ev
+    from ehead_cli import eval as ev
     from ehead_cli.devices import resolve_device
     from ehead_cli.face import load_face_model
 

@@ -1,4 +1,4 @@
-"""The motion layout and the rates everything else is derived from (DESIGN.md, "Motion layout").
+"""The motion layout and the rates everything else is derived from (the README's "The model, as built").
 
 One frame of motion is 115 float32 at 25 fps:
 
@@ -20,6 +20,9 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // MOTION_FPS  # 640 audio samples per motion fr
 FEATURE_RATE = 50  # Hz, HuBERT-family hidden states (and our log-mel frames)
 FEATURE_HOP = SAMPLE_RATE // FEATURE_RATE  # 320 samples between audio feature frames
 FEATURES_PER_FRAME = FEATURE_RATE // MOTION_FPS  # 2 audio feature frames per motion frame
+# How far two lengths that should agree (audio vs states, prediction vs ground truth, audio vs motion)
+# may differ before it is an error rather than rounding or a tracker dropping the last frames.
+LENGTH_TOLERANCE_S = 0.5
 
 # --- motion vector -----------------------------------------------------------------------
 N_EXPR = 100
@@ -42,6 +45,11 @@ GROUPS: dict[str, slice] = {"expression": EXPR, "jaw": JAW, "eye": EYES, "rotati
 # --- listening / speaking state ----------------------------------------------------------
 SPEAK = 1
 LISTEN = -1
+
+
+def tolerance_frames(fps: float = MOTION_FPS) -> int:
+    """``LENGTH_TOLERANCE_S`` in frames at ``fps`` (12 at 25 fps)."""
+    return int(LENGTH_TOLERANCE_S * fps)
 
 
 def n_frames_for(n_samples: int) -> int:

@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from ehead_cli import evaluate as E
+import ehead_cli.eval as E
 from ehead_cli.errors import ConfigError, InputError
+from ehead_cli.eval import pairing, registry, write
+from ehead_cli.eval.images import centre_crop
 from ehead_cli.face.builtin_head import EXPR_BROW_RAISE, EXPR_LIPS_PART, EXPR_SMILE, BuiltinHead
 from ehead_cli.io.motionfile import Motion, load_motion, save_motion
 from ehead_cli.layout import EXPR, JAW, LISTEN, MOTION_DIM, MOTION_FPS, N_SHAPE, ROT, SPEAK, TRANS
@@ -74,7 +76,7 @@ def perturbed(m: Motion, scale: float, seed: int, *, shape_too: bool = False) ->
     return Motion(motion, shape, m.states)
 
 
-def overall(report: E.EvalReport, key: str, split: str = "all", source: str = E.PREDICTION) -> float:
+def overall(report: E.EvalReport, key: str, split: str = "all", source: str = registry.PREDICTION) -> float:
     value = report.overall[source][split][key]
     assert isinstance(value, float), (key, split, source, value)
     return value
@@ -86,17 +88,17 @@ def test_identical_predictions_score_perfectly(tmp_path, gt_clips, face):
     pred = write_set(tmp_path / "pred", gt_clips)
     report = E.evaluate(pred, gt, ["lve", "fdd", "mod", "ba", "sid", "l2", "fd"], face=face)
     assert report.exit_code == 0 and not report.problems and len(report.clips) == 3
-    for split in E.SPLITS:
+    for split in registry.FRAME_SPLITS:
         for key in ("lve", "mod", "fdd"):
             assert overall(report, key, split) == pytest.approx(0.0, abs=1e-6)
         assert overall(report, "ba", split) == pytest.approx(1.0)
     for clip in report.clips:
-        assert clip.values[E.PREDICTION]["all"]["lve"] == pytest.approx(0.0, abs=1e-6)
-        assert clip.values[E.PREDICTION]["all"]["ba"] == pytest.approx(1.0)
+        assert clip.values[registry.PREDICTION]["all"]["lve"] == pytest.approx(0.0, abs=1e-6)
+        assert clip.values[registry.PREDICTION]["all"]["ba"] == pytest.approx(1.0)
     assert overall(report, "l2_exp", "listening") == 0.0
     assert overall(report, "fd_exp", "listening") == pytest.approx(0.0, abs=1e-6)
     # SID of a perfect prediction equals the ground truth's own diversity
-    assert overall(report, "sid") == pytest.approx(overall(report, "sid", source=E.GROUND_TRUTH))
+    assert overall(report, "sid") == pytest.approx(overall(report, "sid", source=registry.GROUND_TRUTH))
     assert 0.0 < overall(report, "sid") <= math.log2(40)
 
 
@@ -116,13 +118,14 @@ def test_baselines_are_worse_than_a_near_perfect_prediction(tmp_path, gt_clips, 
     gt = write_set(tmp_path / "gt", gt_clips)
     pred = write_set(tmp_path / "pred", {k: perturbed(m, 0.01, 3) for k, m in gt_clips.items()})
     report = E.evaluate(pred, gt, "lve,mod,sid", baseline=["mean", "still", "shuffled"], face=face)
-    assert report.sources == (E.PREDICTION, "baseline:mean", "baseline:still", "baseline:shuffled", E.GROUND_TRUTH)
+    assert report.sources == (registry.PREDICTION, "baseline:mean", "baseline:still", "baseline:shuffled",
+                              registry.GROUND_TRUTH)
     for kind in ("mean", "still", "shuffled"):
-        source = E.BASELINE_PREFIX + kind
+        source = registry.BASELINE_PREFIX + kind
         assert overall(report, "lve", source=source) > 3 * overall(report, "lve")
         assert overall(report, "mod", "listening", source=source) > 3 * overall(report, "mod", "listening")
         for clip in report.clips:  # per clip too
-            assert clip.values[source]["all"]["lve"] > clip.values[E.PREDICTION]["all"]["lve"]
+            assert clip.values[source]["all"]["lve"] > clip.values[registry.PREDICTION]["all"]["lve"]
     # a constant prediction falls into a single cluster: no diversity at all
     assert overall(report, "sid", source="baseline:mean") == pytest.approx(0.0, abs=1e-9)
 
@@ -135,21 +138,21 @@ def test_speaking_listening_split_sums_consistently(tmp_path, gt_clips, face):
     assert report.frames == {"all": TOTAL, "speaking": expected_speak, "listening": TOTAL - expected_speak}
     for key in ("lve", "mod"):  # frame-level: all = frame-weighted mix of the two splits
         for clip in report.clips:
-            v, f = clip.values[E.PREDICTION], clip.frames
+            v, f = clip.values[registry.PREDICTION], clip.frames
             assert f["speaking"] + f["listening"] == f["all"] == clip.n_frames
             parts = sum(v[s][key] * f[s] for s in ("speaking", "listening") if f[s])
             assert v["all"][key] * f["all"] == pytest.approx(parts, rel=1e-6)
         mixed = sum(overall(report, key, s) * report.frames[s] for s in ("speaking", "listening"))
         assert overall(report, key) * report.frames["all"] == pytest.approx(mixed, rel=1e-6)
         # frame-weighted over clips
-        weighted = sum(c.values[E.PREDICTION]["all"][key] * c.n_frames for c in report.clips) / TOTAL
+        weighted = sum(c.values[registry.PREDICTION]["all"][key] * c.n_frames for c in report.clips) / TOTAL
         assert overall(report, key) == pytest.approx(weighted, rel=1e-9)
     # clip "c" has no listening frame: it contributes nothing to that split
     clip_c = next(c for c in report.clips if c.clip_id == "c")
-    assert "listening" not in clip_c.values[E.PREDICTION]
-    assert report.coverage[E.PREDICTION]["listening"]["fdd"] == 2
+    assert "listening" not in clip_c.values[registry.PREDICTION]
+    assert report.coverage[registry.PREDICTION]["listening"]["fdd"] == 2
     # clip-level FDD: plain mean over clips
-    assert overall(report, "fdd") == pytest.approx(np.mean([c.values[E.PREDICTION]["all"]["fdd"]
+    assert overall(report, "fdd") == pytest.approx(np.mean([c.values[registry.PREDICTION]["all"]["fdd"]
                                                             for c in report.clips]))
 
 
@@ -166,7 +169,7 @@ def test_unmatched_and_broken_files_are_reported_and_the_rest_evaluated(tmp_path
     assert [c.clip_id for c in report.clips] == ["a", "b"]
     assert report.exit_code == 1 and report.face == "none"  # BA needs no face model
     only_broken = E.evaluate(pred, gt, "ba,sid")
-    assert only_broken.overall[E.PREDICTION]["all"]["ba"] == pytest.approx(1.0)  # a and b are exact copies
+    assert only_broken.overall[registry.PREDICTION]["all"]["ba"] == pytest.approx(1.0)  # a and b are exact copies
     (pred / "a.npz").write_bytes(b"")
     (pred / "b.npz").write_bytes(b"")
     nothing = E.evaluate(pred, gt, "ba,sid")
@@ -175,9 +178,9 @@ def test_unmatched_and_broken_files_are_reported_and_the_rest_evaluated(tmp_path
 
 
 def test_length_alignment_rule(tmp_path, gt_clips):
-    assert E.aligned_length(100, 112, MOTION_FPS) == 100  # 12 frames = 0.48 s: cut to the shorter
-    with pytest.raises(E.AlignmentError, match="differ by more than 12 frames"):
-        E.aligned_length(100, 113, MOTION_FPS)
+    assert pairing.aligned_length(100, 112, MOTION_FPS) == 100  # 12 frames = 0.48 s: cut to the shorter
+    with pytest.raises(pairing.AlignmentError, match="differ by more than 12 frames"):
+        pairing.aligned_length(100, 113, MOTION_FPS)
     gt = write_set(tmp_path / "gt", gt_clips)
     n_a, n_b = CLIPS["a"][0], CLIPS["b"][0]
     longer = synth_clip(n_a + 5, CLIPS["a"][1], seed=0)
@@ -187,7 +190,7 @@ def test_length_alignment_rule(tmp_path, gt_clips):
     report = E.evaluate(pred, gt, "ba,l2")
     clip_a = next(c for c in report.clips if c.clip_id == "a")
     assert (clip_a.n_frames, clip_a.pred_frames, clip_a.gt_frames) == (n_a, n_a + 5, n_a)
-    assert clip_a.values[E.PREDICTION]["listening"]["l2_exp"] == 0.0  # the common frames match exactly
+    assert clip_a.values[registry.PREDICTION]["listening"]["l2_exp"] == 0.0  # the common frames match exactly
     assert [(p.clip_id, p.kind) for p in report.problems] == [("b", "length mismatch")]
 
 
@@ -287,19 +290,19 @@ def test_image_metrics_from_video_pairs(tmp_path, gt_clips, monkeypatch):
     b = next(c for c in report.clips if c.clip_id == "b")
     speak = CLIPS["b"][1][0][1] - CLIPS["b"][1][0][0]
     assert b.video_frames == {"all": n_b, "speaking": speak, "listening": n_b - speak}
-    assert 5.0 < b.values[E.PREDICTION]["all"]["psnr"] < 40.0
-    assert 0.0 < b.values[E.PREDICTION]["all"]["ssim"] < 0.95
-    assert isinstance(b.values[E.PREDICTION]["all"]["lpips"], Unavailable)
+    assert 5.0 < b.values[registry.PREDICTION]["all"]["psnr"] < 40.0
+    assert 0.0 < b.values[registry.PREDICTION]["all"]["ssim"] < 0.95
+    assert isinstance(b.values[registry.PREDICTION]["all"]["lpips"], Unavailable)
     c = next(c for c in report.clips if c.clip_id == "c")
-    assert "c.mp4" in c.values[E.PREDICTION]["all"]["psnr"].reason
-    assert overall(report, "psnr") == b.values[E.PREDICTION]["all"]["psnr"]  # only b has videos
-    assert report.coverage[E.PREDICTION]["all"]["psnr"] == 1
+    assert "c.mp4" in c.values[registry.PREDICTION]["all"]["psnr"].reason
+    assert overall(report, "psnr") == b.values[registry.PREDICTION]["all"]["psnr"]  # only b has videos
+    assert report.coverage[registry.PREDICTION]["all"]["psnr"] == 1
     # a broken video is a problem of its clip (exit status 1); the clip itself is still evaluated
     assert [(p.clip_id, p.kind) for p in report.problems] == [("a", "bad video")]
     assert "a.mp4" in report.problems[0].message and len(report.clips) == 3
     same = E.evaluate(gt, gt, "ssim", image_dirs=(tmp_path / "gt_video", tmp_path / "gt_video"))
     assert overall(same, "ssim") == pytest.approx(1.0) and same.exit_code == 0
-    assert E.centre_crop(np.zeros((300, 500, 3))).shape == (256, 256, 3)
+    assert centre_crop(np.zeros((300, 500, 3))).shape == (256, 256, 3)
 
 
 # --- reports ------------------------------------------------------------------------------------------
@@ -313,7 +316,7 @@ def test_reports_are_written_and_well_formed(tmp_path, gt_clips, face):
                         max_plots=2)
     assert report.exit_code == 1
 
-    data = json.loads((out / E.REPORT_JSON).read_text())
+    data = json.loads((out / write.REPORT_JSON).read_text())
     assert data["convention"]["name"] == "paper" and data["units"]["lve"] == "mm"
     assert set(data["definitions"]) == {"lve", "mod", "ba", "sid", "l2", "variation"}
     assert data["rules"]["alignment"].startswith("same fps")
@@ -322,25 +325,25 @@ def test_reports_are_written_and_well_formed(tmp_path, gt_clips, face):
     assert data["overall"]["ground truth"]["listening"]["variation_exp"] > 0
     assert len(data["clips"]) == 3 and data["exit_code"] == 1
 
-    table = pd.read_csv(out / E.PER_CLIP_CSV)
+    table = pd.read_csv(out / write.PER_CLIP_CSV)
     ok = table[table["status"] == "ok"]
     assert sorted(ok["source"].unique()) == ["baseline:still", "ground truth", "prediction"]
     assert len(ok[ok["source"] == "prediction"]) == 3
     assert table[table["clip"] == "broken"]["status"].iloc[0].startswith("unreadable")
     row = ok[(ok["clip"] == "a") & (ok["source"] == "prediction")].iloc[0]
-    assert row["lve"] == pytest.approx(report.clips[0].values[E.PREDICTION]["all"]["lve"])
+    assert row["lve"] == pytest.approx(report.clips[0].values[registry.PREDICTION]["all"]["lve"])
     assert {"lve_speaking", "lve_listening", "l2_exp_listening"} <= set(table.columns)
     assert "sid" not in table.columns  # pooled metrics are not per clip
 
-    pngs = sorted((out / E.PLOTS_DIR).glob("*.png"))
+    pngs = sorted((out / write.PLOTS_DIR).glob("*.png"))
     assert [p.stem for p in pngs] == ["a", "b"]  # capped at max_plots
-    for png in [*pngs, out / E.SUMMARY_PNG]:
+    for png in [*pngs, out / write.SUMMARY_PNG]:
         assert png.read_bytes()[:8] == PNG_MAGIC
     import matplotlib.image
 
-    assert matplotlib.image.imread(out / E.SUMMARY_PNG).ndim == 3
+    assert matplotlib.image.imread(out / write.SUMMARY_PNG).ndim == 3
     assert not list(out.rglob(".*"))  # no temp files left behind
-    assert data["files"]["report_json"].endswith(E.REPORT_JSON)
+    assert data["files"]["report_json"].endswith(write.REPORT_JSON)
 
 
 def test_print_report_shows_tables(tmp_path, gt_clips):

@@ -19,12 +19,12 @@ import soundfile as sf
 from test_prepare_ingest import nearest_source_frame, write_test_video
 
 from ehead_cli.errors import AssetError, ConfigError, InputError
-from ehead_cli.io.dataset import load_index
+from ehead_cli.io.dataset import load_index, split_for
 from ehead_cli.io.motionfile import load_motion
 from ehead_cli.io.states import load_states
 from ehead_cli.layout import LISTEN, MOTION_FPS, SAMPLE_RATE, SPEAK, n_frames_for
 from ehead_cli.prepare.gagavatar import load_gagavatar_track
-from ehead_cli.prepare.pipeline import assign_ids, prepare, split_for
+from ehead_cli.prepare.pipeline import assign_ids, prepare
 from ehead_cli.prepare.smoothing import scores_to_states
 
 FRONTAL = np.diag([-1.0, 1.0, -1.0])  # GAGAvatar's R for a face looking into the camera

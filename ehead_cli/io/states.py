@@ -27,9 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ehead_cli.errors import InputError
-from ehead_cli.layout import LISTEN, MOTION_FPS, SPEAK
+from ehead_cli.layout import LENGTH_TOLERANCE_S, LISTEN, MOTION_FPS, SPEAK, tolerance_frames
 
-LENGTH_TOLERANCE_S = 0.5
 _VALUES = {"speak": SPEAK, "speaking": SPEAK, "1": SPEAK, "+1": SPEAK,
            "listen": LISTEN, "listening": LISTEN, "-1": LISTEN}
 
@@ -129,7 +128,7 @@ def _parse_segments(path: Path, body: list[tuple[int, list[str]]]) -> tuple[tupl
 
 def states_for_frames(track: StateTrack, n_frames: int) -> np.ndarray:
     """(n_frames,) int8 states at 25 fps for audio of ``n_frames`` frames (see the length rule)."""
-    tol = int(round(LENGTH_TOLERANCE_S * MOTION_FPS))
+    tol = tolerance_frames()
     if track.frames is not None:
         have = len(track.frames)
         if abs(have - n_frames) > tol:

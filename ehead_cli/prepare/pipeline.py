@@ -19,8 +19,7 @@ the end of every run (after all clip files exist), listing every finished clip i
 
 Clip ids are the file stem with characters outside [A-Za-z0-9_.-] replaced by '_'; a stem taken
 by another source gets '-' and 8 hex digits of its path's SHA-1. The split is a fixed function of
-the id (SHA-1 -> [0, 1): test below ``TEST_FRACTION``, val below ``TEST_FRACTION + VAL_FRACTION``),
-so adding files never moves a clip between splits.
+the id (``ehead_cli.io.dataset.split_for``), so adding files never moves a clip between splits.
 
 Files that fail (unreadable, no audio, no face, ...) are reported with a one-line reason and
 skipped; the rest are finished. Parallelism is across files (``workers`` processes).
@@ -31,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -45,6 +43,9 @@ from ehead_cli.errors import ConfigError, EheadError, InputError, first_line
 from ehead_cli.face.flame import FlameModel
 from ehead_cli.face.loading import flame_configured, load_face_model
 from ehead_cli.io.atomic import atomic_path
+from ehead_cli.io.dataset import clip_id_for, split_for
+from ehead_cli.io.dataset import clips_dir as dataset_clips_dir
+from ehead_cli.io.dataset import write_manifest as write_manifest_file
 from ehead_cli.io.motionfile import Motion, save_motion
 from ehead_cli.io.states import write_states
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SPEAK
@@ -60,12 +61,7 @@ STATES_METHODS = ("vad", "talknet")
 TRACKERS = ("landmarks", "gagavatar")
 MEDIA_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".wmv", ".ts",
                   ".mts", ".m2ts", ".3gp", ".ogv")
-TEST_FRACTION = 0.1
-VAL_FRACTION = 0.1
-MANIFEST = "manifest.csv"
-CLIPS = "clips"
 PIPELINE_VERSION = 1  # bump when a change makes earlier outputs stale
-_ID_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 @dataclass(frozen=True)
@@ -130,10 +126,6 @@ def find_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[P
     return unique, missing
 
 
-def _stem_id(path: Path) -> str:
-    return _ID_BAD.sub("_", path.stem) or "clip"
-
-
 def _path_hash(path: Path) -> str:
     return hashlib.sha1(str(path).encode()).hexdigest()[:8]
 
@@ -143,7 +135,7 @@ def assign_ids(sources: Sequence[Path], clips_dir: Path) -> dict[Path, str]:
     (in this run, or a finished clip of the folder)."""
     by_stem: dict[str, list[Path]] = {}
     for s in sources:
-        by_stem.setdefault(_stem_id(s), []).append(s)
+        by_stem.setdefault(clip_id_for(s.stem), []).append(s)
     ids = {}
     for stem, group in by_stem.items():
         previous = _read_json(clips_dir / f"{stem}.json")
@@ -152,12 +144,6 @@ def assign_ids(sources: Sequence[Path], clips_dir: Path) -> dict[Path, str]:
             shared = len(group) > 1 or (owner is not None and owner != s)
             ids[s] = f"{stem}-{_path_hash(s)}" if shared else stem
     return ids
-
-
-def split_for(clip_id: str) -> str:
-    """train / val / test, a fixed function of the id."""
-    u = int(hashlib.sha1(clip_id.encode()).hexdigest()[:8], 16) / 16**8
-    return "test" if u < TEST_FRACTION else "val" if u < TEST_FRACTION + VAL_FRACTION else "train"
 
 
 def source_fingerprint(path: Path) -> dict:
@@ -314,7 +300,7 @@ def manifest_row(info: dict) -> dict:
 def write_manifest(out_dir: Path) -> pd.DataFrame:
     """Rebuild ``manifest.csv`` from every finished clip in ``out_dir/clips`` (atomically)."""
     rows = []
-    clips_dir = out_dir / CLIPS
+    clips_dir = dataset_clips_dir(out_dir)
     for path in sorted(clips_dir.glob("*.json")):
         info = _read_json(path)
         if info is None or info.get("id") != path.stem:
@@ -322,8 +308,7 @@ def write_manifest(out_dir: Path) -> pd.DataFrame:
         if all(p.is_file() for p in clip_files(clips_dir, path.stem).values()):
             rows.append(manifest_row(info))
     manifest = pd.DataFrame(rows, columns=None if rows else ["id", "split", "duration", "n_frames"])
-    with atomic_path(out_dir / MANIFEST) as tmp:
-        manifest.to_csv(tmp, index=False)
+    write_manifest_file(out_dir, manifest)
     return manifest
 
 
@@ -390,7 +375,7 @@ def prepare(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, sta
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     sources, missing = find_inputs(inputs)
     out = Path(out_dir).expanduser()
-    clips_dir = out / CLIPS
+    clips_dir = dataset_clips_dir(out)
     try:
         clips_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:

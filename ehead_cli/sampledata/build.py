@@ -27,6 +27,7 @@ import pandas as pd
 import soundfile as sf
 
 from ehead_cli.io.atomic import atomic_path
+from ehead_cli.io.dataset import SPLIT_FRACTIONS, clips_dir, write_manifest
 from ehead_cli.io.motionfile import Motion, save_motion
 from ehead_cli.io.states import write_states
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SPEAK
@@ -47,7 +48,6 @@ EQUAL_LOUDNESS = 0.4  # fraction of clips whose interlocutor is as loud as the a
 EQUAL_GAIN_DB = (-1.5, 1.5)  # interlocutor gain in those clips
 QUIET_GAIN_DB = (-16.0, -6.0)  # in the others, like a remote microphone
 MAGNITUDE = (0.5, 1.6)  # per-clip scale of head rotation and translation
-SPLIT_FRACTIONS = {"val": 0.1, "test": 0.1}  # the rest is train
 AVATAR_JITTER = (4, 8)  # per-clip +- pitch and +- speed (wpm) around the identity's voice
 OTHER_PITCH = (25, 80)
 OTHER_SPEED = (140, 185)
@@ -164,7 +164,7 @@ def build_clip(spec: ClipSpec, out: Path, seed: int, synth: Synthesizer = synthe
     stored = pcm.astype(np.float32) / 32768.0  # what a reader of the FLAC gets back
     motion = ground_truth_motion(stored, conv.states, derive_seed(seed, spec.id + "/motion"), spec.magnitude)
     shape = identity_shape(derive_seed(seed, identity_name(spec.identity)))
-    clips = out / "clips"
+    clips = clips_dir(out)
     with atomic_path(clips / f"{spec.id}.flac") as tmp:
         sf.write(str(tmp), pcm, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     save_motion(clips / f"{spec.id}.npz", Motion(motion, shape, conv.states, MOTION_FPS))
@@ -205,14 +205,13 @@ def build_dataset(out: str | Path, n_clips: int = DEFAULT_CLIPS, seed: int = DEF
     split = assign_splits([r["id"] for r in rows], seed)
     manifest = pd.DataFrame(rows)
     manifest.insert(1, "split", [split[i] for i in manifest["id"]])
-    _remove_stale(out / "clips", set(manifest["id"]))
+    _remove_stale(clips_dir(out), set(manifest["id"]))
     write_readme(out / "README.md", manifest, n_clips, seed)
     test = manifest[manifest["split"] == "test"]
     with atomic_path(out / TEST_JOBS) as tmp:  # `ehead generate --jobs` for the test split
         pd.DataFrame({"audio": [f"clips/{i}.flac" for i in test["id"]],
                       "states": [f"clips/{i}.csv" for i in test["id"]]}).to_csv(tmp, index=False)
-    with atomic_path(out / "manifest.csv") as tmp:
-        manifest.to_csv(tmp, index=False)
+    write_manifest(out, manifest)
     return manifest
 
 

@@ -17,12 +17,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ehead_cli.eval.registry import FRAME_SPLITS, KEY_SPEC
 from ehead_cli.io.atomic import atomic_path
 from ehead_cli.layout import LISTEN
 from ehead_cli.metrics.conventions import Unavailable
 
 if TYPE_CHECKING:
-    from ehead_cli.evaluate import EvalReport
+    from ehead_cli.eval.report import EvalReport
 
 DPI = 100
 CLIP_FIGSIZE = (11.0, 5.0)  # inches
@@ -94,11 +95,10 @@ def _numeric(value: Any) -> float | None:
 def summary_chart(path: str | Path, report: EvalReport) -> Path | None:
     """Small multiples, one subplot per metric column with an overall value: bars per split (x) and
     source (colour). Returns None (and writes nothing) when no metric has a finite value."""
-    from ehead_cli.evaluate import KEY_SPEC, SPLITS
 
     keys = [k for k in report.keys
             if any(_numeric(report.overall.get(s, {}).get(sp, {}).get(k)) is not None
-                   for s in report.sources for sp in SPLITS)]
+                   for s in report.sources for sp in FRAME_SPLITS)]
     if not keys:
         return None
     cols = min(SUMMARY_COLUMNS, len(keys))
@@ -107,7 +107,7 @@ def summary_chart(path: str | Path, report: EvalReport) -> Path | None:
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
     width = 0.8 / len(report.sources)
     for ax, key in zip(axes, keys, strict=False):
-        splits = [sp for sp in SPLITS if sp in KEY_SPEC[key].splits]
+        splits = [sp for sp in FRAME_SPLITS if sp in KEY_SPEC[key].splits]
         for j, source in enumerate(report.sources):
             vals = [_numeric(report.overall.get(source, {}).get(sp, {}).get(key)) for sp in splits]
             x = [i - 0.4 + width * (j + 0.5) for i, v in enumerate(vals) if v is not None]

@@ -1,0 +1,176 @@
+"""The report of ``ehead eval``: clip problems, per-clip results, the whole report and its JSON form
+and per-clip table, and the rules written into every ``report.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ehead_cli.eval.images import IMAGE_CROP
+from ehead_cli.eval.registry import KEY_SPEC, METRICS, PREDICTION, Table, key_splits
+from ehead_cli.layout import LENGTH_TOLERANCE_S
+from ehead_cli.metrics.conventions import Convention, Unavailable
+
+RULES = {
+    "pairing": "pred/<id>.npz with gt/<id>.npz (or a dataset folder's clips/<id>.npz from manifest.csv, "
+               "optionally one split); unmatched, unreadable and unalignable clips are listed as problems",
+    "alignment": f"same fps required; lengths differing by at most {LENGTH_TOLERANCE_S} s are cut to the "
+                 "shorter, larger differences are errors",
+    "identity": "vertices of prediction and ground truth both use the ground truth's shape (metrics measure "
+                "motion, not identity)",
+    "head_pose": "LVE, FDD, MOD use vertices with the global head rotation and translation removed",
+    "splits": "frames split by the ground-truth states: speaking (+1), listening (-1); listening-family "
+              "metrics on listening frames only",
+    "aggregation": "frame-level metrics: frame-weighted mean over clips; clip-level metrics: mean over clips; "
+                   "pooled metrics: computed once on all clips' frames pooled",
+    "images": f"<id>.mp4 pairs, PyAV frame by frame, centre crop {IMAGE_CROP}x{IMAGE_CROP} (smaller sides kept), "
+              "RGB in [0, 1], frames aligned with the motion",
+    "baselines": "metrics.baseline_motion predictions from the same aligned ground truth (no video)",
+}
+
+
+@dataclass(frozen=True)
+class ClipProblem:
+    """A clip (or file) that could not be (fully) evaluated. ``kind``: missing prediction, no ground
+    truth, missing ground truth, unreadable, length mismatch, failed, bad video, video length mismatch."""
+
+    clip_id: str
+    kind: str
+    message: str
+
+
+@dataclass
+class ClipResult:
+    """One evaluated clip.
+
+    n_frames       motion frames evaluated (after alignment); pred_frames / gt_frames: file lengths
+    frames         split -> motion frames in it; video_frames: split -> video frames (empty: no video)
+    values         source -> split -> metric key -> value (``PREDICTION``, ``baseline:<kind>``,
+                   ``GROUND_TRUTH`` for descriptive metrics)
+    """
+
+    clip_id: str
+    n_frames: int
+    pred_frames: int
+    gt_frames: int
+    frames: dict[str, int]
+    video_frames: dict[str, int] = field(default_factory=dict)
+    values: Table = field(default_factory=dict)
+
+
+@dataclass
+class EvalReport:
+    """Everything ``evaluate`` found; ``to_dict`` is the JSON report, ``print_report`` the table view.
+
+    overall: source -> split -> key -> value (see the module docstring for the aggregation);
+    coverage: source -> split -> key -> number of clips that contributed.
+    """
+
+    pred_dir: str
+    gt_dir: str
+    split: str | None
+    convention: Convention
+    metrics: tuple[str, ...]
+    sources: tuple[str, ...]
+    face: str
+    clips: list[ClipResult]
+    problems: list[ClipProblem]
+    overall: Table
+    coverage: dict[str, dict[str, dict[str, int]]]
+    frames: dict[str, int]
+    units: dict[str, str]
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The report columns of the selected metrics, in registry order."""
+        return tuple(k for name in self.metrics for k in METRICS[name].keys)
+
+    @property
+    def failed(self) -> bool:
+        """True when any clip or file could not be evaluated, or nothing was."""
+        return bool(self.problems) or not self.clips
+
+    @property
+    def exit_code(self) -> int:
+        """Status for the command line: 0 when every clip was evaluated, else 1."""
+        return 1 if self.failed else 0
+
+    def unavailable(self) -> dict[str, str]:
+        """Metric key -> reason, for every selected key the prediction has no overall value for."""
+        out: dict[str, str] = {}
+        for split, values in self.overall.get(PREDICTION, {}).items():
+            for key, value in values.items():
+                if isinstance(value, Unavailable) and key not in out:
+                    out[key] = value.reason if split == key_splits(key)[0] else f"{value.reason} ({split} frames)"
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report: settings, rules, units, definitions, problems, overall and per-clip values."""
+        conv = self.convention
+        return {
+            "pred_dir": self.pred_dir, "gt_dir": self.gt_dir, "split": self.split,
+            "convention": {"name": conv.name, "reproduces": conv.reproduces, "summary": conv.summary,
+                           "overrides": {m: dict(kw) for m, kw in conv.overrides.items()}},
+            "face_model": self.face,
+            "metrics": list(self.metrics),
+            "sources": list(self.sources),
+            "rules": dict(RULES),
+            "units": {k: self.units[k] for k in self.keys},
+            "definitions": {name: {"definition": METRICS[name].definition, "keys": list(METRICS[name].keys),
+                                   "level": METRICS[name].level, "splits": list(METRICS[name].splits),
+                                   "better": METRICS[name].better} for name in self.metrics},
+            "frames": self.frames,
+            "n_clips": len(self.clips),
+            "exit_code": self.exit_code,
+            "problems": [{"clip": p.clip_id, "kind": p.kind, "message": p.message} for p in self.problems],
+            "overall": jsonable(self.overall),
+            "coverage": self.coverage,
+            "clips": [{"clip": c.clip_id, "n_frames": c.n_frames, "pred_frames": c.pred_frames,
+                       "gt_frames": c.gt_frames, "frames": c.frames, "video_frames": c.video_frames,
+                       "values": jsonable(c.values)} for c in self.clips],
+            "files": self.files,
+        }
+
+
+def jsonable(x: Any) -> Any:
+    """Values -> JSON: Unavailable -> {"unavailable": reason}; +-inf / nan -> "inf" / "-inf" / "nan"."""
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, Unavailable):
+        return {"unavailable": x.reason}
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+def column(key: str, split: str) -> str:
+    return key if split == "all" else f"{key}_{split}"
+
+
+def per_clip_frame(report: EvalReport) -> pd.DataFrame:
+    """One row per (clip, source) with status, frame counts and every per-clip value (``<key>`` for
+    all frames, ``<key>_speaking`` / ``<key>_listening``); failed clips get a row with their message."""
+    rows = []
+    keys = [k for k in report.keys if KEY_SPEC[k].level != "pooled"]
+    for c in report.clips:
+        for source in report.sources:
+            if source not in c.values:
+                continue
+            row: dict[str, Any] = {"clip": c.clip_id, "source": source, "status": "ok", "frames": c.n_frames,
+                                   "pred_frames": c.pred_frames, "gt_frames": c.gt_frames,
+                                   "speaking_frames": c.frames["speaking"], "listening_frames": c.frames["listening"]}
+            for key in keys:
+                for split in key_splits(key):
+                    v = c.values[source].get(split, {}).get(key)
+                    row[column(key, split)] = v if isinstance(v, float) else None
+            rows.append(row)
+    for p in report.problems:
+        rows.append({"clip": p.clip_id, "source": PREDICTION, "status": f"{p.kind}: {p.message}"})
+    columns = ["clip", "source", "status", "frames", "pred_frames", "gt_frames", "speaking_frames",
+               "listening_frames"] + [column(k, s) for k in keys for s in key_splits(k)]
+    return pd.DataFrame(rows, columns=columns)
