@@ -332,7 +332,8 @@ def bench(
         "--json", help="Write the results as JSON (a .json file, or a folder: named after the device).")] = None,
 ) -> None:
     """Throughput and latency of motion generation alone and end to end (renderer and MP4 included)."""
-    from ehead_cli.bench import BenchConfig, print_bench, run_bench, write_json
+    from ehead_cli.bench.report import print_bench
+    from ehead_cli.bench.run import BenchConfig, run_bench, write_json
     from ehead_cli.devices import native_bf16, resolve_device
 
     if not fps:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ehead_cli.bench import BenchConfig, device_slug, run_bench, write_json
+from ehead_cli.bench.run import BenchConfig, device_slug, run_bench, write_json
 
 
 def test_bench_reports_every_measurement(tmp_path):

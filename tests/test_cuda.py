@@ -71,7 +71,7 @@ def test_train_on_cuda(tmp_path, compile):
 
 
 def test_bench_on_cuda(tmp_path):
-    from ehead_cli.bench import BenchConfig, run_bench, write_json
+    from ehead_cli.bench.run import BenchConfig, run_bench, write_json
 
     cfg = BenchConfig(preset="tiny", device="cuda", batch_sizes=(1, 4), steps=(1,), dtype="bf16", size=64,
                       seconds=1.0, repeats=2, warmup=1, render_batch_sizes=(4,))

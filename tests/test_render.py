@@ -353,8 +353,8 @@ def test_camera_projects_the_target_to_the_image_centre():
 
 
 def test_benchmark_mesh_is_closed_outward_and_timed():
+    from ehead_cli.bench.render import ellipsoid_mesh, time_render
     from ehead_cli.render import is_closed
-    from ehead_cli.render.benchmark import ellipsoid_mesh, time_render
 
     v, f = ellipsoid_mesh(400)
     assert abs(f.shape[0] - 400) <= 40 and is_closed(f)

@@ -1,7 +1,7 @@
 """Rasteriser throughput: a head-sized test mesh and an honest timer (warm-up, device
 synchronisation around every timed call, median and best of several repetitions).
 
-``ehead bench`` uses these for its rendering figures; ``python -m ehead_cli.render.benchmark``
+``ehead bench`` uses these for its rendering figures; ``python -m ehead_cli.bench.render``
 prints a table for the current machine.
 """
 
@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import time
 from dataclasses import asdict, dataclass
 
 import torch
 
-from ehead_cli.devices import sync
+from ehead_cli.bench.timing import time_calls
 from ehead_cli.render.camera import Camera
 from ehead_cli.render.renderer import MeshRenderer
 
@@ -80,15 +79,8 @@ def time_render(
     # slightly different copies, so no batch item is a duplicate of another
     jitter = 1e-3 * torch.randn(batch, 1, 3, device=device, generator=None)
     verts = vertices[None] + jitter
-    seconds = []
     with torch.no_grad():
-        for k in range(WARMUP + repeats):
-            sync(device)
-            start = time.perf_counter()
-            renderer(verts, faces, colors)
-            sync(device)
-            if k >= WARMUP:
-                seconds.append(time.perf_counter() - start)
+        seconds = time_calls(lambda: renderer(verts, faces, colors), device, repeats, WARMUP)
     median = statistics.median(seconds)
     return RenderTiming(
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from ehead_cli import __version__
-from ehead_cli.devices import resolve_device, sync
+from ehead_cli.bench.timing import time_calls
+from ehead_cli.devices import resolve_device
 from ehead_cli.errors import ConfigError
 from ehead_cli.layout import SAMPLE_RATE, SAMPLES_PER_FRAME
 from ehead_cli.model.config import AudioEncoderConfig, preset
@@ -91,20 +92,6 @@ def device_slug(info: dict[str, Any]) -> str:
     return f"{kind}-{base}"[:80]
 
 
-def _time(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int) -> list[float]:
-    """Seconds per call, ``repeats`` calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        out.append(time.perf_counter() - t0)
-    return out
-
-
 def build_generator(cfg: BenchConfig, steps: int):
     from ehead_cli.generate.generator import Generator
     from ehead_cli.model.encoders import HubertEncoder, random_hubert_base
@@ -147,8 +134,8 @@ def motion_rows(cfg: BenchConfig, gen, steps: int) -> list[dict[str, Any]]:
         audio = gen.encode_audio(b.wave)
         for _ in range(cfg.warmup):  # warm every kernel of both paths before either is timed
             gen.sample_windows(gen.encode_audio(b.wave), b)
-        only = _time(lambda: gen.sample_windows(audio, b), gen.device, cfg.repeats, 0)  # noqa: B023
-        full = _time(lambda: gen.sample_windows(gen.encode_audio(b.wave), b), gen.device,  # noqa: B023
+        only = time_calls(lambda: gen.sample_windows(audio, b), gen.device, cfg.repeats, 0)  # noqa: B023
+        full = time_calls(lambda: gen.sample_windows(gen.encode_audio(b.wave), b), gen.device,  # noqa: B023
                      cfg.repeats, 0)
         rows.append({"steps": steps, "batch": B,
                      "motion_only_fps": B * T / float(np.median(only)),
@@ -159,16 +146,16 @@ def motion_rows(cfg: BenchConfig, gen, steps: int) -> list[dict[str, Any]]:
 
 def latency_row(cfg: BenchConfig, gen, steps: int) -> dict[str, Any]:
     b = _windows(gen, 1)
-    times = _time(lambda: gen.sample_windows(gen.encode_audio(b.wave), b), gen.device,
+    times = time_calls(lambda: gen.sample_windows(gen.encode_audio(b.wave), b), gen.device,
                   max(cfg.repeats, 20), cfg.warmup)
     ms = 1000 * np.asarray(times)
     return {"steps": steps, "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
 
 
 def render_rows(cfg: BenchConfig, device: torch.device) -> list[dict[str, Any]]:
-    """The rasteriser on the built-in head (open mouth), timed by ``render.benchmark.time_render``."""
+    """The rasteriser on the built-in head (open mouth), timed by ``bench.render.time_render``."""
+    from ehead_cli.bench.render import time_render
     from ehead_cli.face import load_face_model
-    from ehead_cli.render.benchmark import time_render
 
     face = load_face_model(None, device=device)
     motion = torch.zeros(115, device=device)
@@ -198,7 +185,7 @@ def end_to_end_row(cfg: BenchConfig, gen, steps: int) -> dict[str, Any]:
             m = gen.generate(audio, states)
             write_mp4(Path(tmp) / "bench.mp4", renderer.iter_frames(m.shape, m.motion), audio)
 
-        times = _time(job, gen.device, max(1, cfg.repeats // 5), 1)
+        times = time_calls(job, gen.device, max(1, cfg.repeats // 5), 1)
     return {"steps": steps, "size": cfg.size, "seconds_of_audio": cfg.seconds,
             "end_to_end_fps": T / float(np.median(times)), "realtime_factor": cfg.seconds / float(np.median(times))}
 
@@ -249,41 +236,3 @@ def write_json(result: dict[str, Any], target: Path) -> Path:
     with atomic_path(target, flag="--json") as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
     return target
-
-
-
-# (title, result key, columns as (heading, format of a row)) of each printed table
-_TABLES = (
-    ("motion generation (frames/s)", "motion",
-     (("steps", "{steps}"), ("batch", "{batch}"), ("motion only", "{motion_only_fps:,.0f}"),
-      ("with audio encoding", "{motion_with_audio_fps:,.0f}"), ("window (ms)", "{window_ms_median:.1f}"))),
-    ("single-stream latency per 100-frame window (audio encoding included)", "latency",
-     (("steps", "{steps}"), ("p50 (ms)", "{p50_ms:.1f}"), ("p95 (ms)", "{p95_ms:.1f}"))),
-    ("built-in renderer (frames/s)", "render",
-     (("batch", "{batch}"), ("size", "{size} px"), ("frames/s", "{render_fps:,.0f}"))),
-    ("end to end: audio -> motion -> rendered MP4 with audio, one stream", "end_to_end",
-     (("steps", "{steps}"), ("size", "{size} px"), ("frames/s", "{end_to_end_fps:.1f}"),
-      ("x real time", "{realtime_factor:.2f}"))),
-)
-
-
-def print_bench(result: dict[str, Any], console) -> None:
-    """Rich tables of a ``run_bench`` result, with the paper's figures for comparison."""
-    from rich.table import Table
-
-    env, res = result["environment"], result["results"]
-    console.print(f"device: {env['device_name']} ({env['device_type']}), torch {env['torch']}, dtype {env['dtype']}, "
-                  f"threads {env['threads']}, compile {env['compile']}, preset {env['preset']}, "
-                  f"audio encoder {env['audio_encoder']}, load average {env['load_average_before']}")
-    for title, key, columns in _TABLES:
-        if not res[key]:
-            continue
-        t = Table(title=title)
-        for heading, _ in columns:
-            t.add_column(heading, justify="right")
-        for row in res[key]:
-            t.add_row(*(fmt.format(**row) for _, fmt in columns))
-        console.print(t)
-    p = result["paper"]
-    console.print(f"for comparison, {p['note']}: over {p['motion_only_fps']} frames/s motion only and "
-                  f"{p['end_to_end_fps']} frames/s end to end on {p['device']}.")
