@@ -138,8 +138,7 @@ def test_schedule_warmup_and_decay():
 
 def test_two_step_train_on_sample_data(tmp_path):
     data = REPO / "sample_data"
-    if not (data / "manifest.csv").is_file():
-        pytest.skip("sample_data has not been generated")
+    assert (data / "manifest.csv").is_file(), "the committed sample_data/manifest.csv is missing"
     run = train(data, tmp_path / "run", "tiny", overrides={**FAST, "steps": 2, "val_windows": 4}, progress=False)
     rows = read_metrics(run)
     assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
@@ -200,3 +199,19 @@ def test_train_and_generate_with_a_frozen_hubert_encoder(toy_dataset, tmp_path):
     assert model.encoder.frozen and model.encoder.identity.startswith("hubert-")
     out = Generator(model, "cpu", steps=1).generate(np.zeros(16000 * 2, np.float32), np.ones(50, np.int8))
     assert out.motion.shape == (50, 115) and np.isfinite(out.motion).all()
+
+
+def test_generate_accepts_the_run_folder_as_checkpoint(toy_dataset, tmp_path, monkeypatch, capsys):
+    from test_generate import run as run_cli
+
+    run = train(toy_dataset, tmp_path / "run", "tiny", overrides={**FAST, "steps": 1}, progress=False)
+    clip = next((toy_dataset / "clips").glob("*.flac"))
+    csv = tmp_path / "speak.csv"
+    csv.write_text("start,end,state\n0,2,speak\n")
+    code, _, err = run_cli(monkeypatch, capsys, "generate", "--audio", str(clip), "--states", str(csv),
+                           "--checkpoint", str(run), "--no-video", "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert (tmp_path / "out" / f"{clip.stem}.npz").is_file()
+    code, _, err = run_cli(monkeypatch, capsys, "generate", "--audio", str(clip), "--states", str(csv),
+                           "--checkpoint", str(tmp_path), "--no-video", "--out", str(tmp_path / "out"))
+    assert code == 2 and "not a checkpoint folder" in err

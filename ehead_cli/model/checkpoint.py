@@ -28,6 +28,7 @@ FORMAT = "ehead-checkpoint"
 VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+RUN_CHECKPOINT = "checkpoint"  # a training run folder's checkpoint sub-folder
 
 
 def save_checkpoint(folder: str | os.PathLike, model: EmbodiedHead, meta: dict[str, Any] | None = None,
@@ -52,13 +53,23 @@ def save_checkpoint(folder: str | os.PathLike, model: EmbodiedHead, meta: dict[s
     return folder
 
 
-def read_config(folder: str | os.PathLike) -> dict[str, Any]:
+def checkpoint_folder(folder: str | os.PathLike) -> Path:
+    """``folder`` itself, or for a training run folder (``ehead train --out RUN_DIR``) its
+    ``checkpoint/``: ``--checkpoint`` accepts either."""
     folder = Path(folder)
+    if not (folder / CONFIG_NAME).is_file() and (folder / RUN_CHECKPOINT / CONFIG_NAME).is_file():
+        return folder / RUN_CHECKPOINT
+    return folder
+
+
+def read_config(folder: str | os.PathLike) -> dict[str, Any]:
+    folder = checkpoint_folder(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: checkpoint folder not found (--checkpoint)")
     path = folder / CONFIG_NAME
     if not path.is_file():
-        raise InputError(f"{folder}: not a checkpoint folder (no {CONFIG_NAME})")
+        raise InputError(f"{folder}: not a checkpoint folder (no {CONFIG_NAME}, nor a run folder with "
+                         f"{RUN_CHECKPOINT}/{CONFIG_NAME})")
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -72,8 +83,9 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
 
 def load_checkpoint(folder: str | os.PathLike, hubert_path: str | os.PathLike | None = None,
                     device: str | torch.device = "cpu") -> EmbodiedHead:
-    """Rebuild the model of ``folder`` (config.json + model.safetensors) in float32 on ``device``."""
-    folder = Path(folder)
+    """Rebuild the model of ``folder`` (config.json + model.safetensors, or a run folder holding
+    ``checkpoint/``) in float32 on ``device``."""
+    folder = checkpoint_folder(folder)
     config = read_config(folder)
     try:
         cfg = ModelConfig.from_dict(config["model"], source=str(folder / CONFIG_NAME))

@@ -27,11 +27,12 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ehead_cli.devices import native_bf16
 from ehead_cli.errors import ConfigError
+from ehead_cli.model.checkpoint import RUN_CHECKPOINT
 from ehead_cli.train.config import TrainConfig, dump_toml, lr_at
 from ehead_cli.train.distributed import Dist, all_mean, all_sum_, barrier
 from ehead_cli.train.ema import EMA
 from ehead_cli.train.logging import MetricsLog, plot_losses, progress_bar, tensorboard
-from ehead_cli.train.state import CHECKPOINT_DIR, RUN_CONFIG, load_state, save_state
+from ehead_cli.train.state import RUN_CONFIG, load_state, save_state
 
 RECORD_ONLY = ("stats",)  # parts of the run record kept in state/ but too bulky for config.toml
 VAL_BATCH = 16
@@ -124,7 +125,7 @@ def fit(task: Task, run: Run, stop_after: int | None = None, progress: bool = Tr
 
     def save(step: int) -> None:
         save_state(out, task.model, ema, opt, step, run.record)
-        task.save_checkpoint(out / CHECKPOINT_DIR, ema.shadow,
+        task.save_checkpoint(out / RUN_CHECKPOINT, ema.shadow,
                              {"step": step, "data": run.record.get("data", {}).get("dir", ""),
                               "command": run.record.get("command", ""), "weights": "EMA",
                               "train": run.record.get("train", {})})

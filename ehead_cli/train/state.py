@@ -25,7 +25,6 @@ from ehead_cli.train.ema import EMA
 
 RUN_CONFIG = "config.toml"
 STATE_DIR = "state"
-CHECKPOINT_DIR = "checkpoint"
 _TENSORS = "state.safetensors"
 _SCALARS = "state.json"
 
