@@ -4,13 +4,18 @@ PYTHON ?= python3
 # already has its own (CUDA) build keeps it.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test lint format sample-data demo bench bench-gpu test-gpu
+.PHONY: install test test-all lint format sample-data demo bench bench-gpu test-gpu
 
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH_PIN)"
 	$(PYTHON) -m pip install -e ".[dev]"
 
+# The default suite (under 3 minutes on 2 cores); `test-all` adds the slow tests (compiled sampler,
+# overfitting, building and installing the wheel).
 test:
+	$(PYTHON) -m pytest -q -m "not slow" --durations=15
+
+test-all:
 	$(PYTHON) -m pytest -q --durations=15
 
 lint:

@@ -236,6 +236,7 @@ def test_cli_render_existing_npz(tiny_checkpoint, tmp_path, monkeypatch, capsys)
     assert info.n_frames == 30 and info.audio_codec == "aac"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                     reason="torch.compile on the CPU needs a C compiler")
 def test_compiled_sampler_matches_eager(tiny_checkpoint):

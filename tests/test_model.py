@@ -166,6 +166,7 @@ def test_token_positions_put_history_before_the_window():
     assert pos[:20].max() < 75 <= pos[20]
 
 
+@pytest.mark.slow
 def test_tiny_preset_fits_one_window():
     """Overfit one window (fixed noise draws and times): the Stage-I loss falls at least tenfold."""
     torch.manual_seed(0)

@@ -23,14 +23,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # ehead_cli/model/config.py -> the checkout
+PACKAGE_MODELS = Path(__file__).resolve().parents[1] / "_models"  # models/ as installed from a wheel (setup.py)
+REPO_ROOT = Path(__file__).resolve().parents[2]  # ehead_cli/model/config.py -> a source checkout
 STATE_DIM = 1  # one listening/speaking channel appended to every motion frame
 
 
 def models_dir() -> Path:
-    """The folder with presets, model cards and shipped checkpoints (``EHEAD_MODELS`` overrides)."""
+    """The folder with presets, model cards and shipped checkpoints: ``EHEAD_MODELS`` if set, else the
+    installed package data (a wheel), else the source checkout's ``models/`` (an editable install)."""
     env = os.environ.get("EHEAD_MODELS")
-    path = Path(env) if env else REPO_ROOT / "models"
+    path = Path(env) if env else PACKAGE_MODELS if PACKAGE_MODELS.is_dir() else REPO_ROOT / "models"
     if not (path / "presets").is_dir():
         raise ConfigError(f"model folder {path} has no presets/; set EHEAD_MODELS to the repository's models/ folder")
     return path
