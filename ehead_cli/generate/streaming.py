@@ -7,12 +7,16 @@ microphone audio, and the generator's per-window API (``Generator.begin`` / ``st
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ehead_cli.avatar.identity import Avatar
-from ehead_cli.generate.generator import Generator
 from ehead_cli.generate.scheduler import StreamingAudioScheduler
 from ehead_cli.layout import SAMPLES_PER_FRAME
+
+if TYPE_CHECKING:  # the generator makes sessions (Generator.stream); the session only drives it
+    from ehead_cli.avatar.identity import Avatar
+    from ehead_cli.generate.generator import Generator
 
 
 class StreamingSession:
