@@ -22,9 +22,9 @@ from ehead_cli.layout import LISTEN
 from ehead_cli.model.config import preset
 from ehead_cli.model.encoders import MelEncoder
 from ehead_cli.train.config import lr_at, resolve_config
-from ehead_cli.train.data import WindowDataset
+from ehead_cli.train.data import WindowDataset, fit_stats
 from ehead_cli.train.logging import read_metrics
-from ehead_cli.train.stage1 import fit_stats, train
+from ehead_cli.train.stage1 import train
 
 FAST = {"workers": 0, "log_every": 1, "batch_size": 4}
 

@@ -40,15 +40,15 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
 
 def plot_losses(out: Path, keys: Sequence[str], ylabel: str) -> None:
     """loss.png: the training loss terms ``keys`` (the total first) and the validation loss against the step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     rows = read_metrics(out)
     if not rows:
         return
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig = Figure(figsize=(8, 4.5), dpi=100)  # the object API on the Agg canvas, as ehead eval's plots
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     steps = [r["step"] for r in rows]
     for key in keys:
         ax.plot(steps, [r.get(key, math.nan) for r in rows], label=key, lw=1.5 if key == keys[0] else 0.8)
@@ -62,8 +62,7 @@ def plot_losses(out: Path, keys: Sequence[str], ylabel: str) -> None:
     ax.legend()
     fig.tight_layout()
     with atomic_path(out / LOSS_PNG) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+        fig.savefig(tmp, format="png")
 
 
 def tensorboard(out: Path):

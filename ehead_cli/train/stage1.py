@@ -31,10 +31,10 @@ from ehead_cli.model.config import ModelConfig
 from ehead_cli.model.encoders import FeatureCache
 from ehead_cli.model.flow import LOSS_TERMS, PathSample, flow_loss
 from ehead_cli.model.network import EmbodiedHead
-from ehead_cli.model.stats import MotionStats, motion_magnitude
+from ehead_cli.model.stats import MotionStats
 from ehead_cli.model.windows import WindowBatch
 from ehead_cli.train.config import TrainConfig, resolve_config
-from ehead_cli.train.data import WindowDataset
+from ehead_cli.train.data import WindowDataset, fit_stats
 from ehead_cli.train.distributed import init_distributed
 from ehead_cli.train.loop import Run, fit, param_groups
 from ehead_cli.train.state import STATE_DIR, read_record
@@ -55,17 +55,6 @@ class TrainStep(nn.Module):
         path = PathSample.between(batch.x0, batch.x1, batch.t)
         v = m.dit(path.x_t, path.t, audio, *batch.condition_inputs())
         return flow_loss(v.float(), path, reduction=self.reduction, mask=batch.mask)
-
-
-def fit_stats(clips: list[Clip], window: int) -> MotionStats:
-    """Normalisation and magnitude statistics from the training clips (every window start, stride 1/4 window)."""
-    stride = max(1, window // 4)
-    mags = []
-    for c in clips:
-        m = torch.from_numpy(c.motion)
-        for s in range(0, max(0, c.n_frames - window) + 1, stride):  # a short clip: its whole length
-            mags.append(motion_magnitude(m[s:s + window]))
-    return MotionStats.fit([c.motion for c in clips], torch.stack(mags).numpy())
 
 
 class Stage1Task:
