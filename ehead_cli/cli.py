@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ehead_cli import checks
 from ehead_cli.errors import ConfigError, EheadError, InputError
 
 app = typer.Typer(
@@ -28,6 +29,22 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+# --- options several commands share: one definition and one check each (ehead_cli.checks) ----------
+Threads = Annotated[int | None, typer.Option(
+    help="CPU threads for torch (default: EHEAD_THREADS, else one per core the load average says is idle).",
+    callback=lambda v: checks.positive(v, "--threads"))]
+Steps = Annotated[int, typer.Option(help=f"Euler sampling steps, 1-{checks.MAX_STEPS}.",
+                                    callback=lambda v: checks.steps(v))]
+Size = Annotated[int, typer.Option(help="Video size in pixels (square, even, >= 16).",
+                                   callback=lambda v: checks.size(v))]
+
+
+def set_threads(threads: int | None) -> int:
+    """Apply --threads (torch is imported here, not when the CLI starts: --help stays fast)."""
+    from ehead_cli.devices import set_threads as apply
+
+    return apply(threads)
 
 
 @app.callback()
@@ -99,12 +116,14 @@ def train(
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
     audio_encoder: Annotated[str | None, typer.Option(
         "--audio-encoder", help="mHuBERT-147 folder for presets with a HuBERT encoder (or EHEAD_HUBERT).")] = None,
+    threads: Threads = None,
 ) -> None:
     """Stage-I training (coefficient-space flow matching). Use torchrun for many GPUs."""
     from ehead_cli.train.stage1 import train as run_train
 
     if resume is None and (data is None or out is None):
         raise ConfigError("ehead train needs --data DIR and --out RUN_DIR (or --resume RUN_DIR)")
+    set_threads(threads)
     overrides = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "workers": workers,
                  "compile": True if compile else None}
     if resume is not None:
@@ -133,20 +152,23 @@ def generate(
     out: Annotated[Path, typer.Option(help="Output folder for <name>.npz and <name>.mp4.")] = Path("out"),
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint folder (default: the shipped demo model).")]
     = None,
-    steps: Annotated[int, typer.Option(help="Euler sampling steps, 1-25.")] = 4,
+    steps: Steps = 4,
     magnitude: Annotated[tuple[float, float], typer.Option(
-        metavar="M_R M_T", help="Head-motion magnitude: rotation and translation, each in [0, 1].")] = (0.3, 0.3),
+        metavar="M_R M_T", help="Head-motion magnitude: rotation and translation, each in [0, 1].",
+        callback=lambda v: checks.magnitude(v))] = (0.3, 0.3),
     seed: Annotated[int, typer.Option(help="Noise seed (same seed, same motion).")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Windows per forward pass across all jobs.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass across all jobs.",
+                                            callback=lambda v: checks.positive(v, "--batch-size"))] = 64,
     video: Annotated[bool, typer.Option("--video/--no-video", help="Render the MP4 too.")] = True,
-    size: Annotated[int, typer.Option(help="Video size in pixels (square).")] = 512,
+    size: Size = 512,
     avatar: Annotated[Path | None, typer.Option(
         help="Shape file (.npy/.npz) or motion NPZ whose shape and first frame become the reference.")] = None,
     flame: Annotated[str | None, typer.Option(help="Render with FLAME from this path (or EHEAD_FLAME).")] = None,
     audio_encoder: Annotated[str | None, typer.Option(
         "--audio-encoder", help="mHuBERT-147 folder for checkpoints with a HuBERT encoder (or EHEAD_HUBERT).")]
     = None,
+    threads: Threads = None,
 ) -> None:
     """Generate motion (NPZ) and video (MP4 with the audio) from speech and listening/speaking states."""
     from ehead_cli.generate import jobs as jobs_lib
@@ -158,7 +180,7 @@ def generate(
                           "--agent-audio")
     if bool(user_audio) != bool(agent_audio):
         raise ConfigError("two-stream mode needs both --user-audio and --agent-audio")
-    _check_size(size)
+    set_threads(threads)
     gen = Generator.from_checkpoint(checkpoint, device=device, hubert_path=audio_encoder, steps=steps,
                                     magnitude=magnitude, batch_size=batch_size)
     if jobs is not None:
@@ -175,11 +197,6 @@ def generate(
         renderer = Renderer(load_face_model(flame, device=gen.device), size=size)
     jobs_lib.run_jobs(gen, job_list, seed=seed, renderer=renderer, video=video, console=err_console)
     _summary(job_list)
-
-
-def _check_size(size: int) -> None:
-    if size < 16 or size % 2:  # yuv420p video needs even sides
-        raise ConfigError(f"--size must be an even number of pixels >= 16, got {size}")
 
 
 def _summary(job_list) -> None:
@@ -205,9 +222,10 @@ def render(
     motion: Annotated[Path, typer.Argument(help="Motion NPZ written by ehead generate (or a dataset clip).")],
     audio: Annotated[Path | None, typer.Option(help="Audio to mux into the video.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output MP4 (default: next to the NPZ).")] = None,
-    size: Annotated[int, typer.Option(help="Video size in pixels (square).")] = 512,
+    size: Size = 512,
     flame: Annotated[str | None, typer.Option(help="Render with FLAME from this path (or EHEAD_FLAME).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+    threads: Threads = None,
 ) -> None:
     """Render an existing motion NPZ to MP4."""
     import numpy as np
@@ -220,15 +238,15 @@ def render(
     from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, tolerance_frames
     from ehead_cli.render import Renderer
 
-    _check_size(size)
+    set_threads(threads)
     m = load_motion(motion)
     wave = None
     if audio is not None:
         wave = load_audio(audio)
         n = m.n_frames * SAMPLES_PER_FRAME
         if abs(len(wave) - n) > SAMPLES_PER_FRAME * tolerance_frames():
-            raise InputError(f"{audio}: lasts {len(wave) / SAMPLE_RATE:.2f} s but {motion} has {m.n_frames} frames "
-                             f"({m.n_frames / MOTION_FPS:.2f} s)")
+            raise InputError(f"{audio}: lasts {checks.seconds(len(wave) / SAMPLE_RATE)} but {motion} has "
+                             f"{m.n_frames} frames ({checks.seconds(m.n_frames / MOTION_FPS)})")
         wave = np.pad(wave, (0, max(0, n - len(wave))))[:n]
     dev = resolve_device(device)
     renderer = Renderer(load_face_model(flame, device=dev), size=size)
@@ -255,6 +273,7 @@ def eval_(
     = None,
     flame: Annotated[str | None, typer.Option(help="Evaluate on FLAME vertices (or EHEAD_FLAME).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+    threads: Threads = None,
 ) -> None:
     """The papers' metrics on predicted vs ground-truth motion (and video), per clip and overall."""
     from ehead_cli import eval as ev
@@ -263,6 +282,7 @@ def eval_(
 
     if (pred_video is None) != (gt_video is None):
         raise ConfigError("--pred-video and --gt-video go together")
+    set_threads(threads)
     dev = resolve_device(device)
     report = ev.evaluate(pred, gt, metrics, convention=convention, out_dir=out, baseline=baseline, split=split,
                          image_dirs=(pred_video, gt_video) if pred_video else None, speaker_dir=speaker,
@@ -284,28 +304,21 @@ def prepare(
     talknet: Annotated[Path | None, typer.Option(help="pretrain_TalkSet.model (or EHEAD_TALKNET).")] = None,
     gagavatar_track: Annotated[Path | None, typer.Option(
         help="GAGAvatar tracker outputs, one folder per video stem.")] = None,
-    workers: Annotated[int, typer.Option(help="Files prepared in parallel.")] = 1,
+    workers: Annotated[int, typer.Option(help="Files prepared in parallel.",
+                                         callback=lambda v: checks.positive(v, "--workers"))] = 1,
     flame: Annotated[Path | None, typer.Option(help="Track with FLAME (or EHEAD_FLAME).")] = None,
+    threads: Threads = None,
 ) -> None:
     """Talking-face videos -> training clips with listening/speaking states and face tracks."""
     from ehead_cli.prepare.pipeline import prepare as run_prepare
 
+    set_threads(threads)
     report = run_prepare(inputs, out, states=states, tracker=tracker, workers=workers, talknet=talknet,
                          gagavatar_track=gagavatar_track, flame=flame)
     console.print(f"{len(report.done)} prepared, {len(report.skipped)} already done, "
                   f"{len(report.failed)} failed -> {out / 'manifest.csv'}")
     if not report.ok:
         raise typer.Exit(1)
-
-
-def _int_list(value: str, flag: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise ConfigError(f"{flag} takes a comma list of integers, got {value!r}") from None
-    if not out or min(out) < 1:
-        raise ConfigError(f"{flag} takes positive integers, got {value!r}")
-    return out
 
 
 @app.command()
@@ -322,12 +335,15 @@ def bench(
         help="fp32, bf16, or auto: what ehead generate uses (bf16 on GPUs with native bf16, else fp32).")] = "auto",
     compile: Annotated[bool, typer.Option(
         "--compile", help="torch.compile the audio encoder and the whole sampler (on CUDA, as CUDA graphs).")] = False,
-    size: Annotated[int, typer.Option(help="Render size in pixels.")] = 256,
+    size: Annotated[int, typer.Option(help="Render size in pixels (even, >= 16).",
+                                      callback=lambda v: checks.size(v))] = 256,
     render_batch_sizes: Annotated[str, typer.Option(
         help="Images per renderer call, comma list (default: 1,16 on CPU, 1,64,256 on CUDA).")] = "",
-    seconds: Annotated[float, typer.Option(help="Audio length of the end-to-end job.")] = 20.0,
-    repeats: Annotated[int, typer.Option(help="Timed repetitions (medians are reported).")] = 10,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's).")] = None,
+    seconds: Annotated[float, typer.Option(help="Audio length of the end-to-end job.",
+                                           callback=lambda v: checks.duration(v))] = 20.0,
+    repeats: Annotated[int, typer.Option(help="Timed repetitions (medians are reported).",
+                                         callback=lambda v: checks.positive(v, "--repeats"))] = 10,
+    threads: Threads = None,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Write the results as JSON (a .json file, or a folder: named after the device).")] = None,
 ) -> None:
@@ -345,10 +361,11 @@ def bench(
         dtype = "bf16" if native_bf16(dev) else "fp32"
     if not render_batch_sizes:
         render_batch_sizes = "1,64,256" if dev.type == "cuda" else "1,16"
-    cfg = BenchConfig(preset=preset, device=str(dev), batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
-                      steps=_int_list(steps, "--steps"), audio_encoder=audio_encoder, render=render, dtype=dtype,
-                      compile=compile, size=size, seconds=seconds, repeats=max(1, repeats), threads=threads,
-                      render_batch_sizes=_int_list(render_batch_sizes, "--render-batch-sizes"))
+    cfg = BenchConfig(preset=preset, device=str(dev), batch_sizes=checks.int_list(batch_sizes, "--batch-sizes"),
+                      steps=checks.int_list(steps, "--steps", checks.steps), audio_encoder=audio_encoder,
+                      render=render, dtype=dtype, compile=compile, size=size, seconds=seconds, repeats=repeats,
+                      threads=set_threads(threads),
+                      render_batch_sizes=checks.int_list(render_batch_sizes, "--render-batch-sizes"))
     result = run_bench(cfg, progress=lambda msg: err_console.print(msg, markup=False, highlight=False))
     print_bench(result, console)
     if json_out is not None:

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from ehead_cli.errors import ConfigError
 from ehead_cli.geometry import axis_angle_to_matrix, euler_to_matrix, geodesic_angle, matrix_to_axis_angle
 from ehead_cli.layout import EXPR, JAW, ROT, TRANS
 from ehead_cli.model.flow import GROUP_WEIGHTS, endpoint, euler_sample, flow_loss, pose_smoothness, sample_path
@@ -36,9 +37,9 @@ def test_euler_constant_velocity_and_step_range():
     x0 = torch.zeros(2, 5, 3)
     out = euler_sample(lambda x, t: torch.ones_like(x), x0, 7)
     torch.testing.assert_close(out, torch.ones_like(x0))
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match=r"--steps must be in 1\.\.25, got 0"):  # a user error, not a bug
         euler_sample(lambda x, t: x, x0, 0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="got 26"):
         euler_sample(lambda x, t: x, x0, 26)
 
 

@@ -131,7 +131,7 @@ def test_states_length_mismatch_beyond_tolerance(tmp_path):
     s.write_text("start,end,state\n0,10,speak\n")
     with pytest.raises(InputError) as e:
         load_states(s, 100)
-    one_line(e, "s.csv", "ends at 10.00 s")
+    one_line(e, "s.csv", "ends at 10 s")
     with pytest.raises(InputError) as e:
         load_states(tmp_path / "none.csv", 10)
     one_line(e, "none.csv", "not found")
@@ -185,7 +185,7 @@ def test_motion_missing_key_and_junk(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(InputError) as e:
         load_motion(tmp_path / "junk.npz")
-    one_line(e, "junk.npz", "not a readable NPZ")
+    one_line(e, "junk.npz", "not an NPZ file")
     np.savez(tmp_path / "obj.npz", motion=np.array([object()]), shape=np.zeros(300), states=np.ones(1), fps=25)
     with pytest.raises(InputError) as e:  # object arrays would need unpickling: refused
         load_motion(tmp_path / "obj.npz")
@@ -228,3 +228,54 @@ def test_checkpoint_bad_folders(tmp_path):
     with pytest.raises(InputError) as e:
         load_checkpoint(tmp_path / "ck")
     one_line(e, "model.safetensors", "unreadable")
+
+
+# --- the first-day defects (issue: messages a newcomer met) ----------------------------------------
+def test_messages_state_the_real_durations(tmp_path):
+    s = tmp_path / "s.csv"
+    s.write_text("start,end,state\n0,9,speak\n")
+    with pytest.raises(InputError) as e:  # 0.1 s of audio is 3 frames, but it lasts 0.1 s, not 0.12 s
+        load_states(s, 3, audio_seconds=0.1)
+    one_line(e, "s.csv", "the audio lasts 0.1 s;")
+    f = tmp_path / "f.csv"
+    f.write_text("frame,state\n" + "".join(f"{i},speak\n" for i in range(300)))
+    with pytest.raises(InputError) as e:
+        load_states(f, 210, audio_seconds=8.375)
+    one_line(e, "f.csv", "cover 300 frames (12 s) but the audio lasts 8.375 s (210 frames)")
+
+
+def test_a_non_utf8_states_file_names_its_line(tmp_path):
+    p = tmp_path / "latin1.csv"
+    p.write_bytes("frame,state\n0,speak\n1,écouter\n".encode("latin-1"))
+    with pytest.raises(InputError) as e:
+        load_states(p, 2)
+    one_line(e, "latin1.csv:3:", "not UTF-8")
+
+
+def test_folders_given_as_files_are_named_as_folders(tmp_path):
+    from ehead_cli.io.audio import load_audio
+
+    with pytest.raises(InputError) as e:
+        load_audio(tmp_path)
+    one_line(e, "is a folder, not an audio file")
+    with pytest.raises(InputError) as e:
+        load_states(tmp_path, 10)
+    one_line(e, "is a folder, not a states file")
+    with pytest.raises(InputError) as e:
+        load_motion(tmp_path)
+    one_line(e, "is a folder")
+
+
+def test_unsafe_loading_is_never_suggested(tmp_path):
+    p = tmp_path / "states.csv"
+    p.write_text("frame,state\n0,speak\n")
+    np.save(tmp_path / "obj.npy", np.array([object()]), allow_pickle=True)
+    from ehead_cli.avatar.identity import Avatar
+
+    for call in (lambda: load_motion(p), lambda: load_motion(tmp_path / "obj.npz"),
+                 lambda: Avatar.load(tmp_path / "obj.npy")):
+        if not (tmp_path / "obj.npz").exists():
+            np.savez(tmp_path / "obj.npz", motion=np.array([object()]))
+        with pytest.raises(InputError) as e:
+            call()
+        assert "allow_pickle" not in str(e.value) and "pickle.load" not in str(e.value), str(e.value)

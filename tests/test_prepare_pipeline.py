@@ -163,8 +163,11 @@ def test_bad_flags_missing_assets_and_missing_extra_fail_before_any_work(videos,
         prepare([src], out, tracker="dlib", progress=False)
     with pytest.raises(ConfigError, match="--gagavatar-track"):
         prepare([src], out, tracker="gagavatar", progress=False)
-    with pytest.raises(InputError, match="no video files"):
+    with pytest.raises(InputError, match="nowhere: not found"):  # a path that does not exist is named as such
         run(tmp_path / "nowhere", tracks, out)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no video files"):  # an existing folder without videos
+        run(tmp_path / "empty", tracks, out)
     monkeypatch.delenv("EHEAD_TALKNET", raising=False)
     with pytest.raises(AssetError, match="--talknet"):
         prepare([src], out, states="talknet", tracker="gagavatar", gagavatar_track=tracks, progress=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ehead_cli.errors import InputError
-from ehead_cli.io.motionfile import load_motion
+from ehead_cli.io.motionfile import load_motion, read_arrays
 from ehead_cli.layout import N_SHAPE
 
 
@@ -32,21 +32,15 @@ class Avatar:
         """A shape file (.npy with (300,), or .npz with 'shape') or a motion NPZ (its shape and
         first frame become the reference)."""
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: avatar file not found (--avatar)")
-        try:
-            if path.suffix == ".npy":
-                shape = np.load(path, allow_pickle=False)
-                return cls(_check_shape(shape, path))
-            with np.load(path, allow_pickle=False) as z:
-                if "motion" not in z.files:
-                    if "shape" not in z.files:
-                        raise InputError(f"{path}: an avatar .npz needs a 'shape' array (or be a motion NPZ)")
-                    return cls(_check_shape(z["shape"], path))
-            m = load_motion(path)  # a motion NPZ, validated as one
-            return cls(m.shape, m.motion[0].copy())
-        except (OSError, ValueError) as err:
-            raise InputError(f"{path}: unreadable avatar file ({err})") from None
+        arrays = read_arrays(path, "avatar file (--avatar)")
+        if path.suffix == ".npy":
+            return cls(_check_shape(arrays["array"], path))
+        if "motion" not in arrays:
+            if "shape" not in arrays:
+                raise InputError(f"{path}: an avatar .npz needs a 'shape' array (or be a motion NPZ)")
+            return cls(_check_shape(arrays["shape"], path))
+        m = load_motion(path)  # a motion NPZ, validated as one
+        return cls(m.shape, m.motion[0].copy())
 
 
 def _check_shape(shape: np.ndarray, path: Path) -> np.ndarray:

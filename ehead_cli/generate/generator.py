@@ -32,14 +32,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ehead_cli import checks
 from ehead_cli.avatar.identity import Avatar
 from ehead_cli.devices import autocast_dtype, resolve_device
-from ehead_cli.errors import ConfigError, InputError
+from ehead_cli.errors import InputError
 from ehead_cli.io.motionfile import Motion
 from ehead_cli.layout import MOTION_DIM, MOTION_FPS, N_SHAPE_REF, n_frames_for
 from ehead_cli.model.checkpoint import load_checkpoint
 from ehead_cli.model.config import models_dir
-from ehead_cli.model.flow import euler_sample, time_grid
+from ehead_cli.model.flow import euler_sample
 from ehead_cli.model.network import EmbodiedHead
 from ehead_cli.model.stats import DEFAULT_MAGNITUDE
 from ehead_cli.model.windows import WindowBatch, initial_history, window_audio, window_states
@@ -81,15 +82,11 @@ class Generator:
     def __init__(self, model: EmbodiedHead, device: str | torch.device = "cpu", steps: int = DEFAULT_STEPS,
                  magnitude: tuple[float, float] = DEFAULT_MAGNITUDE, batch_size: int = 64,
                  dtype: torch.dtype | None = None):
-        time_grid(steps)  # validates the range
-        if len(magnitude) != 2 or not all(0.0 <= m <= 1.0 for m in magnitude):
-            raise ConfigError(f"--magnitude takes two values in [0, 1], got {tuple(magnitude)}")
-        if batch_size < 1:
-            raise ConfigError("--batch-size must be >= 1")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.cfg = model.cfg
-        self.steps, self.magnitude, self.batch_size = steps, tuple(float(m) for m in magnitude), batch_size
+        self.steps, self.magnitude = checks.steps(steps), checks.magnitude(magnitude)
+        self.batch_size = checks.positive(batch_size, "--batch-size")
         self.dtype = dtype or autocast_dtype(self.device)
         self.compiled = False
 
@@ -154,16 +151,14 @@ class Generator:
               magnitude: tuple[float, float] | None = None) -> Job:
         """Validate one clip's (N,) 16 kHz audio and (ceil(N / 640),) states and start its job: the
         reference frame and the padded history of its first window."""
-        audio = np.asarray(audio, np.float32).reshape(-1)
-        n = n_frames_for(len(audio))
-        states = np.asarray(states, np.int8).reshape(-1)
-        if len(states) != n:
-            raise InputError(f"states have {len(states)} frames but the audio has {n} (ceil(duration x 25))")
+        audio = checks.audio_array(audio)
+        states = checks.states_array(states, n_frames_for(len(audio)))
+        magnitude = self.magnitude if magnitude is None else checks.magnitude(magnitude)
         avatar = avatar or Avatar()
         ref = (torch.zeros(MOTION_DIM) if avatar.reference is None
                else self.model.stats.normalize(torch.as_tensor(avatar.reference, dtype=torch.float32)))
         hist, hist_states = initial_history(ref, self.cfg.history_frames)
-        return Job(audio, states, avatar, int(seed), tuple(magnitude or self.magnitude), n, ref, hist, hist_states)
+        return Job(audio, states, avatar, int(seed), magnitude, len(states), ref, hist, hist_states)
 
     def _noise(self, job: Job, k: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([job.seed, k]).generate_state(1)[0]))

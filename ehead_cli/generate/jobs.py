@@ -145,7 +145,7 @@ def load_job(job: FileJob) -> None:
     try:
         if job.audio is None:
             job.audio = load_audio(job.audio_path)
-            job.states = load_states(job.states_path, n_frames_for(len(job.audio)))
+            job.states = load_states(job.states_path, n_frames_for(len(job.audio)), len(job.audio) / SAMPLE_RATE)
         job.avatar = Avatar.load(job.avatar_path) if job.avatar_path else None
         job.out.parent.mkdir(parents=True, exist_ok=True)
         probe = job.out.parent / f".ehead-write-test-{job.out.name}"

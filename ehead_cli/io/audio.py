@@ -22,6 +22,8 @@ SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read ``path`` as (N,) float32 mono at ``sample_rate`` Hz (16 kHz by default)."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an audio file")
     if not path.is_file():
         raise InputError(f"{path}: audio file not found")
     if path.suffix.lower() in SOUNDFILE_SUFFIXES:

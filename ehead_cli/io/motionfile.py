@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ehead_cli.errors import InputError
+from ehead_cli.errors import InputError, first_line
 from ehead_cli.io.atomic import atomic_path
 from ehead_cli.layout import LISTEN, MOTION_DIM, MOTION_FPS, N_SHAPE, SPEAK
 
@@ -62,21 +62,39 @@ def save_motion(path: str | Path, m: Motion) -> None:
         np.savez_compressed(tmp, motion=m.motion, shape=m.shape, states=m.states, fps=np.float32(m.fps))
 
 
+def read_arrays(path: str | Path, what: str = "motion file") -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` (by name) or an ``.npy`` (as ``"array"``), never unpickling: a file
+    holding Python objects, or one that is not NumPy's format at all, is a one-line InputError."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a {what}")
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        if path.suffix == ".npy":
+            return {"array": np.load(path, allow_pickle=False)}
+        if not zipfile.is_zipfile(path):
+            raise InputError(f"{path}: not an NPZ file (NumPy's zip of arrays); expected a {what}")
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except InputError:
+        raise
+    except ValueError as err:
+        if "pickle" in str(err):  # object arrays: ehead never loads them (they can run code)
+            raise InputError(f"{path}: holds Python objects, not plain arrays; ehead does not load those") from None
+        raise InputError(f"{path}: not a readable NumPy file ({first_line(err)})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise InputError(f"{path}: not a readable NumPy file ({first_line(err)})") from None
+
+
 def load_motion(path: str | Path) -> Motion:
     """Read and validate a motion NPZ. Object arrays are refused (no unpickling)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: motion file not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in REQUIRED_KEYS if k not in z.files]
-            if missing:
-                raise InputError(f"{path}: missing key(s) {', '.join(missing)} (need {', '.join(REQUIRED_KEYS)})")
-            data = {k: z[k] for k in REQUIRED_KEYS}
-    except InputError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise InputError(f"{path}: not a readable NPZ file ({err})") from None
+    arrays = read_arrays(path)
+    missing = [k for k in REQUIRED_KEYS if k not in arrays]
+    if missing:
+        raise InputError(f"{path}: missing key(s) {', '.join(missing)} (need {', '.join(REQUIRED_KEYS)})")
+    data = {k: arrays[k] for k in REQUIRED_KEYS}
     for key, kinds in (("motion", "f"), ("shape", "f"), ("states", "iu"), ("fps", "fiu")):
         if data[key].dtype.kind not in kinds:
             raise InputError(f"{path}: '{key}' has dtype {data[key].dtype}, expected "

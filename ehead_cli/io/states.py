@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ehead_cli.checks import seconds
 from ehead_cli.errors import InputError
 from ehead_cli.layout import LENGTH_TOLERANCE_S, LISTEN, MOTION_FPS, SPEAK, tolerance_frames
 
@@ -60,12 +61,19 @@ def parse_state(value: str, where: str) -> int:
 def read_states(path: str | Path) -> StateTrack:
     """Parse a states CSV (either layout). Errors name ``path:line``."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: states file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a states file")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: unreadable states file ({err})") from None
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"{path}: unreadable states file ({err.strerror or err})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text (byte {raw[err.start]:#04x}); save the CSV as UTF-8") from None
     rows = [(i, row) for i, row in enumerate(csv.reader(text.splitlines()), start=1)
             if row and any(c.strip() for c in row) and not row[0].lstrip().startswith("#")]
     if not rows:
@@ -126,22 +134,23 @@ def _parse_segments(path: Path, body: list[tuple[int, list[str]]]) -> tuple[tupl
     return tuple((s, e, q) for s, e, q, _ in segs)
 
 
-def states_for_frames(track: StateTrack, n_frames: int) -> np.ndarray:
-    """(n_frames,) int8 states at 25 fps for audio of ``n_frames`` frames (see the length rule)."""
+def states_for_frames(track: StateTrack, n_frames: int, audio_seconds: float | None = None) -> np.ndarray:
+    """(n_frames,) int8 states at 25 fps for audio of ``n_frames`` frames (see the length rule);
+    ``audio_seconds``, the audio's exact duration, is what messages state (default: n_frames / 25)."""
     tol = tolerance_frames()
+    audio_s = seconds(n_frames / MOTION_FPS if audio_seconds is None else audio_seconds)
     if track.frames is not None:
         have = len(track.frames)
         if abs(have - n_frames) > tol:
-            raise InputError(f"{track.source}: states cover {have} frames ({have / MOTION_FPS:.2f} s) but the "
-                             f"audio has {n_frames} ({n_frames / MOTION_FPS:.2f} s); more than "
-                             f"{LENGTH_TOLERANCE_S} s apart")
+            raise InputError(f"{track.source}: states cover {have} frames ({seconds(have / MOTION_FPS)}) but the "
+                             f"audio lasts {audio_s} ({n_frames} frames); more than {LENGTH_TOLERANCE_S} s apart")
         if have >= n_frames:
             return track.frames[:n_frames].copy()
         return np.concatenate([track.frames, np.full(n_frames - have, track.frames[-1], np.int8)])
     end = track.duration
     if end > n_frames / MOTION_FPS + LENGTH_TOLERANCE_S:
-        raise InputError(f"{track.source}: a segment ends at {end:.2f} s but the audio lasts "
-                         f"{n_frames / MOTION_FPS:.2f} s; more than {LENGTH_TOLERANCE_S} s past its end")
+        raise InputError(f"{track.source}: a segment ends at {seconds(end)} but the audio lasts {audio_s}; more "
+                         f"than {LENGTH_TOLERANCE_S} s past its end")
     out = np.full(n_frames, LISTEN, np.int8)
     centres = (np.arange(n_frames) + 0.5) / MOTION_FPS
     for start, stop, q in track.segments:
@@ -149,9 +158,10 @@ def states_for_frames(track: StateTrack, n_frames: int) -> np.ndarray:
     return out
 
 
-def load_states(path: str | Path, n_frames: int) -> np.ndarray:
-    """Read ``path`` and return (n_frames,) int8 states in {+1, -1}."""
-    return states_for_frames(read_states(path), n_frames)
+def load_states(path: str | Path, n_frames: int, audio_seconds: float | None = None) -> np.ndarray:
+    """Read ``path`` and return (n_frames,) int8 states in {+1, -1} (``audio_seconds``: see
+    ``states_for_frames``)."""
+    return states_for_frames(read_states(path), n_frames, audio_seconds)
 
 
 def states_to_segments(states: np.ndarray) -> list[tuple[float, float, int]]:

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import torch
 
+from ehead_cli.checks import steps as check_steps
 from ehead_cli.layout import GROUPS, ROT, TRANS
 
 # Stage-I weights (supplementary B.1), in the order of the layout's loss groups
 GROUP_WEIGHTS: dict[str, float] = dict(zip(GROUPS, (0.6, 0.1, 0.1, 0.1, 0.1), strict=True))
 SMOOTH_WEIGHT = 0.1
 LOSS_TERMS = ("loss", *GROUPS, "smooth")  # what ``flow_loss`` returns, the total first
-MAX_STEPS = 25  # the paper's ablation goes from 1 to 25 Euler steps
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -109,8 +109,7 @@ def flow_loss(v: torch.Tensor, path: PathSample, weights: dict[str, float] | Non
 
 def time_grid(steps: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """Uniform Euler grid 0 = t_0 < ... < t_N = 1, (N + 1,)."""
-    if not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"steps must be in 1..{MAX_STEPS}, got {steps}")
+    check_steps(steps)
     return torch.linspace(0.0, 1.0, steps + 1, device=device, dtype=dtype)
 
 

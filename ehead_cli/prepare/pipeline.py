@@ -120,6 +120,9 @@ def find_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[P
         else:
             missing.append(p)
     unique = list(dict.fromkeys(q.resolve() for q in found))
+    if not unique and missing and len(missing) == len(inputs):
+        raise InputError(f"{missing[0]}: not found" + (f" (nor {len(missing) - 1} other input(s))"
+                                                       if len(missing) > 1 else ""))
     if not unique:
         raise InputError(f"no video files in {', '.join(str(i) for i in inputs) or 'the arguments'} "
                          f"(VIDEO_OR_FOLDER; looked for {', '.join(MEDIA_SUFFIXES)})")
