@@ -16,12 +16,15 @@ from ehead_cli.errors import AssetError
 
 @dataclass(frozen=True)
 class Asset:
+    """``flag`` is accepted by each of ``commands`` (a test holds the CLI to this list)."""
+
     key: str
     what: str
     flag: str
     env: str
     licence: str
     used_for: str
+    commands: tuple[str, ...]
 
     def configured(self) -> str | None:
         return os.environ.get(self.env) or None
@@ -30,21 +33,22 @@ class Asset:
 ASSETS: dict[str, Asset] = {a.key: a for a in [
     Asset("flame", "FLAME 2020/2023 head model (generic_model.pkl / flame2023.pkl, or a folder)", "--flame",
           "EHEAD_FLAME", "FLAME licence: register and download at flame.is.tue.mpg.de; not redistributable",
-          "face model for rendering, metrics and tracking"),
+          "face model for rendering, metrics and tracking", ("generate", "render", "eval", "prepare")),
     Asset("flame_landmarks", "FLAME 68-point landmark embedding (DECA landmark_embedding.npy)", "--flame-landmarks",
           "EHEAD_FLAME_LANDMARKS", "ships with DECA/EMOCA assets under the FLAME licence",
-          "MOD metric and landmark tracking on FLAME"),
+          "MOD metric and landmark tracking on FLAME", ("eval", "prepare")),
     Asset("flame_masks", "FLAME vertex masks (FLAME_masks.pkl)", "--flame-masks", "EHEAD_FLAME_MASKS",
-          "FLAME licence (download page of FLAME)", "LVE / FDD regions on FLAME"),
+          "FLAME licence (download page of FLAME)", "LVE / FDD regions on FLAME", ("eval",)),
     Asset("hubert", "mHuBERT-147 (or any HuBERT-base model) as a transformers folder", "--audio-encoder",
           "EHEAD_HUBERT", "CC BY-NC-SA 4.0 (utter-project/mHuBERT-147); download it yourself",
-          "the paper preset's frozen audio encoder"),
+          "the paper preset's frozen audio encoder", ("train", "generate")),
     Asset("talknet", "TalkNet-ASD checkpoint pretrain_TalkSet.model", "--talknet", "EHEAD_TALKNET",
-          "MIT code; weights from the TalkNet-ASD release", "listening/speaking labels in `ehead prepare`"),
+          "MIT code; weights from the TalkNet-ASD release", "listening/speaking labels in `ehead prepare`",
+          ("prepare",)),
     Asset("vgg", "VGG16 backbone weights (torchvision layout state dict)", "--vgg", "EHEAD_VGG",
-          "BSD (torchvision) / CC BY 4.0 (VGG)", "LPIPS metric and perceptual loss"),
+          "BSD (torchvision) / CC BY 4.0 (VGG)", "LPIPS metric", ("eval",)),
     Asset("lpips", "LPIPS v0.1 linear layers for VGG (vgg.pth of the lpips package)", "--lpips", "EHEAD_LPIPS",
-          "BSD-2 (richzhang/PerceptualSimilarity)", "LPIPS metric"),
+          "BSD-2 (richzhang/PerceptualSimilarity)", "LPIPS metric", ("eval",)),
 ]}
 
 

@@ -39,6 +39,9 @@ Steps = Annotated[int, typer.Option(help=f"Euler sampling steps, 1-{checks.MAX_S
 Size = Annotated[int, typer.Option(help="Video size in pixels (square, even, >= 16).",
                                    callback=lambda v: checks.size(v))]
 
+FlameLandmarks = Annotated[str | None, typer.Option(
+    help="FLAME's 68-point landmark embedding, DECA's landmark_embedding.npy (or EHEAD_FLAME_LANDMARKS).")]
+
 
 def set_threads(threads: int | None) -> int:
     """Apply --threads (torch is imported here, not when the CLI starts: --help stays fast)."""
@@ -90,7 +93,7 @@ def info(
         table.add_column(col)
     for a in assets:
         status = "not set" if not a["configured"] else ("found" if a["found"] else f"MISSING: {a['configured']}")
-        table.add_row(a["asset"], a["env"], a["flag"], status, a["used_for"])
+        table.add_row(a["asset"], a["env"], f"{a['flag']} ({', '.join(a['commands'])})", status, a["used_for"])
     console.print(table)
     console.print(f"ehead {env['ehead']}, torch {env['torch']}, python {env['python']}, "
                   f"cuda: {env['cuda_device'] or 'not available'}, threads: {env['threads']}; generate and train "
@@ -272,6 +275,13 @@ def eval_(
     speaker: Annotated[Path | None, typer.Option(help="Folder of the speaker's motion NPZ files (for P-FD).")]
     = None,
     flame: Annotated[str | None, typer.Option(help="Evaluate on FLAME vertices (or EHEAD_FLAME).")] = None,
+    flame_landmarks: FlameLandmarks = None,
+    flame_masks: Annotated[str | None, typer.Option(
+        help="FLAME_masks.pkl: the lip and upper-face regions of LVE / FDD on FLAME (or EHEAD_FLAME_MASKS).")]
+    = None,
+    vgg: Annotated[str | None, typer.Option(help="VGG16 weights, torchvision layout, for LPIPS (or EHEAD_VGG).")]
+    = None,
+    lpips: Annotated[str | None, typer.Option(help="LPIPS v0.1 vgg.pth linear layers (or EHEAD_LPIPS).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
     threads: Threads = None,
 ) -> None:
@@ -284,9 +294,16 @@ def eval_(
         raise ConfigError("--pred-video and --gt-video go together")
     set_threads(threads)
     dev = resolve_device(device)
+    lpips_model = None
+    if vgg or lpips:
+        from ehead_cli.assets import resolve
+        from ehead_cli.metrics.image import load_lpips
+
+        lpips_model = load_lpips(resolve("vgg", vgg), resolve("lpips", lpips))
     report = ev.evaluate(pred, gt, metrics, convention=convention, out_dir=out, baseline=baseline, split=split,
                          image_dirs=(pred_video, gt_video) if pred_video else None, speaker_dir=speaker,
-                         face=load_face_model(flame, device=dev), device=dev,
+                         face=load_face_model(flame, device=dev, landmarks=flame_landmarks, masks=flame_masks),
+                         device=dev, lpips_model=lpips_model,
                          progress=lambda line: err_console.print(line, markup=False, highlight=False))
     ev.print_report(report, console)
     raise typer.Exit(report.exit_code)
@@ -307,6 +324,7 @@ def prepare(
     workers: Annotated[int, typer.Option(help="Files prepared in parallel.",
                                          callback=lambda v: checks.positive(v, "--workers"))] = 1,
     flame: Annotated[Path | None, typer.Option(help="Track with FLAME (or EHEAD_FLAME).")] = None,
+    flame_landmarks: FlameLandmarks = None,
     threads: Threads = None,
 ) -> None:
     """Talking-face videos -> training clips with listening/speaking states and face tracks."""
@@ -314,7 +332,7 @@ def prepare(
 
     set_threads(threads)
     report = run_prepare(inputs, out, states=states, tracker=tracker, workers=workers, talknet=talknet,
-                         gagavatar_track=gagavatar_track, flame=flame)
+                         gagavatar_track=gagavatar_track, flame=flame, flame_landmarks=flame_landmarks)
     console.print(f"{len(report.done)} prepared, {len(report.skipped)} already done, "
                   f"{len(report.failed)} failed -> {out / 'manifest.csv'}")
     if not report.ok:

@@ -52,7 +52,7 @@ def asset_status() -> list[dict[str, Any]]:
     out = []
     for a in ASSETS.values():
         value = a.configured()
-        out.append({"asset": a.key, "env": a.env, "flag": a.flag, "configured": value,
+        out.append({"asset": a.key, "env": a.env, "flag": a.flag, "commands": list(a.commands), "configured": value,
                     "found": bool(value) and os.path.exists(value), "used_for": a.used_for, "licence": a.licence})
     return out
 

@@ -46,3 +46,23 @@ def test_user_errors_are_one_line_without_traceback():
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
     assert "--preset" in r.stderr and "paper" in r.stderr
+
+
+def test_every_asset_flag_exists_on_the_commands_that_use_it():
+    import re
+    from pathlib import Path
+
+    import typer
+
+    from ehead_cli.assets import ASSETS
+    from ehead_cli.cli import app
+
+    commands = typer.main.get_command(app).commands
+    for a in ASSETS.values():
+        for name in a.commands:
+            options = {o for p in commands[name].params for o in p.opts}
+            assert a.flag in options, f"ehead {name} does not take {a.flag}"
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("## Assets you bring"):]
+    listed = set(re.findall(r"^\| [^|]+ \| `(--[a-z-]+)` \|", table, re.M))
+    assert listed == {a.flag for a in ASSETS.values()}, listed

@@ -250,6 +250,24 @@ def test_env_variables_locate_the_files(tmp_path, fake_chumpy, monkeypatch):
         load_flame()
 
 
+def test_flags_locate_the_files_before_the_variables(tmp_path, fake_chumpy, monkeypatch):
+    from ehead_cli.errors import ConfigError
+    from ehead_cli.face.loading import load_face_model
+
+    folder = _write_flame_folder(tmp_path / "a", _arrays(), fake_chumpy, monkeypatch)
+    other = tmp_path / "b"
+    other.mkdir()
+    (folder / "landmark_embedding.npy").rename(other / "lmk.npy")
+    (folder / "FLAME_masks.pkl").rename(other / "masks.pkl")
+    monkeypatch.setenv(ENV_FLAME_LANDMARKS, str(tmp_path / "not-this.npy"))  # the flag wins over it
+    model = load_face_model(folder, landmarks=other / "lmk.npy", masks=other / "masks.pkl")
+    assert model.lmk_faces is not None and model.mask("lips").numel() == 3
+    with pytest.raises(AssetError, match="from --flame-masks"):
+        load_flame(folder, other / "lmk.npy", tmp_path / "gone.pkl")
+    with pytest.raises(ConfigError, match="--flame-landmarks is for FLAME: pass --flame"):
+        load_face_model(None, landmarks=other / "lmk.npy")
+
+
 def test_missing_model_names_flag_and_env(tmp_path):
     for arg in (None, tmp_path / "nope.pkl", tmp_path):
         with pytest.raises(AssetError) as err:

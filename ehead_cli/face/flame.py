@@ -67,8 +67,11 @@ class FlamePaths:
     masks: Path | None
 
 
-def resolve_flame_paths(flame: str | Path | None = None) -> FlamePaths:
-    """Find the model and the optional landmark/mask files from ``flame`` or ``EHEAD_FLAME``."""
+def resolve_flame_paths(flame: str | Path | None = None, landmarks: str | Path | None = None,
+                        masks: str | Path | None = None) -> FlamePaths:
+    """Find the model and the optional landmark/mask files from ``flame`` or ``EHEAD_FLAME``;
+    ``landmarks`` / ``masks`` (``--flame-landmarks`` / ``--flame-masks``) override their variables and
+    the files next to the model."""
     origin = "--flame"
     if flame is None or str(flame) == "":
         flame, origin = os.environ.get(ENV_FLAME, ""), ENV_FLAME
@@ -87,17 +90,19 @@ def resolve_flame_paths(flame: str | Path | None = None) -> FlamePaths:
                          f"{ENV_FLAME} to the FLAME model file or its folder")
     if path.suffix.lower() not in (".pkl", ".npz"):
         raise AssetError(f"{path}: a FLAME model must be a .pkl or .npz file (from {origin})")
-    return FlamePaths(path, _optional(path.parent, LANDMARKS_FILENAME, ENV_FLAME_LANDMARKS),
-                      _optional(path.parent, MASKS_FILENAME, ENV_FLAME_MASKS))
+    return FlamePaths(path, _optional(path.parent, LANDMARKS_FILENAME, ENV_FLAME_LANDMARKS, landmarks,
+                                      "--flame-landmarks"),
+                      _optional(path.parent, MASKS_FILENAME, ENV_FLAME_MASKS, masks, "--flame-masks"))
 
 
-def _optional(folder: Path, filename: str, env: str) -> Path | None:
-    """``env`` when set (it must exist), else ``folder/filename`` when present, else None."""
-    override = os.environ.get(env, "")
+def _optional(folder: Path, filename: str, env: str, value: str | Path | None, flag: str) -> Path | None:
+    """The flag's ``value``, else ``env`` when set (either must exist), else ``folder/filename`` when
+    present, else None."""
+    override, origin = (str(value), flag) if value not in (None, "") else (os.environ.get(env, ""), env)
     if override:
         path = Path(override).expanduser()
         if not path.is_file():
-            raise AssetError(f"{path}: not found (from {env})")
+            raise AssetError(f"{path}: not found (from {origin})")
         return path
     path = folder / filename
     return path if path.is_file() else None
@@ -315,10 +320,11 @@ class FlameModel(FaceModel):
         return verts + motion[:, None, TRANS]
 
 
-def load_flame(flame: str | Path | None = None) -> FlameModel:
+def load_flame(flame: str | Path | None = None, landmarks: str | Path | None = None,
+               masks: str | Path | None = None) -> FlameModel:
     """Load FLAME from ``flame`` (file or folder) or ``EHEAD_FLAME``, with landmarks and masks
-    when they are found (see the module docstring)."""
-    paths = resolve_flame_paths(flame)
+    when they are found (see the module docstring and ``resolve_flame_paths``)."""
+    paths = resolve_flame_paths(flame, landmarks, masks)
     arrays = read_flame_arrays(paths.model)
     landmarks = read_landmark_embedding(paths.landmarks) if paths.landmarks else None
     masks = read_flame_masks(paths.masks) if paths.masks else None

@@ -71,7 +71,8 @@ class PrepareOptions:
     states: "vad" or "talknet"; tracker: "landmarks" or "gagavatar"; talknet: TalkNet-ASD
     weights (or EHEAD_TALKNET); gagavatar_track: folder of GAGAvatar tracker outputs, one
     sub-folder per video stem; flame: FLAME model (or EHEAD_FLAME; the built-in head otherwise);
-    fov_deg: the landmark tracker's camera field of view (degrees).
+    fov_deg: the landmark tracker's camera field of view (degrees); flame_landmarks: FLAME's 68-point
+    landmark embedding (or EHEAD_FLAME_LANDMARKS, or the file next to the model) for tracking on FLAME.
     """
 
     states: str = "vad"
@@ -80,6 +81,7 @@ class PrepareOptions:
     gagavatar_track: str | None = None
     flame: str | None = None
     fov_deg: float | None = None
+    flame_landmarks: str | None = None
 
     def settings(self) -> dict:
         """The options that decide a clip's content (asset paths excluded: moving a file changes nothing)."""
@@ -185,7 +187,7 @@ class _Models:
 
 def _face(options: PrepareOptions):
     if _Models.face is None:
-        _Models.face = load_face_model(options.flame)
+        _Models.face = load_face_model(options.flame, landmarks=options.flame_landmarks)
     return _Models.face
 
 
@@ -365,14 +367,16 @@ def prepare(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, sta
             tracker: str = "landmarks", workers: int = 1, talknet: str | os.PathLike | None = None,
             gagavatar_track: str | os.PathLike | None = None, flame: str | os.PathLike | None = None,
             fov_deg: float | None = None, progress: bool = True,
-            on_result: Callable[[str, str, str | None], None] | None = None) -> PrepareReport:
+            on_result: Callable[[str, str, str | None], None] | None = None,
+            flame_landmarks: str | os.PathLike | None = None) -> PrepareReport:
     """Prepare every video in ``inputs`` (files or folders) into the dataset folder ``out_dir``.
 
     Returns a report; the caller decides the exit status (``report.ok``). Raises ConfigError,
     AssetError or InputError (one line) before any work when a flag, asset or extra is wrong.
     ``on_result(clip_id, status, message)`` is called per file with status done/skipped/failed.
     """
-    options = PrepareOptions(states, tracker, _str(talknet), _str(gagavatar_track), _str(flame), fov_deg)
+    options = PrepareOptions(states, tracker, _str(talknet), _str(gagavatar_track), _str(flame), fov_deg,
+                             _str(flame_landmarks))
     check_options(options)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
