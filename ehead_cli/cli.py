@@ -13,13 +13,33 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 
 from ehead_cli import checks
 from ehead_cli.errors import ConfigError, EheadError, InputError
 
+
+class _Commands(typer.core.TyperGroup):
+    """The command group: Ctrl-C or SIGTERM during a command ends it with one line saying what was
+    kept (the command sets ``interrupted_note``) instead of click's bare "Aborted!"."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as err:
+            from ehead_cli.io.atomic import Terminated
+
+            what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+            note = interrupted_note() if interrupted_note else "nothing half-written was left behind"
+            if note:  # None: the library already said what it kept (training saves its state)
+                err_console.print(f"{what}: {note}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(143 if isinstance(err, Terminated) else 130) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="ehead",
     help="EmbodiedHead: a listening-and-speaking 3D head avatar for conversational agents.",
     no_args_is_help=True,
@@ -29,6 +49,12 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+interrupted_note = None  # a command's () -> str | None: what an interruption leaves behind (see _Commands)
+
+
+def _note_interruption(note) -> None:
+    global interrupted_note
+    interrupted_note = note
 
 # --- options several commands share: one definition and one check each (ehead_cli.checks) ----------
 Threads = Annotated[int | None, typer.Option(
@@ -127,6 +153,7 @@ def train(
     if resume is None and (data is None or out is None):
         raise ConfigError("ehead train needs --data DIR and --out RUN_DIR (or --resume RUN_DIR)")
     set_threads(threads)
+    _note_interruption(lambda: None)  # the training loop says where the state is saved
     overrides = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "workers": workers,
                  "compile": True if compile else None}
     if resume is not None:
@@ -198,8 +225,17 @@ def generate(
         from ehead_cli.render import Renderer
 
         renderer = Renderer(load_face_model(flame, device=gen.device), size=size)
+    _note_interruption(lambda: _kept(job_list))
     jobs_lib.run_jobs(gen, job_list, seed=seed, renderer=renderer, video=video, console=err_console)
     _summary(job_list)
+
+
+def _kept(job_list) -> str:
+    files = [p for j in job_list for p in j.outputs]
+    if not files:
+        return "no output was finished; nothing half-written was left behind"
+    names = ", ".join(p.name for p in files[:6]) + (f" and {len(files) - 6} more" if len(files) > 6 else "")
+    return f"kept {len(files)} finished file(s) ({names}); nothing half-written was left behind"
 
 
 def _summary(job_list) -> None:
@@ -390,7 +426,16 @@ def bench(
         console.print(f"wrote {write_json(result, json_out)}")
 
 
+def _terminate(signum, frame) -> None:
+    from ehead_cli.io.atomic import Terminated
+
+    raise Terminated()
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)  # clean up like Ctrl-C: temporaries removed, state saved
     try:
         app()
     except EheadError as err:

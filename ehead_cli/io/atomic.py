@@ -1,10 +1,17 @@
-"""Atomic writes: every output file appears whole or not at all."""
+"""Atomic writes: every output file appears whole or not at all.
+
+A file is written to a hidden temporary in its destination folder (``.<stem>.ehead-<pid>-XXXX.tmp<suffix>``)
+and renamed into place when complete. On an exception, Ctrl-C or SIGTERM (which the CLI turns into
+an exception, ``Terminated``) the temporary is removed. What only SIGKILL or a power cut can leave
+behind, the next write into that folder removes: a temporary of this pattern whose process is gone.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +31,45 @@ def make_shareable(path: Path, mode: int = 0o666) -> None:
     os.chmod(path, mode & ~umask)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so every clean-up (temporaries, training state)
+    runs; the CLI installs the handler."""
+
+
+_TEMP_PREFIX = "ehead-"
+_TEMP = re.compile(r"^\..+\.ehead-(\d+)-[^.]+\.tmp")
+_cleaned: set[Path] = set()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporaries of writers that died (their process is gone) from ``folder``, once per
+    folder and process; returns what was removed."""
+    folder = Path(folder)
+    if folder in _cleaned or not folder.is_dir():
+        return []
+    _cleaned.add(folder)
+    removed = []
+    for p in folder.iterdir():
+        m = _TEMP.match(p.name)
+        if m and not _alive(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+                removed.append(p)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, flag: str = "--out") -> Iterator[Path]:
     """Yield a temp path in the destination folder; on success it is renamed onto ``path``.
@@ -36,7 +82,9 @@ def atomic_path(path: str | Path, flag: str = "--out") -> Iterator[Path]:
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=folder)
+        remove_stale_temporaries(folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{_TEMP_PREFIX}{os.getpid()}-", suffix=f".tmp{path.suffix}",
+                                   dir=folder)
     except OSError as err:
         raise _unwritable(folder, err, flag) from None
     os.close(fd)
@@ -58,7 +106,9 @@ def atomic_dir(path: str | Path, flag: str = "--out") -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        remove_stale_temporaries(path.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_TEMP_PREFIX}{os.getpid()}-", suffix=".tmp",
+                                    dir=path.parent))
     except OSError as err:
         raise _unwritable(path.parent, err, flag) from None
     make_shareable(tmp, 0o777)
