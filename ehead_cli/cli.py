@@ -369,8 +369,9 @@ def prepare(
     set_threads(threads)
     report = run_prepare(inputs, out, states=states, tracker=tracker, workers=workers, talknet=talknet,
                          gagavatar_track=gagavatar_track, flame=flame, flame_landmarks=flame_landmarks)
+    where = out / "manifest.csv" if report.manifest is not None and len(report.manifest) else "no clip finished, no manifest"
     console.print(f"{len(report.done)} prepared, {len(report.skipped)} already done, "
-                  f"{len(report.failed)} failed -> {out / 'manifest.csv'}")
+                  f"{len(report.failed)} failed -> {where}")
     if not report.ok:
         raise typer.Exit(1)
 

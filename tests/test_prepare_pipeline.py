@@ -222,3 +222,30 @@ def test_talknet_states_from_a_rendered_face(tmp_path):
     motion_out = load_motion(tmp_path / "out" / "clips" / "head.npz")
     states, _ = scores_to_states(scores["talknet_logit"].to_numpy(), logits=True)
     np.testing.assert_array_equal(motion_out.states, states)
+
+
+def test_problems_go_to_stderr_and_a_failed_run_leaves_no_manifest(videos, tmp_path, capsys):
+    src, tracks = videos
+    out = tmp_path / "only-bad"
+    report = prepare([src / "broken.mp4", src / "mute.mkv"], out, tracker="gagavatar", gagavatar_track=tracks,
+                     progress=True)
+    assert not report.ok and len(report.failed) == 2
+    captured = capsys.readouterr()
+    assert "broken.mp4" in captured.err and "mute.mkv" in captured.err and "broken.mp4" not in captured.out
+    assert not (out / "manifest.csv").exists()  # a header-only manifest would look like a dataset
+
+
+def test_a_clip_far_shorter_than_declared_or_than_a_second_is_warned_about(tmp_path):
+    from fractions import Fraction
+
+    from ehead_cli.prepare.ingest import IngestedAudio, MediaProbe, duration_warnings
+
+    def probe(declared):
+        return MediaProbe(tmp_path / "v.mp4", 64, 64, 25.0, 0.0, 0.6, 0.0, declared)
+
+    short = IngestedAudio(np.zeros(int(0.6 * SAMPLE_RATE), np.float32), Fraction(0), 15)
+    warned = duration_warnings(probe(3.0), short, 1.0)
+    assert len(warned) == 2 and "decoded 0.60 s of the 3.00 s the file declares" in warned[0]
+    assert "only 0.60 s long" in warned[1]
+    whole = IngestedAudio(np.zeros(3 * SAMPLE_RATE, np.float32), Fraction(0), 75)
+    assert duration_warnings(probe(3.02), whole, 1.0) == [] and duration_warnings(probe(None), whole, 1.0) == []

@@ -47,6 +47,7 @@ class MediaProbe:
     video_start: float
     video_duration: float | None
     audio_start: float
+    declared_duration: float | None = None  # what the container's header says, when it says
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,9 @@ def probe_media(path: str | Path) -> MediaProbe:
         if duration is None and v.duration is not None and v.time_base:
             duration = float(v.duration * v.time_base)
         rate = float(v.average_rate) if v.average_rate else None
+        declared = container.duration / 1_000_000 if container.duration else None  # AV_TIME_BASE (us)
         return MediaProbe(path, int(v.codec_context.width), int(v.codec_context.height), rate,
-                          float(_start(v)), duration, float(_start(a)))
+                          float(_start(v)), duration, float(_start(a)), declared)
 
 
 def _packet_span(container, stream, path: Path) -> float | None:
@@ -207,6 +209,20 @@ def _decoded_frames(path: Path, rgb: bool) -> Iterator[tuple[Fraction, np.ndarra
             raise
         except Exception as err:
             raise InputError(f"{path}: broken video stream ({type(err).__name__}: {first_line(err)})") from None
+
+
+def duration_warnings(probe: MediaProbe, audio: IngestedAudio, min_seconds: float) -> list[str]:
+    """Why a decoded clip may not be what the user meant: far shorter than its container declares (a
+    truncated or damaged file), or shorter than ``min_seconds``, the least a training clip needs."""
+    out = []
+    declared = probe.declared_duration
+    if declared and audio.duration < declared - max(MAX_AV_GAP_S, 0.1 * declared):
+        out.append(f"{probe.path}: decoded {audio.duration:.2f} s of the {declared:.2f} s the file declares "
+                   "(truncated or damaged?)")
+    if audio.duration < min_seconds:
+        out.append(f"{probe.path}: only {audio.duration:.2f} s long; training leaves clips under {min_seconds:g} s "
+                   "out (truncated?)")
+    return out
 
 
 def check_coverage(probe: MediaProbe, audio: IngestedAudio) -> None:

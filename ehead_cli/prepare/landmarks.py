@@ -21,7 +21,11 @@ Coordinates are pixels: x to the right, y down, pixel (i, j) covering [i, i+1) x
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import os
+import sys
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,10 +82,39 @@ class FaceLandmarks:
         return int(self.points.shape[0])
 
 
+@contextlib.contextmanager
+def quiet_native_logs() -> Iterator[None]:
+    """Silence what MediaPipe's C++ side (glog, absl, TFLite's "Created TensorFlow Lite XNNPACK
+    delegate", "Feedback manager requires ...") writes straight to file descriptor 2, also from its
+    graph threads, for as long as the block runs; Python's ``sys.stderr`` (errors, warnings, the
+    progress bar) keeps writing to the real stderr meanwhile."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    python_stderr = sys.stderr
+    real = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(python_stderr, "encoding", None) or "utf-8",
+                     errors="backslashreplace")
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        sys.stderr = real
+        yield
+    finally:
+        sys.stderr = python_stderr
+        real.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        real.close()
+
+
 def require_mediapipe():
     """Import MediaPipe's Face Mesh solution or raise the one-line AssetError naming the extra."""
+    # protobuf's deprecation notice, raised from MediaPipe's own calls on every frame: nothing a user can act on
+    warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated", category=UserWarning)
     try:
-        from mediapipe.python.solutions import face_mesh
+        with quiet_native_logs():
+            from mediapipe.python.solutions import face_mesh
     except ImportError:
         raise AssetError(MISSING_EXTRA) from None
     return face_mesh
@@ -102,9 +135,15 @@ class LandmarkDetector:
 
     def __init__(self) -> None:
         face_mesh = require_mediapipe()
-        self._mesh = face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=True,
-                                        min_detection_confidence=MIN_DETECTION_CONFIDENCE,
-                                        min_tracking_confidence=MIN_TRACKING_CONFIDENCE)
+        self._quiet = quiet_native_logs()  # for the detector's lifetime: its graph threads log late
+        self._quiet.__enter__()
+        try:
+            self._mesh = face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+                                            min_detection_confidence=MIN_DETECTION_CONFIDENCE,
+                                            min_tracking_confidence=MIN_TRACKING_CONFIDENCE)
+        except BaseException:
+            self._quiet.__exit__(None, None, None)
+            raise
 
     def __enter__(self) -> LandmarkDetector:
         return self
@@ -113,7 +152,10 @@ class LandmarkDetector:
         self.close()
 
     def close(self) -> None:
-        self._mesh.close()
+        try:
+            self._mesh.close()
+        finally:
+            self._quiet.__exit__(None, None, None)
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         frame = np.ascontiguousarray(frame)

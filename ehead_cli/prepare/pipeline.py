@@ -43,7 +43,7 @@ from ehead_cli.errors import ConfigError, EheadError, InputError, first_line
 from ehead_cli.face.flame import FlameModel
 from ehead_cli.face.loading import flame_configured, load_face_model
 from ehead_cli.io.atomic import atomic_path
-from ehead_cli.io.dataset import clip_id_for, split_for
+from ehead_cli.io.dataset import MANIFEST, MIN_CLIP_FRAMES, clip_id_for, split_for
 from ehead_cli.io.dataset import clips_dir as dataset_clips_dir
 from ehead_cli.io.dataset import write_manifest as write_manifest_file
 from ehead_cli.io.motionfile import Motion, save_motion
@@ -208,6 +208,7 @@ def prepare_clip(source: Path, clip_id: str, clips_dir: Path, options: PrepareOp
     probe = ingest.probe_media(source)
     audio = ingest.load_clip_audio(source)
     ingest.check_coverage(probe, audio)
+    warnings = ingest.duration_warnings(probe, audio, MIN_CLIP_FRAMES / MOTION_FPS)
     T = audio.n_frames
     face = _face(options)
     landmarks = None
@@ -256,6 +257,7 @@ def prepare_clip(source: Path, clip_id: str, clips_dir: Path, options: PrepareOp
         "width": probe.width,
         "height": probe.height,
         **summary,
+        "warnings": warnings,
     }
     with atomic_path(files["info"]) as tmp:  # last: its presence marks the clip finished
         tmp.write_text(json.dumps(info, indent=1))
@@ -312,8 +314,11 @@ def write_manifest(out_dir: Path) -> pd.DataFrame:
             continue
         if all(p.is_file() for p in clip_files(clips_dir, path.stem).values()):
             rows.append(manifest_row(info))
-    manifest = pd.DataFrame(rows, columns=None if rows else ["id", "split", "duration", "n_frames"])
-    write_manifest_file(out_dir, manifest)
+    manifest = pd.DataFrame(rows)
+    if rows:
+        write_manifest_file(out_dir, manifest)
+    else:  # no finished clip: no manifest (a header-only one would look like a dataset)
+        (out_dir / MANIFEST).unlink(missing_ok=True)
     return manifest
 
 
@@ -354,9 +359,12 @@ def _load_models(options: PrepareOptions) -> None:
 
 def _run_one(source: Path, clip_id: str, clips_dir: Path, options: PrepareOptions, single: bool) \
         -> tuple[str, dict | None, str | None]:
-    """(clip id, manifest row or None, one-line failure or None); never raises for a bad file."""
+    """(clip id, manifest row or None, one-line failure or None); never raises for a bad file. The
+    clip's warnings are in the row under "warnings"."""
     try:
-        return clip_id, prepare_clip(source, clip_id, clips_dir, options, single), None
+        row = prepare_clip(source, clip_id, clips_dir, options, single)
+        row["warnings"] = _read_json(clips_dir / f"{clip_id}.json").get("warnings", [])
+        return clip_id, row, None
     except EheadError as err:
         return clip_id, None, str(err)
     except Exception as err:  # a decoder or numeric failure on one file must not stop the batch
@@ -413,9 +421,9 @@ def prepare(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, sta
         if todo and workers == 1:
             _load_models(options)
             for s in todo:
-                clip_id, _, err = _run_one(s, ids[s], clips_dir, options, single)
+                clip_id, row, err = _run_one(s, ids[s], clips_dir, options, single)
                 record(clip_id, "failed" if err else "done", err)
-                advance(clip_id, err)
+                advance(clip_id, err, row["warnings"] if row else [])
         elif todo:
             import multiprocessing
 
@@ -425,9 +433,9 @@ def prepare(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, sta
                                      initializer=_init_worker, initargs=(options, threads)) as pool:
                 futures = [pool.submit(_run_one, s, ids[s], clips_dir, options, single) for s in todo]
                 for fut in as_completed(futures):
-                    clip_id, _, err = fut.result()
+                    clip_id, row, err = fut.result()
                     record(clip_id, "failed" if err else "done", err)
-                    advance(clip_id, err)
+                    advance(clip_id, err, row["warnings"] if row else [])
     report.manifest = write_manifest(out)
     return report
 
@@ -437,10 +445,14 @@ def _str(value) -> str | None:
 
 
 class _progress_bar:
-    """A rich progress bar over files (a no-op when disabled); failures are printed above it."""
+    """A rich progress bar over files on stderr; failures and warnings are printed above it (on
+    stderr too, one line each, also when the bar is disabled)."""
 
     def __init__(self, enabled: bool, total: int) -> None:
+        from rich.console import Console
+
         self.enabled, self.total = enabled and total > 0, total
+        self.console = Console(stderr=True)
         self.bar = None
 
     def __enter__(self) -> Callable[[str, str | None], None]:
@@ -456,19 +468,20 @@ class _progress_bar:
 
             self.bar = Progress(TextColumn("[bold]prepare"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                transient=False)
+                                console=self.console, transient=False)
             self.bar.start()
             self.task = self.bar.add_task("", total=self.total)
         return self.advance
 
-    def advance(self, clip_id: str, error: str | None) -> None:
-        if self.bar is None:
-            return
-        if error:
-            from rich.markup import escape
+    def advance(self, clip_id: str, error: str | None, warnings: Sequence[str] = ()) -> None:
+        from rich.markup import escape
 
-            self.bar.console.print(f"[red]skipped[/red] {escape(error)}", highlight=False)
-        self.bar.update(self.task, advance=1, description=clip_id)
+        if error:
+            self.console.print(f"[red]failed[/red] {escape(error)}", highlight=False, soft_wrap=True)
+        for w in warnings:
+            self.console.print(f"[yellow]warning[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=clip_id)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
