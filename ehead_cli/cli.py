@@ -369,7 +369,8 @@ def prepare(
     set_threads(threads)
     report = run_prepare(inputs, out, states=states, tracker=tracker, workers=workers, talknet=talknet,
                          gagavatar_track=gagavatar_track, flame=flame, flame_landmarks=flame_landmarks)
-    where = out / "manifest.csv" if report.manifest is not None and len(report.manifest) else "no clip finished, no manifest"
+    finished = report.manifest is not None and len(report.manifest)
+    where = out / "manifest.csv" if finished else "no clip finished, so no manifest"
     console.print(f"{len(report.done)} prepared, {len(report.skipped)} already done, "
                   f"{len(report.failed)} failed -> {where}")
     if not report.ok:
