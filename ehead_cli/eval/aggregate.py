@@ -22,9 +22,9 @@ from ehead_cli.eval.registry import (
 )
 from ehead_cli.eval.report import ClipResult
 from ehead_cli.metrics import listening as listen_metrics
-from ehead_cli.metrics import motion as motion_metrics
 from ehead_cli.metrics.conventions import Convention, Unavailable
 from ehead_cli.metrics.jaw import jaw_opening_stats
+from ehead_cli.metrics.sid import SID_SEED, sid_centers, speaker_identity_diversity
 
 
 def _aggregate(clips: Sequence[ClipResult], source: str, split: str, key: str) -> tuple[Value, int]:
@@ -65,10 +65,9 @@ def _pooled(clips: Sequence[LoadedClip], preds: Sequence[np.ndarray], split: str
         kw = conv.kwargs("sid")
         if kw.get("fit_on", "gt") == "gt":
             if split not in sid_fits:
-                sid_fits[split] = motion_metrics.sid_centers(gt_all, k=kw.get("k"),
-                                                             seed=kw.get("seed", motion_metrics.SID_SEED))
+                sid_fits[split] = sid_centers(gt_all, k=kw.get("k"), seed=kw.get("seed", SID_SEED))
             kw["centers"] = sid_fits[split]
-        out.update(motion_metrics.speaker_identity_diversity(pred_all, gt_all, **kw))
+        out.update(speaker_identity_diversity(pred_all, gt_all, **kw))
     if "jaw" in names:
         out.update(jaw_opening_stats(pred_all, gt_all))
     few = Unavailable(f"needs at least {MIN_DISTRIBUTION_FRAMES} {split} frames")

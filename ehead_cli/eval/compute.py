@@ -26,9 +26,11 @@ from ehead_cli.eval.report import ClipProblem, ClipResult
 from ehead_cli.face.base import FaceModel
 from ehead_cli.layout import LISTEN, SPEAK
 from ehead_cli.metrics import listening as listen_metrics
-from ehead_cli.metrics import motion as motion_metrics
+from ehead_cli.metrics.beat import beat_alignment
+from ehead_cli.metrics.clip import geometry_metrics
 from ehead_cli.metrics.conventions import Convention, Unavailable, resolve_convention
 from ehead_cli.metrics.jaw import jaw_degrees
+from ehead_cli.metrics.vertex import VERTEX_METRICS, MetricGeometry, fdd_template_upper, metric_geometry
 
 
 def _listening_values(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, names: Sequence[str],
@@ -56,18 +58,18 @@ def _listening_values(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, names:
 class Geometry:
     """Cache of the ground truth's vertex geometry per clip and the neutral upper face."""
 
-    gt: motion_metrics.MetricGeometry
+    gt: MetricGeometry
     template_upper: np.ndarray | None
 
 
 def _clip_values(clip: LoadedClip, pred: np.ndarray, geo: Geometry | None,
-                 pred_geo: motion_metrics.MetricGeometry | None, names: Sequence[str], conv: Convention,
+                 pred_geo: MetricGeometry | None, names: Sequence[str], conv: Convention,
                  affect_estimator: Any) -> dict[str, dict[str, Value]]:
     """split -> key -> value of one prediction (model or baseline) for the per-clip metrics.
 
     ``geo`` / ``pred_geo``: the ground truth's and the prediction's vertex geometry (None when no
     vertex metric is selected)."""
-    vertex = [n for n in motion_metrics.VERTEX_METRICS if n in names]
+    vertex = [n for n in VERTEX_METRICS if n in names]
     out: dict[str, dict[str, Value]] = {}
     for split in FRAME_SPLITS:
         mask = clip.masks[split]
@@ -75,11 +77,11 @@ def _clip_values(clip: LoadedClip, pred: np.ndarray, geo: Geometry | None,
             continue
         values: dict[str, Value] = {}
         if vertex and geo is not None and pred_geo is not None:
-            values.update(motion_metrics.geometry_metrics(
+            values.update(geometry_metrics(
                 pred_geo, geo.gt, pred, clip.gt, convention=conv, fps=clip.fps, frames=mask,
                 template_upper=geo.template_upper, metrics=vertex))
         if "ba" in names:
-            values["ba"] = (motion_metrics.beat_alignment(pred, clip.gt, fps=clip.fps, frames=mask, **conv.kwargs("ba"))
+            values["ba"] = (beat_alignment(pred, clip.gt, fps=clip.fps, frames=mask, **conv.kwargs("ba"))
                             if clip.gt.shape[0] >= 2 else Unavailable("BA needs at least 2 frames"))
         if split in LISTENING_ONLY:
             values.update(_listening_values(pred, clip.gt, mask, names, conv, affect_estimator, clip.fps))
@@ -105,8 +107,8 @@ def evaluate_clip(clip: LoadedClip, preds: Mapping[str, np.ndarray], face: FaceM
     The ground truth's geometry is built once and shared by every source."""
     geo = None
     if face is not None:
-        geo = Geometry(motion_metrics.metric_geometry(face, clip.shape, clip.gt),
-                        motion_metrics.fdd_template_upper(face, clip.shape, conv))
+        geo = Geometry(metric_geometry(face, clip.shape, clip.gt),
+                        fdd_template_upper(face, clip.shape, conv))
     result = ClipResult(clip.clip_id, clip.gt.shape[0], clip.pred_frames, clip.gt_frames,
                         {s: int(m.sum()) for s, m in clip.masks.items()})
     openings = {GROUND_TRUTH: geo.gt.openings()} if with_plot and geo is not None else {}
@@ -114,7 +116,7 @@ def evaluate_clip(clip: LoadedClip, preds: Mapping[str, np.ndarray], face: FaceM
         if source == GROUND_TRUTH:
             result.values[source] = _reference_values(clip, names)
             continue
-        pred_geo = motion_metrics.metric_geometry(face, clip.shape, pred) if geo is not None else None
+        pred_geo = metric_geometry(face, clip.shape, pred) if geo is not None else None
         result.values[source] = _clip_values(clip, pred, geo, pred_geo, names, conv, affect_estimator)
         if openings and pred_geo is not None:
             openings[source] = pred_geo.openings()

@@ -80,7 +80,7 @@ from ehead_cli.eval.write import MAX_CLIP_PLOTS, write_reports
 from ehead_cli.face.base import FaceModel
 from ehead_cli.io.dataset import MANIFEST, MOTION_SUFFIX
 from ehead_cli.metrics import image as image_metrics
-from ehead_cli.metrics import motion as motion_metrics
+from ehead_cli.metrics.baselines import baseline_motion
 from ehead_cli.metrics.conventions import Convention, Unavailable, resolve_convention
 
 
@@ -157,7 +157,7 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, metrics: str | Sequence[s
     gts = [c.gt for c in loaded]
     predictions: dict[str, list[np.ndarray]] = {PREDICTION: [c.pred for c in loaded]}
     for kind in kinds:
-        predictions[BASELINE_PREFIX + kind] = motion_metrics.baseline_motion(kind, gts) if gts else []
+        predictions[BASELINE_PREFIX + kind] = baseline_motion(kind, gts) if gts else []
     if GROUND_TRUTH in sources:
         predictions[GROUND_TRUTH] = gts
 

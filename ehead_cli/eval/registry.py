@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ehead_cli.errors import ConfigError
-from ehead_cli.metrics import motion as motion_metrics
+from ehead_cli.metrics import vertex as vertex_metrics
+from ehead_cli.metrics.baselines import BASELINES
 from ehead_cli.metrics.conventions import Convention, Unavailable, resolve_convention
 
 FRAME_SPLITS = ("all", "speaking", "listening")
@@ -107,7 +108,7 @@ METRIC_GROUPS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-VERTEX_METRICS = frozenset(motion_metrics.VERTEX_METRICS)
+VERTEX_METRICS = frozenset(vertex_metrics.VERTEX_METRICS)
 
 
 DESCRIPTIVE = frozenset({"sid", "variation", "diversity", "jaw"})  # also reported for the ground truth itself
@@ -150,14 +151,14 @@ def parse_baselines(spec: str | Sequence[str] | None) -> tuple[str, ...]:
         return ()
     kinds = [k.strip() for k in (spec.split(",") if isinstance(spec, str) else spec) if k.strip()]
     for kind in kinds:
-        if kind not in motion_metrics.BASELINES:
+        if kind not in BASELINES:
             raise ConfigError(f"--baseline: unknown baseline {kind!r}; choose from "
-                              f"{', '.join(motion_metrics.BASELINES)}")
+                              f"{', '.join(BASELINES)}")
     return tuple(dict.fromkeys(kinds))
 
 
 def _length_unit(scale: float) -> str:
-    if scale == motion_metrics.MM_PER_M:
+    if scale == vertex_metrics.MM_PER_M:
         return "mm"
     return "m" if scale == 1.0 else f"m x {scale:g}"
 
@@ -169,15 +170,15 @@ def metric_units(convention: str | Convention = "paper") -> dict[str, str]:
     """
     conv = resolve_convention(convention)
     lve, fdd = conv.kwargs("lve"), conv.kwargs("fdd")
-    lve_unit = _length_unit(lve.get("scale", motion_metrics.MM_PER_M))
+    lve_unit = _length_unit(lve.get("scale", vertex_metrics.MM_PER_M))
     if lve.get("squared") and lve.get("frame_reduce", "mean") == "mean":
         lve_unit += "^2"
-    fdd_unit = _length_unit(fdd.get("scale", motion_metrics.MM_PER_M))
+    fdd_unit = _length_unit(fdd.get("scale", vertex_metrics.MM_PER_M))
     if fdd.get("quantity") == "squared_norm":
         fdd_unit += "^2"
     mse = conv.kwargs("l2").get("kind") == "mse"
     units = {
-        "lve": lve_unit, "fdd": fdd_unit, "mod": _length_unit(conv.kwargs("mod").get("scale", motion_metrics.MM_PER_M)),
+        "lve": lve_unit, "fdd": fdd_unit, "mod": _length_unit(conv.kwargs("mod").get("scale", vertex_metrics.MM_PER_M)),
         "ba": "", "l2_exp": "coeff^2" if mse else "coeff", "l2_pose": "rad^2" if mse else "rad",
         "fd_exp": "coeff^2", "fd_pose": "rad^2", "variation_exp": "coeff^2", "variation_pose": "rad^2",
         "diversity_exp": "coeff", "diversity_pose": "rad", "pfd_exp": "coeff^2", "pfd_pose": "rad^2",

@@ -10,7 +10,7 @@ Variants combine with commas (``codetalker-fdd,dualtalk-sid``); two variants tha
 argument of the same metric to different values are rejected.
 
 Metric keys used in ``overrides``: ``lve``, ``fdd``, ``mod``, ``ba``, ``sid``, ``l2`` (the
-functions in ``ehead_cli.metrics.motion`` / ``ehead_cli.metrics.listening`` with those names).
+functions in ``ehead_cli.metrics.vertex`` / ``beat`` / ``sid`` / ``listening`` with those names).
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
-import torch
 
 from ehead_cli.layout import EXPR, JAW, MOTION_FPS, ROT
+from ehead_cli.metrics.arrays import as_float64
 from ehead_cli.metrics.conventions import Convention, Unavailable, resolve_convention
 
 FD_EPS = 1e-6  # added to both covariance diagonals when sqrtm(S1 S2) is not finite (FID reference code)
@@ -32,9 +32,7 @@ AffectEstimator = Callable[[np.ndarray], np.ndarray]
 
 
 def _np2(x: Any, what: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x, dtype=np.float64)
+    a = as_float64(x)
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2 or a.shape[0] == 0:
