@@ -119,7 +119,7 @@ def lip_vertex_error(pred_vertices: Any, gt_vertices: Any, lip_idx: Any, *, scal
 # --- FDD (eqs. 10-11) -----------------------------------------------------------------------------
 def face_dynamics_deviation(pred_vertices: Any, gt_vertices: Any, upper_idx: Any, *, scale: float = MM_PER_M,
                             reference: str = "first", template: Any = None, quantity: str = "vector_std",
-                            signed: bool = False, frames: Any = None) -> float:
+                            ddof: int = 0, signed: bool = False, frames: Any = None) -> float:
     """Upper-Face Dynamics Deviation, EmbodiedHead eqs. 10-11 (from CodeTalker), in mm by default.
 
     m[t, i] = (v[t, i] - v[1, i]) x scale                 displacement from frame 1
@@ -133,7 +133,10 @@ def face_dynamics_deviation(pred_vertices: Any, gt_vertices: Any, upper_idx: Any
     The output is in ``scale`` units (mm for FLAME): published tables that follow CodeTalker report
     a different quantity, the std of squared norms in m^2, printed x1e-5 or x1e-7. Variants:
     ``reference="template"`` with ``template`` (V, 3): displacement from the neutral mesh;
-    ``quantity="squared_norm"``: sigma_i = std_t ||m[t, i]||^2 (population std, unit scale^2);
+    ``quantity="squared_norm"``: sigma_i = std_t ||m[t, i]||^2 (unit scale^2);
+    ``quantity="summed_xyz"``: sigma_i = std_t (m_x + m_y + m_z)[t, i], the spread of the sum of the
+    three coordinates (ARTalk's authors' FDD; motion with dx + dy + dz = 0 is not seen);
+    ``ddof``: delta degrees of freedom of every std, divisor T - ddof (0: population, eq. 10; 1: torch);
     ``signed``: mean_i (sigma_i^gt - sigma_i^pred) without the absolute value (CodeTalker's order).
     ``frames``: frames whose spread is measured (the reference stays the clip's first frame).
     """
@@ -151,13 +154,17 @@ def face_dynamics_deviation(pred_vertices: Any, gt_vertices: Any, upper_idx: Any
         raise ValueError(f"FDD: unknown reference {reference!r} (first or template)")
     m_p = ((p[:, idx] - ref_p) * scale)[mask]  # (T', K, 3)
     m_g = ((g[:, idx] - ref_g) * scale)[mask]
+    if m_p.shape[0] <= ddof:
+        raise ValueError(f"FDD: a std with ddof {ddof} needs more than {ddof} frames, got {m_p.shape[0]}")
 
-    def spread(m: np.ndarray) -> np.ndarray:
+    def spread(m: np.ndarray) -> np.ndarray:  # (T', K, 3) -> (K,)
         if quantity == "vector_std":
-            return np.sqrt(((m - m.mean(0, keepdims=True)) ** 2).sum(-1).mean(0))
+            return np.sqrt(((m - m.mean(0, keepdims=True)) ** 2).sum(-1).sum(0) / (m.shape[0] - ddof))
         if quantity == "squared_norm":
-            return (m**2).sum(-1).std(0)
-        raise ValueError(f"FDD: unknown quantity {quantity!r} (vector_std or squared_norm)")
+            return (m**2).sum(-1).std(0, ddof=ddof)
+        if quantity == "summed_xyz":
+            return m.sum(-1).std(0, ddof=ddof)
+        raise ValueError(f"FDD: unknown quantity {quantity!r} (vector_std, squared_norm or summed_xyz)")
 
     s_p, s_g = spread(m_p), spread(m_g)
     return float((s_g - s_p).mean() if signed else np.abs(s_p - s_g).mean())
