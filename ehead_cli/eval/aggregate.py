@@ -1,5 +1,6 @@
-"""Overall values: per-clip values aggregated over clips by each metric's level (frame-weighted,
-per clip, or pooled over all clips' frames).
+"""Overall values: per-clip values aggregated over clips by each metric's level under the
+convention (``registry.metric_specs``): frame-weighted, a plain mean over clips, or computed once on
+all clips' frames pooled.
 """
 
 from __future__ import annotations
@@ -8,28 +9,24 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ehead_cli.eval.frame_sets import frame_set_values
 from ehead_cli.eval.pairing import LoadedClip
 from ehead_cli.eval.registry import (
     DESCRIPTIVE,
     FRAME_SPLITS,
     GROUND_TRUTH,
-    KEY_SPEC,
-    METRICS,
-    MIN_DISTRIBUTION_FRAMES,
     PREDICTION,
+    MetricSpec,
     Table,
     Value,
+    metric_specs,
 )
 from ehead_cli.eval.report import ClipResult
-from ehead_cli.metrics import listening as listen_metrics
-from ehead_cli.metrics import motion as motion_metrics
 from ehead_cli.metrics.conventions import Convention, Unavailable
-from ehead_cli.metrics.jaw import jaw_opening_stats
 
 
-def _aggregate(clips: Sequence[ClipResult], source: str, split: str, key: str) -> tuple[Value, int]:
+def _aggregate(clips: Sequence[ClipResult], source: str, split: str, key: str, spec: MetricSpec) -> tuple[Value, int]:
     """Overall value of a frame/video/clip-level key (module docstring) and the clips it used."""
-    spec = KEY_SPEC[key]
     values, weights, reasons = [], [], []
     for c in clips:
         v = c.values.get(source, {}).get(split, {}).get(key)
@@ -51,55 +48,21 @@ def _aggregate(clips: Sequence[ClipResult], source: str, split: str, key: str) -
 
 
 def _pooled(clips: Sequence[LoadedClip], preds: Sequence[np.ndarray], split: str, names: Sequence[str],
-            conv: Convention, sid_fits: dict[str, dict[str, np.ndarray]]) -> dict[str, Value]:
-    """SID, FD and P-FD on the frames of ``split`` of all clips pooled. ``sid_fits``: split -> SID
+            conv: Convention, sid_fits: dict[str, Mapping[str, np.ndarray]]) -> dict[str, Value]:
+    """The pooled metrics on the frames of ``split`` of all clips together. ``sid_fits``: split -> SID
     centres on the pooled ground truth, filled on first use (the same for every source)."""
-    out: dict[str, Value] = {}
-    picked = [(c, p[c.masks[split]], c.gt[c.masks[split]]) for c, p in zip(clips, preds, strict=True)
-              if c.masks[split].any()]
-    if not picked:
-        return {k: Unavailable(f"no {split} frames") for n in names for k in METRICS[n].keys}
-    pred_all = np.concatenate([p for _, p, _ in picked])
-    gt_all = np.concatenate([g for _, _, g in picked])
-    if "sid" in names:
-        kw = conv.kwargs("sid")
-        if kw.get("fit_on", "gt") == "gt":
-            if split not in sid_fits:
-                sid_fits[split] = motion_metrics.sid_centers(gt_all, k=kw.get("k"),
-                                                             seed=kw.get("seed", motion_metrics.SID_SEED))
-            kw["centers"] = sid_fits[split]
-        out.update(motion_metrics.speaker_identity_diversity(pred_all, gt_all, **kw))
-    if "jaw" in names:
-        out.update(jaw_opening_stats(pred_all, gt_all))
-    few = Unavailable(f"needs at least {MIN_DISTRIBUTION_FRAMES} {split} frames")
-    if "fd" in names:
-        if len(gt_all) < MIN_DISTRIBUTION_FRAMES:
-            out.update({k: few for k in METRICS["fd"].keys})
-        else:
-            spaces = zip(METRICS["fd"].keys, listen_metrics.expression_pose(pred_all),
-                         listen_metrics.expression_pose(gt_all), strict=True)
-            out.update({k: listen_metrics.frechet_distance(p, g) for k, p, g in spaces})
-    if "pfd" in names:
-        with_speaker = [(c, p, g) for c, p, g in picked if c.speaker is not None]
-        if not with_speaker:
-            missing = Unavailable("P-FD needs the speaker's motion: pass speaker_dir (ehead eval --speaker DIR)")
-            out.update({k: missing for k in METRICS["pfd"].keys})
-        elif sum(len(g) for _, _, g in with_speaker) < MIN_DISTRIBUTION_FRAMES:
-            out.update({k: few for k in METRICS["pfd"].keys})
-        else:
-            parts = [np.concatenate(x) for x in zip(*[(p, g, c.speaker[c.masks[split]]) for c, p, g in with_speaker],
-                                                     strict=True)]
-            spaces = zip(METRICS["pfd"].keys, *(listen_metrics.expression_pose(x) for x in parts), strict=True)
-            out.update({k: listen_metrics.paired_frechet_distance(lp, lg, sp) for k, lp, lg, sp in spaces})
-    return out
+    segments = [(p[c.masks[split]], c.gt[c.masks[split]], None if c.speaker is None else c.speaker[c.masks[split]])
+                for c, p in zip(clips, preds, strict=True) if c.masks[split].any()]
+    return frame_set_values(segments, names, conv, split, sid_cache=sid_fits)
 
 
 def overall_values(results: Sequence[ClipResult], evaluated: Sequence[LoadedClip],
                    predictions: Mapping[str, list[np.ndarray]], loaded: Sequence[LoadedClip], sources: Sequence[str],
                    names: Sequence[str], conv: Convention) -> tuple[Table, dict[str, dict[str, dict[str, int]]]]:
     """source -> split -> key overall values and the number of clips behind each."""
+    specs = metric_specs(conv)
     order = {c.clip_id: i for i, c in enumerate(loaded)}
-    sid_fits: dict[str, dict[str, np.ndarray]] = {}
+    sid_fits: dict[str, Mapping[str, np.ndarray]] = {}
     overall: Table = {}
     coverage: dict[str, dict[str, dict[str, int]]] = {}
     for source in sources:
@@ -108,7 +71,7 @@ def overall_values(results: Sequence[ClipResult], evaluated: Sequence[LoadedClip
         for split in FRAME_SPLITS:
             values: dict[str, Value] = {}
             counts: dict[str, int] = {}
-            pooled_names = [n for n in names if METRICS[n].level == "pooled" and split in METRICS[n].splits]
+            pooled_names = [n for n in names if specs[n].level == "pooled" and split in specs[n].splits]
             if source == GROUND_TRUTH:
                 pooled_names = [n for n in pooled_names if n in DESCRIPTIVE]
             if evaluated and pooled_names:
@@ -117,10 +80,10 @@ def overall_values(results: Sequence[ClipResult], evaluated: Sequence[LoadedClip
                 n_with = sum(1 for c in evaluated if c.masks[split].any())
                 counts.update({k: n_with for k in pooled})
             elif pooled_names:
-                values.update({k: Unavailable("no clip was evaluated") for n in pooled_names for k in METRICS[n].keys})
-                counts.update({k: 0 for n in pooled_names for k in METRICS[n].keys})
+                values.update({k: Unavailable("no clip was evaluated") for n in pooled_names for k in specs[n].keys})
+                counts.update({k: 0 for n in pooled_names for k in specs[n].keys})
             for name in names:
-                spec = METRICS[name]
+                spec = specs[name]
                 if spec.level == "pooled" or split not in spec.splits:
                     continue
                 if source == GROUND_TRUTH and name not in DESCRIPTIVE:
@@ -131,12 +94,12 @@ def overall_values(results: Sequence[ClipResult], evaluated: Sequence[LoadedClip
                     if not results:
                         values[key], counts[key] = Unavailable("no clip was evaluated"), 0
                     else:
-                        values[key], counts[key] = _aggregate(results, source, split, key)
+                        values[key], counts[key] = _aggregate(results, source, split, key, spec)
             if values:
-                overall[source][split] = {k: values[k] for k in _ordered(values, names)}
+                overall[source][split] = {k: values[k] for k in _ordered(values, names, specs)}
                 coverage[source][split] = counts
     return overall, coverage
 
 
-def _ordered(values: Mapping[str, Value], names: Sequence[str]) -> list[str]:
-    return [k for n in names for k in METRICS[n].keys if k in values]
+def _ordered(values: Mapping[str, Value], names: Sequence[str], specs: Mapping[str, MetricSpec]) -> list[str]:
+    return [k for n in names for k in specs[n].keys if k in values]

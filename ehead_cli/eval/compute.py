@@ -1,5 +1,6 @@
 """Per-clip values: every selected metric of every source (the prediction, baselines, the ground
-truth's descriptive values) on one aligned clip, split into all / speaking / listening frames.
+truth's descriptive values) on one aligned clip, split into all / speaking / listening frames. Which
+metrics are per clip, and on which splits, is the convention's protocol (``registry.metric_specs``).
 """
 
 from __future__ import annotations
@@ -12,89 +13,79 @@ from typing import Any
 import numpy as np
 
 from ehead_cli.errors import InputError
+from ehead_cli.eval.frame_sets import SET_METRICS, frame_set_values
 from ehead_cli.eval.images import VIDEO_SUFFIX, video_metrics
 from ehead_cli.eval.pairing import AlignmentError, LoadedClip
-from ehead_cli.eval.registry import (
-    FRAME_SPLITS,
-    GROUND_TRUTH,
-    LISTENING_ONLY,
-    MIN_DISTRIBUTION_FRAMES,
-    PREDICTION,
-    Value,
-)
+from ehead_cli.eval.registry import DESCRIPTIVE, FRAME_SPLITS, GROUND_TRUTH, PREDICTION, MetricSpec, Value, metric_specs
 from ehead_cli.eval.report import ClipProblem, ClipResult
 from ehead_cli.face.base import FaceModel
 from ehead_cli.layout import LISTEN, SPEAK
 from ehead_cli.metrics import listening as listen_metrics
-from ehead_cli.metrics import motion as motion_metrics
-from ehead_cli.metrics.conventions import Convention, Unavailable, resolve_convention
+from ehead_cli.metrics.beat import beat_alignment
+from ehead_cli.metrics.clip import geometry_metrics
+from ehead_cli.metrics.conventions import Convention, Unavailable
 from ehead_cli.metrics.jaw import jaw_degrees
+from ehead_cli.metrics.vertex import VERTEX_METRICS, MetricGeometry, fdd_template_upper, metric_geometry
 
 
-def _listening_values(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, names: Sequence[str],
-                      conv: Convention, affect_estimator: Any, fps: float) -> dict[str, Value]:
-    """Per-clip listening-family values on the masked frames."""
-    out: dict[str, Value] = {}
-    p_exp, p_pose = listen_metrics.expression_pose(pred[mask])
-    g_exp, g_pose = listen_metrics.expression_pose(gt[mask])
-    spaces = {"exp": (p_exp, g_exp), "pose": (p_pose, g_pose)}
-    few = Unavailable(f"needs at least {MIN_DISTRIBUTION_FRAMES} listening frames")
-    enough = int(mask.sum()) >= MIN_DISTRIBUTION_FRAMES
-    for space, (p, g) in spaces.items():
-        if "l2" in names:
-            out[f"l2_{space}"] = listen_metrics.l2_distance(p, g, **conv.kwargs("l2"))
-        if "variation" in names:
-            out[f"variation_{space}"] = listen_metrics.variation(p) if enough else few
-        if "diversity" in names:
-            out[f"diversity_{space}"] = listen_metrics.diversity(p) if enough else few
-    if "l2_affect" in names:
-        out["l2_affect"] = listen_metrics.l2_affect(pred[mask], gt[mask], affect_estimator, fps=fps)
-    return out
+def _set_values(clip: LoadedClip, pred: np.ndarray, split: str, names: Sequence[str], conv: Convention,
+                specs: dict[str, MetricSpec]) -> dict[str, Value]:
+    """The per-clip distribution metrics (``frame_sets``) of ``split``: those whose level is not pooled."""
+    wanted = [n for n in names if n in SET_METRICS and specs[n].level != "pooled" and split in specs[n].splits]
+    if not wanted:
+        return {}
+    mask = clip.masks[split]
+    speaker = clip.speaker[mask] if clip.speaker is not None else None
+    return frame_set_values([(pred[mask], clip.gt[mask], speaker)], wanted, conv, split)
 
 
 @dataclass
 class Geometry:
     """Cache of the ground truth's vertex geometry per clip and the neutral upper face."""
 
-    gt: motion_metrics.MetricGeometry
+    gt: MetricGeometry
     template_upper: np.ndarray | None
 
 
 def _clip_values(clip: LoadedClip, pred: np.ndarray, geo: Geometry | None,
-                 pred_geo: motion_metrics.MetricGeometry | None, names: Sequence[str], conv: Convention,
+                 pred_geo: MetricGeometry | None, names: Sequence[str], conv: Convention,
                  affect_estimator: Any) -> dict[str, dict[str, Value]]:
     """split -> key -> value of one prediction (model or baseline) for the per-clip metrics.
 
     ``geo`` / ``pred_geo``: the ground truth's and the prediction's vertex geometry (None when no
     vertex metric is selected)."""
-    vertex = [n for n in motion_metrics.VERTEX_METRICS if n in names]
+    specs = metric_specs(conv)
     out: dict[str, dict[str, Value]] = {}
     for split in FRAME_SPLITS:
         mask = clip.masks[split]
         if not mask.any():
             continue
         values: dict[str, Value] = {}
+        vertex = [n for n in VERTEX_METRICS if n in names and split in specs[n].splits]
         if vertex and geo is not None and pred_geo is not None:
-            values.update(motion_metrics.geometry_metrics(
+            values.update(geometry_metrics(
                 pred_geo, geo.gt, pred, clip.gt, convention=conv, fps=clip.fps, frames=mask,
                 template_upper=geo.template_upper, metrics=vertex))
-        if "ba" in names:
-            values["ba"] = (motion_metrics.beat_alignment(pred, clip.gt, fps=clip.fps, frames=mask, **conv.kwargs("ba"))
+        if "ba" in names and split in specs["ba"].splits:
+            values["ba"] = (beat_alignment(pred, clip.gt, fps=clip.fps, frames=mask, **conv.kwargs("ba"))
                             if clip.gt.shape[0] >= 2 else Unavailable("BA needs at least 2 frames"))
-        if split in LISTENING_ONLY:
-            values.update(_listening_values(pred, clip.gt, mask, names, conv, affect_estimator, clip.fps))
+        values.update(_set_values(clip, pred, split, names, conv, specs))
+        if "l2_affect" in names and split in specs["l2_affect"].splits:
+            values["l2_affect"] = listen_metrics.l2_affect(pred[mask], clip.gt[mask], affect_estimator, fps=clip.fps)
         out[split] = values
     return out
 
 
-def _reference_values(clip: LoadedClip, names: Sequence[str]) -> dict[str, dict[str, Value]]:
-    """The ground truth's own Variation and Diversity (per clip, listening frames)."""
-    wanted = [n for n in ("variation", "diversity") if n in names]
+def _reference_values(clip: LoadedClip, names: Sequence[str], conv: Convention) -> dict[str, dict[str, Value]]:
+    """The ground truth's own per-clip descriptive values (Variation, Diversity; SID where per clip)."""
+    specs = metric_specs(conv)
+    wanted = [n for n in names if n in DESCRIPTIVE]
     out: dict[str, dict[str, Value]] = {}
-    for split in LISTENING_ONLY:
-        mask = clip.masks[split]
-        if wanted and mask.any():
-            out[split] = _listening_values(clip.gt, clip.gt, mask, wanted, resolve_convention(None), None, clip.fps)
+    for split in FRAME_SPLITS:
+        if clip.masks[split].any():
+            values = _set_values(clip, clip.gt, split, wanted, conv, specs)
+            if values:
+                out[split] = values
     return out
 
 
@@ -105,16 +96,16 @@ def evaluate_clip(clip: LoadedClip, preds: Mapping[str, np.ndarray], face: FaceM
     The ground truth's geometry is built once and shared by every source."""
     geo = None
     if face is not None:
-        geo = Geometry(motion_metrics.metric_geometry(face, clip.shape, clip.gt),
-                        motion_metrics.fdd_template_upper(face, clip.shape, conv))
+        geo = Geometry(metric_geometry(face, clip.shape, clip.gt),
+                        fdd_template_upper(face, clip.shape, conv))
     result = ClipResult(clip.clip_id, clip.gt.shape[0], clip.pred_frames, clip.gt_frames,
                         {s: int(m.sum()) for s, m in clip.masks.items()})
     openings = {GROUND_TRUTH: geo.gt.openings()} if with_plot and geo is not None else {}
     for source, pred in preds.items():
         if source == GROUND_TRUTH:
-            result.values[source] = _reference_values(clip, names)
+            result.values[source] = _reference_values(clip, names, conv)
             continue
-        pred_geo = motion_metrics.metric_geometry(face, clip.shape, pred) if geo is not None else None
+        pred_geo = metric_geometry(face, clip.shape, pred) if geo is not None else None
         result.values[source] = _clip_values(clip, pred, geo, pred_geo, names, conv, affect_estimator)
         if openings and pred_geo is not None:
             openings[source] = pred_geo.openings()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ehead_cli.eval.registry import FRAME_SPLITS, KEY_SPEC, PREDICTION, Value, key_splits
+from ehead_cli.eval.registry import FRAME_SPLITS, PREDICTION, MetricSpec, Value
 from ehead_cli.eval.report import EvalReport
 from ehead_cli.eval.write import PER_CLIP_CSV
 from ehead_cli.metrics.conventions import Unavailable
@@ -26,9 +26,9 @@ def format_value(value: Value | None) -> str:
     return f"{value:.4g}"
 
 
-def _heading(key: str) -> str:
+def _heading(key: str, spec: MetricSpec) -> str:
     """The metric key with ↓ (lower is better) or ↑ (higher is better)."""
-    return key + {"lower": " ↓", "higher": " ↑"}.get(KEY_SPEC[key].better, "")
+    return key + {"lower": " ↓", "higher": " ↑"}.get(spec.better, "")
 
 
 def print_report(report: EvalReport, console: Any, *, max_clips: int = PRINT_CLIPS) -> None:
@@ -36,14 +36,14 @@ def print_report(report: EvalReport, console: Any, *, max_clips: int = PRINT_CLI
     value), the unavailable metrics with their reasons, and the problems."""
     from rich.table import Table as RichTable
 
-    conv = report.convention
+    conv, spec = report.convention, report.key_specs
     console.print(f"convention: {conv.name}" + (f" ({conv.reproduces})" if conv.reproduces else "")
                   + f"; face model: {report.face}; clips: {len(report.clips)} evaluated, "
                   f"{len(report.problems)} problem(s); frames: {report.frames['all']} "
                   f"({report.frames['speaking']} speaking, {report.frames['listening']} listening)")
     for split in FRAME_SPLITS:
         sources = [src for src in report.sources if split in report.overall.get(src, {})]
-        rows = [k for k in report.keys if split in key_splits(k)]
+        rows = [k for k in report.keys if split in spec[k].splits]
         if not sources or not rows:
             continue
         n_clips = sum(1 for c in report.clips if c.frames.get(split))
@@ -53,12 +53,12 @@ def print_report(report: EvalReport, console: Any, *, max_clips: int = PRINT_CLI
         for source in sources:
             table.add_column(source, justify="right")
         for key in rows:
-            table.add_row(_heading(key), report.units.get(key, ""),
+            table.add_row(_heading(key, spec[key]), report.units.get(key, ""),
                           *[format_value(report.overall[src][split].get(key)) for src in sources])
         console.print(table)
 
-    keys = [k for k in report.keys if KEY_SPEC[k].level != "pooled"
-            and any(isinstance(c.values.get(PREDICTION, {}).get(key_splits(k)[0], {}).get(k), float)
+    keys = [k for k in report.keys if spec[k].level != "pooled"
+            and any(isinstance(c.values.get(PREDICTION, {}).get(spec[k].splits[0], {}).get(k), float)
                     for c in report.clips)]
     if report.clips and keys:
         table = RichTable(title=f"per clip ({PREDICTION}; speaking/listening values are in {PER_CLIP_CSV})")
@@ -66,9 +66,10 @@ def print_report(report: EvalReport, console: Any, *, max_clips: int = PRINT_CLI
         table.add_column("frames", justify="right")
         table.add_column("speak/listen", justify="right")
         for key in keys:
-            table.add_column(_heading(key) + ("" if "all" in key_splits(key) else "\n(listening)"), justify="right")
+            table.add_column(_heading(key, spec[key]) + ("" if "all" in spec[key].splits else "\n(listening)"),
+                             justify="right")
         for c in report.clips[:max_clips]:
-            cells = [format_value(c.values.get(PREDICTION, {}).get(key_splits(k)[0], {}).get(k)) for k in keys]
+            cells = [format_value(c.values.get(PREDICTION, {}).get(spec[k].splits[0], {}).get(k)) for k in keys]
             table.add_row(c.clip_id, str(c.n_frames), f"{c.frames['speaking']}/{c.frames['listening']}", *cells)
         console.print(table)
         if len(report.clips) > max_clips:

@@ -31,7 +31,10 @@ Aggregation over clips ("overall"), by the metric's ``level``:
   pooled (SID: K-Means fitted on the pooled ground truth, as B.2 describes).
 A clip whose split has no frames contributes nothing to that split. Listening-family metrics
 (L2, FD, Variation, Diversity, P-FD, L2 Affect; mm-listener section 6) are computed on listening
-frames only; every other metric on all three splits.
+frames only; every other metric on all three splits. A ``convention`` that reproduces another
+codebase may change a metric's level, splits and coefficient spaces (its protocol, see
+``ehead_cli.metrics.conventions``): DualTalk, for one, averages per-clip FD, P-FD, SID and MSE
+plainly over clips, on all frames. ``report.json`` lists the level and splits each metric used.
 
 Image metrics. ``image_dirs=(pred_videos, gt_videos)`` with ``<id>.mp4`` in each, decoded frame by
 frame with PyAV; each frame is centre-cropped to ``IMAGE_CROP`` x ``IMAGE_CROP`` (256, B.2's face
@@ -80,7 +83,7 @@ from ehead_cli.eval.write import MAX_CLIP_PLOTS, write_reports
 from ehead_cli.face.base import FaceModel
 from ehead_cli.io.dataset import MANIFEST, MOTION_SUFFIX
 from ehead_cli.metrics import image as image_metrics
-from ehead_cli.metrics import motion as motion_metrics
+from ehead_cli.metrics.baselines import baseline_motion
 from ehead_cli.metrics.conventions import Convention, Unavailable, resolve_convention
 
 
@@ -157,7 +160,7 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, metrics: str | Sequence[s
     gts = [c.gt for c in loaded]
     predictions: dict[str, list[np.ndarray]] = {PREDICTION: [c.pred for c in loaded]}
     for kind in kinds:
-        predictions[BASELINE_PREFIX + kind] = motion_metrics.baseline_motion(kind, gts) if gts else []
+        predictions[BASELINE_PREFIX + kind] = baseline_motion(kind, gts) if gts else []
     if GROUND_TRUTH in sources:
         predictions[GROUND_TRUTH] = gts
 

@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ehead_cli.eval.registry import FRAME_SPLITS, KEY_SPEC
+from ehead_cli.eval.registry import FRAME_SPLITS
 from ehead_cli.io.atomic import atomic_path
 from ehead_cli.layout import LISTEN
 from ehead_cli.metrics.conventions import Unavailable
@@ -106,15 +106,16 @@ def summary_chart(path: str | Path, report: EvalReport) -> Path | None:
     fig = Figure(figsize=(PANEL_SIZE[0] * cols, PANEL_SIZE[1] * rows + 0.6))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
     width = 0.8 / len(report.sources)
+    key_spec = report.key_specs
     for ax, key in zip(axes, keys, strict=False):
-        splits = [sp for sp in FRAME_SPLITS if sp in KEY_SPEC[key].splits]
+        splits = [sp for sp in FRAME_SPLITS if sp in key_spec[key].splits]
         for j, source in enumerate(report.sources):
             vals = [_numeric(report.overall.get(source, {}).get(sp, {}).get(key)) for sp in splits]
             x = [i - 0.4 + width * (j + 0.5) for i, v in enumerate(vals) if v is not None]
             if x:
                 ax.bar(x, [v for v in vals if v is not None], width, color=_colour(source), label=source)
         ax.set_xticks(range(len(splits)), splits)
-        arrow = {"lower": " (lower is better)", "higher": " (higher is better)"}.get(KEY_SPEC[key].better, "")
+        arrow = {"lower": " (lower is better)", "higher": " (higher is better)"}.get(key_spec[key].better, "")
         unit = report.units.get(key, "")
         ax.set_title(f"{key}" + (f" [{unit}]" if unit else "") + arrow, fontsize="small")
         ax.grid(axis="y", alpha=0.3)

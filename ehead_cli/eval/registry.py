@@ -1,19 +1,22 @@
 """The metrics ``ehead eval`` computes: a ``MetricSpec`` each (report columns, how per-clip values
 become the overall value, the frame splits, which way is better, the definition), the groups of
 ``--metrics``, the baselines of ``--baseline``, and the unit of every report column.
+
+``METRICS`` holds the paper's protocol; ``metric_specs(convention)`` applies a convention's
+protocol (``metrics.conventions``: level, splits, coefficient spaces), and every consumer of the
+specs (per-clip values, aggregation, report, console, plots) reads those.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ehead_cli.errors import ConfigError
-from ehead_cli.metrics import motion as motion_metrics
-from ehead_cli.metrics.conventions import Convention, Unavailable, resolve_convention
-
-FRAME_SPLITS = ("all", "speaking", "listening")
-
+from ehead_cli.metrics import vertex as vertex_metrics
+from ehead_cli.metrics.baselines import BASELINES
+from ehead_cli.metrics.conventions import FRAME_SPLITS, Convention, Unavailable, resolve_convention
+from ehead_cli.metrics.listening import DEFAULT_SPACES, SPACE_SET_TEXT, SPACE_SETS, SPACE_UNITS
 
 LISTENING_ONLY = ("listening",)
 
@@ -54,8 +57,12 @@ class MetricSpec:
     definition: str
 
 
-def _spaces(name: str) -> tuple[str, str]:
-    return (f"{name}_exp", f"{name}_pose")
+# metrics with one report column per coefficient space, <name>_<space> (metrics.listening.SPACE_SETS)
+SPACE_METRICS = ("l2", "fd", "variation", "diversity", "pfd")
+
+
+def _spaces(name: str, space_set: str = DEFAULT_SPACES) -> tuple[str, ...]:
+    return tuple(f"{name}_{space}" for space in SPACE_SETS[space_set])
 
 
 METRICS: Mapping[str, MetricSpec] = {s.name: s for s in (
@@ -76,7 +83,7 @@ METRICS: Mapping[str, MetricSpec] = {s.name: s for s in (
                "histogram, K-Means fitted on the ground truth; mean of jaw (K 10), exp50 (K 40), rot (K 10)"),
     MetricSpec("l2", _spaces("l2"), "frame", LISTENING_ONLY, "lower",
                "L2 (mm-listener sec. 6): mean over frames of the Euclidean distance to the ground-truth "
-               "coefficients; exp = 100 expression, pose = head rotation + jaw"),
+               "coefficients; one column per coefficient space, " + SPACE_SET_TEXT[DEFAULT_SPACES]),
     MetricSpec("fd", _spaces("fd"), "pooled", LISTENING_ONLY, "lower",
                "Frechet distance (sec. 6) between Gaussian fits of predicted and ground-truth frames"),
     MetricSpec("variation", _spaces("variation"), "clip", LISTENING_ONLY, "",
@@ -107,18 +114,46 @@ METRIC_GROUPS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-VERTEX_METRICS = frozenset(motion_metrics.VERTEX_METRICS)
+VERTEX_METRICS = frozenset(vertex_metrics.VERTEX_METRICS)
 
 
 DESCRIPTIVE = frozenset({"sid", "variation", "diversity", "jaw"})  # also reported for the ground truth itself
 
 
-KEY_SPEC: Mapping[str, MetricSpec] = {k: s for s in METRICS.values() for k in s.keys}
+# levels each metric can be computed at (a convention's protocol is checked against them): the
+# distribution metrics (eval.frame_sets) work per clip and pooled, the others as written in METRICS
+_POOLABLE = frozenset({"sid", "jaw", "l2", "fd", "pfd", "variation", "diversity"})
+_PER_CLIP = frozenset({"lve", "fdd", "mod", "ba", "sid", "l2", "fd", "pfd", "variation", "diversity", "l2_affect"})
 
 
-def key_splits(key: str) -> tuple[str, ...]:
-    """The splits a report column is computed on."""
-    return KEY_SPEC[key].splits
+def _supported(name: str, level: str) -> bool:
+    if level == "pooled":
+        return name in _POOLABLE
+    if level in ("frame", "clip"):
+        return name in _PER_CLIP
+    return level == METRICS[name].level
+
+
+def metric_specs(convention: str | Convention | None = None) -> dict[str, MetricSpec]:
+    """Every ``MetricSpec`` under ``convention``: its protocol's level and splits, and for the
+    space metrics the report columns of its space set (definition extended by the spaces)."""
+    conv = resolve_convention(convention)
+    out: dict[str, MetricSpec] = {}
+    for name, spec in METRICS.items():
+        level, splits = conv.level(name, spec.level), conv.splits(name, spec.splits)
+        if not _supported(name, level):
+            raise ValueError(f"convention {conv.name!r}: {name} cannot be computed at level {level!r}")
+        keys, definition = spec.keys, spec.definition
+        if name in SPACE_METRICS and conv.space_set(name) != DEFAULT_SPACES:
+            keys = _spaces(name, conv.space_set(name))
+            definition += f" (spaces under {conv.name}: {SPACE_SET_TEXT[conv.space_set(name)]})"
+        out[name] = replace(spec, keys=keys, level=level, splits=splits, definition=definition)
+    return out
+
+
+def key_specs(specs: Mapping[str, MetricSpec]) -> dict[str, MetricSpec]:
+    """Report column -> the spec (of ``metric_specs``) it belongs to."""
+    return {k: s for s in specs.values() for k in s.keys}
 
 
 def parse_metrics(spec: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -150,16 +185,20 @@ def parse_baselines(spec: str | Sequence[str] | None) -> tuple[str, ...]:
         return ()
     kinds = [k.strip() for k in (spec.split(",") if isinstance(spec, str) else spec) if k.strip()]
     for kind in kinds:
-        if kind not in motion_metrics.BASELINES:
+        if kind not in BASELINES:
             raise ConfigError(f"--baseline: unknown baseline {kind!r}; choose from "
-                              f"{', '.join(motion_metrics.BASELINES)}")
+                              f"{', '.join(BASELINES)}")
     return tuple(dict.fromkeys(kinds))
 
 
 def _length_unit(scale: float) -> str:
-    if scale == motion_metrics.MM_PER_M:
+    """Unit of a length metric scaled by ``scale`` from metres: m, mm, mm x 100 (ARTalk's FDD), m x s."""
+    if scale == 1.0:
+        return "m"
+    per_mm = scale / vertex_metrics.MM_PER_M
+    if per_mm == 1.0:
         return "mm"
-    return "m" if scale == 1.0 else f"m x {scale:g}"
+    return f"mm x {per_mm:g}" if per_mm.is_integer() else f"m x {scale:g}"
 
 
 def metric_units(convention: str | Convention = "paper") -> dict[str, str]:
@@ -169,19 +208,19 @@ def metric_units(convention: str | Convention = "paper") -> dict[str, str]:
     """
     conv = resolve_convention(convention)
     lve, fdd = conv.kwargs("lve"), conv.kwargs("fdd")
-    lve_unit = _length_unit(lve.get("scale", motion_metrics.MM_PER_M))
+    lve_unit = _length_unit(lve.get("scale", vertex_metrics.MM_PER_M))
     if lve.get("squared") and lve.get("frame_reduce", "mean") == "mean":
         lve_unit += "^2"
-    fdd_unit = _length_unit(fdd.get("scale", motion_metrics.MM_PER_M))
+    fdd_unit = _length_unit(fdd.get("scale", vertex_metrics.MM_PER_M))
     if fdd.get("quantity") == "squared_norm":
         fdd_unit += "^2"
-    mse = conv.kwargs("l2").get("kind") == "mse"
+    squared = {"fd", "pfd", "variation"} | ({"l2"} if conv.kwargs("l2").get("kind") == "mse" else set())
     units = {
-        "lve": lve_unit, "fdd": fdd_unit, "mod": _length_unit(conv.kwargs("mod").get("scale", motion_metrics.MM_PER_M)),
-        "ba": "", "l2_exp": "coeff^2" if mse else "coeff", "l2_pose": "rad^2" if mse else "rad",
-        "fd_exp": "coeff^2", "fd_pose": "rad^2", "variation_exp": "coeff^2", "variation_pose": "rad^2",
-        "diversity_exp": "coeff", "diversity_pose": "rad", "pfd_exp": "coeff^2", "pfd_pose": "rad^2",
-        "l2_affect": "affect", "psnr": "dB", "ssim": "", "lpips": "", "jaw_r": "", "jaw_deg": "deg",
+        "lve": lve_unit, "fdd": fdd_unit, "mod": _length_unit(conv.kwargs("mod").get("scale", vertex_metrics.MM_PER_M)),
+        "ba": "", "l2_affect": "affect", "psnr": "dB", "ssim": "", "lpips": "", "jaw_r": "", "jaw_deg": "deg",
     }
+    for name in SPACE_METRICS:
+        for space in SPACE_SETS[conv.space_set(name)]:
+            units[f"{name}_{space}"] = SPACE_UNITS[space] + ("^2" if name in squared else "")
     units.update({k: "bits" for k in METRICS["sid"].keys})
     return units

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from ehead_cli.eval.images import IMAGE_CROP
-from ehead_cli.eval.registry import KEY_SPEC, METRICS, PREDICTION, Table, key_splits
+from ehead_cli.eval.registry import PREDICTION, MetricSpec, Table, key_specs, metric_specs
 from ehead_cli.layout import LENGTH_TOLERANCE_S
 from ehead_cli.metrics.conventions import Convention, Unavailable
 
@@ -24,9 +24,11 @@ RULES = {
                 "motion, not identity)",
     "head_pose": "LVE, FDD, MOD use vertices with the global head rotation and translation removed",
     "splits": "frames split by the ground-truth states: speaking (+1), listening (-1); listening-family "
-              "metrics on listening frames only",
+              "metrics on listening frames only unless the convention's protocol names other splits "
+              "(definitions[name].splits)",
     "aggregation": "frame-level metrics: frame-weighted mean over clips; clip-level metrics: mean over clips; "
-                   "pooled metrics: computed once on all clips' frames pooled",
+                   "pooled metrics: computed once on all clips' frames pooled; each metric's level is "
+                   "definitions[name].level, which the convention's protocol may change",
     "images": f"<id>.mp4 pairs, PyAV frame by frame, centre crop {IMAGE_CROP}x{IMAGE_CROP} (smaller sides kept), "
               "RGB in [0, 1], frames aligned with the motion",
     "baselines": "metrics.baseline_motion predictions from the same aligned ground truth (no video)",
@@ -86,9 +88,20 @@ class EvalReport:
     files: dict[str, str] = field(default_factory=dict)
 
     @property
+    def specs(self) -> dict[str, MetricSpec]:
+        """Every metric's spec under the report's convention (its level, splits and columns)."""
+        return metric_specs(self.convention)
+
+    @property
+    def key_specs(self) -> dict[str, MetricSpec]:
+        """Report column -> its metric's spec under the report's convention."""
+        return key_specs(self.specs)
+
+    @property
     def keys(self) -> tuple[str, ...]:
         """The report columns of the selected metrics, in registry order."""
-        return tuple(k for name in self.metrics for k in METRICS[name].keys)
+        specs = self.specs
+        return tuple(k for name in self.metrics for k in specs[name].keys)
 
     @property
     def failed(self) -> bool:
@@ -103,27 +116,31 @@ class EvalReport:
     def unavailable(self) -> dict[str, str]:
         """Metric key -> reason, for every selected key the prediction has no overall value for."""
         out: dict[str, str] = {}
+        key_spec = self.key_specs
         for split, values in self.overall.get(PREDICTION, {}).items():
             for key, value in values.items():
                 if isinstance(value, Unavailable) and key not in out:
-                    out[key] = value.reason if split == key_splits(key)[0] else f"{value.reason} ({split} frames)"
+                    first = key_spec[key].splits[0]
+                    out[key] = value.reason if split == first else f"{value.reason} ({split} frames)"
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report: settings, rules, units, definitions, problems, overall and per-clip values."""
-        conv = self.convention
+        conv, specs = self.convention, self.specs
         return {
             "pred_dir": self.pred_dir, "gt_dir": self.gt_dir, "split": self.split,
             "convention": {"name": conv.name, "reproduces": conv.reproduces, "summary": conv.summary,
-                           "overrides": {m: dict(kw) for m, kw in conv.overrides.items()}},
+                           "overrides": {m: dict(kw) for m, kw in conv.overrides.items()},
+                           "protocol": {m: {k: list(v) if isinstance(v, tuple) else v for k, v in p.items()}
+                                        for m, p in conv.protocol.items()}},
             "face_model": self.face,
             "metrics": list(self.metrics),
             "sources": list(self.sources),
             "rules": dict(RULES),
             "units": {k: self.units[k] for k in self.keys},
-            "definitions": {name: {"definition": METRICS[name].definition, "keys": list(METRICS[name].keys),
-                                   "level": METRICS[name].level, "splits": list(METRICS[name].splits),
-                                   "better": METRICS[name].better} for name in self.metrics},
+            "definitions": {name: {"definition": specs[name].definition, "keys": list(specs[name].keys),
+                                   "level": specs[name].level, "splits": list(specs[name].splits),
+                                   "better": specs[name].better} for name in self.metrics},
             "frames": self.frames,
             "n_clips": len(self.clips),
             "exit_code": self.exit_code,
@@ -156,7 +173,8 @@ def per_clip_frame(report: EvalReport) -> pd.DataFrame:
     """One row per (clip, source) with status, frame counts and every per-clip value (``<key>`` for
     all frames, ``<key>_speaking`` / ``<key>_listening``); failed clips get a row with their message."""
     rows = []
-    keys = [k for k in report.keys if KEY_SPEC[k].level != "pooled"]
+    key_spec = report.key_specs
+    keys = [k for k in report.keys if key_spec[k].level != "pooled"]
     for c in report.clips:
         for source in report.sources:
             if source not in c.values:
@@ -165,12 +183,12 @@ def per_clip_frame(report: EvalReport) -> pd.DataFrame:
                                    "pred_frames": c.pred_frames, "gt_frames": c.gt_frames,
                                    "speaking_frames": c.frames["speaking"], "listening_frames": c.frames["listening"]}
             for key in keys:
-                for split in key_splits(key):
+                for split in key_spec[key].splits:
                     v = c.values[source].get(split, {}).get(key)
                     row[column(key, split)] = v if isinstance(v, float) else None
             rows.append(row)
     for p in report.problems:
         rows.append({"clip": p.clip_id, "source": PREDICTION, "status": f"{p.kind}: {p.message}"})
     columns = ["clip", "source", "status", "frames", "pred_frames", "gt_frames", "speaking_frames",
-               "listening_frames"] + [column(k, s) for k in keys for s in key_splits(k)]
+               "listening_frames"] + [column(k, s) for k in keys for s in key_spec[k].splits]
     return pd.DataFrame(rows, columns=columns)

@@ -1,23 +1,25 @@
 """Listening-head metrics of the mm-listener supplement, section 6 (after Learning to Listen):
 L2, Frechet distance (FD), Variation, Diversity, paired FD (P-FD) and L2 Affect.
 
-Every metric works on plain coefficient arrays (frames x dims) and is computed separately for the
-expression space and the pose space (``expression_pose`` splits a (T, 115) motion). Units are those
+Every metric works on plain coefficient arrays (frames x dims) and is computed separately for each
+coefficient space of a space set (``SPACE_SETS``, ``split_spaces``): the paper's expression and pose
+spaces (``expression_pose``), or those of a codebase a ``--convention`` reproduces. Units are those
 of the coefficients (FLAME expression coefficients are unitless, poses are radians).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import scipy.linalg
-import torch
 
 from ehead_cli.layout import EXPR, JAW, MOTION_FPS, ROT
-from ehead_cli.metrics.conventions import Convention, Unavailable, resolve_convention
+from ehead_cli.metrics.arrays import as_float64
+from ehead_cli.metrics.conventions import DEFAULT_SPACES, Convention, Unavailable, resolve_convention
 
 FD_EPS = 1e-6  # added to both covariance diagonals when sqrtm(S1 S2) is not finite (FID reference code)
 # Largest |imaginary part| on the diagonal of sqrtm(S1 S2) accepted silently as rounding (the FID
@@ -25,6 +27,8 @@ FD_EPS = 1e-6  # added to both covariance diagonals when sqrtm(S1 S2) is not fin
 FD_IMAG_TOL = 1e-3
 DIVERSITY_PAIRS = 30
 DIVERSITY_SEED = 0
+DIVERSITY_SAMPLINGS = ("distinct", "without_replacement")
+VARIATION_FORMS = ("mean", "sum", "flat")
 AFFECT_WINDOW_S = 1.0
 
 # (T, 115) motion at 25 fps -> (T, A) per-frame affect (e.g. valence/arousal or emotion probabilities)
@@ -32,9 +36,7 @@ AffectEstimator = Callable[[np.ndarray], np.ndarray]
 
 
 def _np2(x: Any, what: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x, dtype=np.float64)
+    a = as_float64(x)
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2 or a.shape[0] == 0:
@@ -42,10 +44,37 @@ def _np2(x: Any, what: str) -> np.ndarray:
     return a
 
 
+_EXPR50 = slice(EXPR.start, EXPR.start + 50)  # the 50-coefficient FLAME expression of DualTalk's and DIM's data
+# space set -> space name -> the (T, 115) motion slices it reads, side by side. Report keys are <metric>_<space>.
+SPACE_SETS: Mapping[str, Mapping[str, tuple[slice, ...]]] = MappingProxyType({
+    # mm-listener / L2L: 100 expression coefficients; pose = [head rotation, jaw], L2L's 6-dim pose
+    DEFAULT_SPACES: MappingProxyType({"exp": (EXPR,), "pose": (ROT, JAW)}),
+    # DualTalk metric/metric.py: exp = pre[:, :50], jaw = pose[:, 3:], head pose = pose[:, :3], each alone
+    "dualtalk": MappingProxyType({"exp": (_EXPR50,), "jaw": (JAW,), "rot": (ROT,)}),
+    # DIM (Dyadic Interaction Modeling): [pose (6) = EMOCA's global rotation + jaw, 50 expression coefficients]
+    "dim": MappingProxyType({"exp": (_EXPR50,), "pose": (ROT, JAW)}),
+})
+SPACE_UNITS: Mapping[str, str] = MappingProxyType({"exp": "coeff", "pose": "rad", "jaw": "rad", "rot": "rad"})
+SPACE_SET_TEXT: Mapping[str, str] = MappingProxyType({
+    DEFAULT_SPACES: "exp = the 100 expression coefficients, pose = head rotation + jaw",
+    "dualtalk": "exp = the first 50 expression coefficients, jaw = jaw pose, rot = head rotation",
+    "dim": "exp = the first 50 expression coefficients, pose = head rotation + jaw",
+})
+
+
+def split_spaces(motion: Any, space_set: str = DEFAULT_SPACES) -> dict[str, np.ndarray]:
+    """(T, 115) -> {space name: (T, D_space)} for the spaces of ``space_set`` (``SPACE_SETS``)."""
+    if space_set not in SPACE_SETS:
+        raise ValueError(f"unknown space set {space_set!r}; choose from {', '.join(SPACE_SETS)}")
+    m = _np2(motion, "motion")
+    return {name: m[:, parts[0]] if len(parts) == 1 else np.concatenate([m[:, sl] for sl in parts], axis=1)
+            for name, parts in SPACE_SETS[space_set].items()}
+
+
 def expression_pose(motion: Any) -> tuple[np.ndarray, np.ndarray]:
     """(T, 115) -> expression (T, 100) and pose (T, 6) = [head rotation, jaw], as L2L's 6-dim pose."""
-    m = _np2(motion, "motion")
-    return m[:, EXPR], np.concatenate([m[:, ROT], m[:, JAW]], axis=1)
+    spaces = split_spaces(motion)
+    return spaces["exp"], spaces["pose"]
 
 
 def l2_distance(pred: Any, gt: Any, *, kind: str = "l2") -> float:
@@ -119,26 +148,63 @@ def paired_frechet_distance(listener_pred: Any, listener_gt: Any, speaker: Any, 
     return frechet_distance(np.concatenate([lp, s], 1), np.concatenate([lg, s], 1), **kwargs)
 
 
-def variation(x: Any) -> float:
-    """Variation (section 6): (1/D) sum_d Var_t(x_td), population variance over frames, mean over dims."""
-    return float(_np2(x, "Variation").var(0).mean())
+def variation(x: Any, *, form: str = "mean") -> float:
+    """Variation (section 6) of (T, D) frames, population variances (ddof 0):
+
+    mean (default, section 6; DualTalk): (1/D) sum_d Var_t(x_td)
+    sum  (DIM's calculate_variance):     sum_d Var_t(x_td)
+    flat (DIM's printed var_pose / var_exp): Var over all T x D values of x, which also counts the
+         spread of the dimensions' means around their common mean
+    """
+    a = _np2(x, "Variation")
+    if form == "mean":
+        return float(a.var(0).mean())
+    if form == "sum":
+        return float(a.var(0).sum())
+    if form == "flat":
+        return float(a.reshape(-1).var())
+    raise ValueError(f"Variation: unknown form {form!r} ({', '.join(VARIATION_FORMS)})")
 
 
-def diversity(x: Any, *, n_pairs: int = DIVERSITY_PAIRS, seed: int = DIVERSITY_SEED) -> float:
+def min_diversity_frames(*, n_pairs: int = DIVERSITY_PAIRS, sampling: str = "distinct", **_: Any) -> int:
+    """The fewest frames ``diversity`` accepts with these keyword arguments (others ignored): 2, or
+    n_pairs + 1 when indices are drawn without replacement (DualTalk asserts more frames than pairs)."""
+    return n_pairs + 1 if sampling == "without_replacement" else 2
+
+
+def diversity_if_enough(x: Any, **kwargs: Any) -> float | Unavailable:
+    """``diversity(x, **kwargs)``, or ``Unavailable`` naming the frame count it needs."""
+    need = min_diversity_frames(**kwargs)
+    n = _np2(x, "Diversity").shape[0]
+    return diversity(x, **kwargs) if n >= need else Unavailable(f"Diversity needs at least {need} frames, got {n}")
+
+
+def diversity(x: Any, *, n_pairs: int = DIVERSITY_PAIRS, seed: int = DIVERSITY_SEED,
+              sampling: str = "distinct") -> float:
     """Diversity (section 6, after L2L): mean Euclidean distance || x_i - x_j ||_2 over ``n_pairs``
-    (30) random frame pairs.
+    (30) random frame pairs of (T, D) frames, drawn with ``numpy.random.default_rng(seed)``.
 
-    Pairs are drawn with a seeded generator (``numpy.random.default_rng(seed)``), i uniform over the
-    T frames and j uniform over the other T - 1, so a frame is never paired with itself. T >= 2.
+    distinct (default): i uniform over the T frames and j uniform over the other T - 1, so a frame is
+        never paired with itself; T >= 2.
+    without_replacement (DualTalk's calculate_diversity): i and j are two independent draws of
+        ``n_pairs`` distinct frames each (``rng.choice(T, n_pairs, replace=False)``), so i_k == j_k is
+        possible; T > n_pairs.
     """
     a = _np2(x, "Diversity")
     t = a.shape[0]
-    if t < 2:
-        raise ValueError("Diversity: needs at least 2 frames")
+    need = min_diversity_frames(n_pairs=n_pairs, sampling=sampling)
+    if t < need:
+        raise ValueError(f"Diversity: needs at least {need} frames, got {t}")
     rng = np.random.default_rng(seed)
-    i = rng.integers(0, t, n_pairs)
-    j = rng.integers(0, t - 1, n_pairs)
-    j = j + (j >= i)
+    if sampling == "distinct":
+        i = rng.integers(0, t, n_pairs)
+        j = rng.integers(0, t - 1, n_pairs)
+        j = j + (j >= i)
+    elif sampling == "without_replacement":
+        i = rng.choice(t, n_pairs, replace=False)
+        j = rng.choice(t, n_pairs, replace=False)
+    else:
+        raise ValueError(f"Diversity: unknown sampling {sampling!r} ({', '.join(DIVERSITY_SAMPLINGS)})")
     return float(np.linalg.norm(a[i] - a[j], axis=1).mean())
 
 
@@ -174,26 +240,28 @@ def l2_affect(pred_motion: Any, gt_motion: Any, estimator: AffectEstimator | Non
 def listening_metrics(pred_motion: Any, gt_motion: Any, speaker_motion: Any = None, *,
                       convention: str | Convention = "paper", affect_estimator: AffectEstimator | None = None,
                       fps: float = MOTION_FPS) -> dict[str, float | Unavailable]:
-    """All section-6 metrics of one listener clip (or pooled frames), per space (``_exp``, ``_pose``).
+    """All section-6 metrics of one listener clip (or pooled frames), per space of the convention's
+    space set (``_exp``, ``_pose`` for the paper).
 
     pred_motion, gt_motion: (T, 115) listener motion; speaker_motion: (T, 115) the interlocutor's
     ground truth, needed for P-FD (``Unavailable`` without it). Variation and Diversity describe the
     prediction alone (compare them with the same numbers of the ground truth).
     """
     conv = resolve_convention(convention)
-    p_exp, p_pose = expression_pose(pred_motion)
-    g_exp, g_pose = expression_pose(gt_motion)
     out: dict[str, float | Unavailable] = {}
-    spaces = {"exp": (p_exp, g_exp), "pose": (p_pose, g_pose)}
-    speaker = None
-    if speaker_motion is not None:
-        speaker = dict(zip(("exp", "pose"), expression_pose(speaker_motion), strict=True))
-    for name, (p, g) in spaces.items():
-        out[f"l2_{name}"] = l2_distance(p, g, **conv.kwargs("l2"))
-        out[f"fd_{name}"] = frechet_distance(p, g)
-        out[f"variation_{name}"] = variation(p)
-        out[f"diversity_{name}"] = diversity(p)
-        out[f"pfd_{name}"] = (Unavailable("P-FD needs the speaker's motion") if speaker is None
-                              else paired_frechet_distance(p, g, speaker[name]))
+
+    def per_space(metric: str, fn: Callable[..., float | Unavailable], *motions: Any) -> None:
+        parts = [split_spaces(m, conv.space_set(metric)) for m in motions]
+        for space in parts[0]:
+            out[f"{metric}_{space}"] = fn(*(p[space] for p in parts))
+
+    per_space("l2", lambda p, g: l2_distance(p, g, **conv.kwargs("l2")), pred_motion, gt_motion)
+    per_space("fd", frechet_distance, pred_motion, gt_motion)
+    per_space("variation", lambda p: variation(p, **conv.kwargs("variation")), pred_motion)
+    per_space("diversity", lambda p: diversity_if_enough(p, **conv.kwargs("diversity")), pred_motion)
+    if speaker_motion is None:
+        per_space("pfd", lambda p: Unavailable("P-FD needs the speaker's motion"), pred_motion)
+    else:
+        per_space("pfd", paired_frechet_distance, pred_motion, gt_motion, speaker_motion)
     out["l2_affect"] = l2_affect(pred_motion, gt_motion, affect_estimator, fps=fps)
     return out

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ehead_cli.metrics.motion import _np
+from ehead_cli.metrics.arrays import as_float64
 
 
 def reconstruction_error(recon: Any, target: Any, *, kind: str = "l2") -> float:
@@ -16,7 +16,7 @@ def reconstruction_error(recon: Any, target: Any, *, kind: str = "l2") -> float:
     l2 (default): (1/T) sum_t || recon_t - target_t ||_2 (the L2 of section 6);
     mse:          mean over frames and dims of (recon - target)^2.
     """
-    r, t = _np(recon), _np(target)
+    r, t = as_float64(recon), as_float64(target)
     if r.shape != t.shape:
         raise ValueError(f"reconstruction: {r.shape} vs {t.shape}")
     if kind == "l2":
@@ -29,7 +29,7 @@ def reconstruction_error(recon: Any, target: Any, *, kind: str = "l2") -> float:
 def commitment(z_e: Any, z_q: Any) -> float:
     """Commit.: MSE between the encoder output z_e and the quantiser output z_q, any equal shapes:
     mean over all elements of (z_e - z_q)^2 (the unweighted L_commit of supp. eq. 3, per element)."""
-    a, b = _np(z_e), _np(z_q)
+    a, b = as_float64(z_e), as_float64(z_q)
     if a.shape != b.shape:
         raise ValueError(f"commitment: {a.shape} vs {b.shape}")
     return float(((a - b) ** 2).mean())
@@ -37,7 +37,7 @@ def commitment(z_e: Any, z_q: Any) -> float:
 
 def code_usage(codes: Any, codebook_size: int) -> np.ndarray:
     """(...) integer token ids -> (codebook_size,) usage probabilities p_k = n_k / N."""
-    c = _np(codes).astype(np.int64).reshape(-1)
+    c = as_float64(codes).astype(np.int64).reshape(-1)
     if c.size == 0:
         raise ValueError("perplexity: no tokens")
     if c.min() < 0 or c.max() >= codebook_size:
