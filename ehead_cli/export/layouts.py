@@ -127,7 +127,7 @@ def to_dualtalk(m: Motion, source: str = "motion") -> dict[str, np.ndarray]:
 def write_dualtalk(path: str | Path, m: Motion, source: str = "motion") -> None:
     arrays = to_dualtalk(m, source)
     with atomic_path(path) as tmp:
-        np.savez(tmp, **arrays)
+        np.savez_compressed(tmp, **arrays)
 
 
 # --- GAGAvatar ------------------------------------------------------------------------------------------
@@ -156,17 +156,20 @@ def gagavatar_transform(rot: np.ndarray, trans: np.ndarray, root: np.ndarray | N
     return np.concatenate([R, T[..., None]], axis=2).astype(np.float32)
 
 
+def root_joints(face: HasJoints, m: Motion) -> np.ndarray:
+    """(T, 3) float64 root joint J0 per frame (metres): the clip's shape, each frame's expression."""
+    buffers = face.buffers() if isinstance(face, torch.nn.Module) else iter(())
+    like = next((b for b in buffers if b.is_floating_point()), torch.zeros(0))  # the model's dtype and device
+    with torch.no_grad():
+        shapes = torch.from_numpy(np.repeat(m.shape[None], m.n_frames, axis=0)).to(like)
+        return face.joints(shapes, torch.from_numpy(m.motion[:, EXPR]).to(like))[:, 0].double().cpu().numpy()
+
+
 def to_gagavatar(m: Motion, video: str, face: HasJoints | None = None) -> dict[str, dict[str, np.ndarray]]:
     """The GAGAvatar tracker's per-frame dict ``{"<video>_<i>": frame}``; each frame: shapecode (300,),
     expcode (100,), posecode (6,) [global 0, jaw], eyecode (6,) [left, right], transform_matrix (3, 4),
     all float32. ``face`` (ehead's FLAME) moves the rotation pivot from its root joint to the origin."""
-    root = None
-    if face is not None:
-        like = next((b for b in face.buffers() if b.is_floating_point()), torch.zeros(0)) \
-            if isinstance(face, torch.nn.Module) else torch.zeros(0)
-        with torch.no_grad():
-            shapes = torch.from_numpy(np.repeat(m.shape[None], m.n_frames, axis=0)).to(like)
-            root = face.joints(shapes, torch.from_numpy(m.motion[:, EXPR]).to(like))[:, 0].double().cpu().numpy()
+    root = None if face is None else root_joints(face, m)
     transform = gagavatar_transform(m.motion[:, ROT], m.motion[:, TRANS], root)
     posecode = np.zeros((m.n_frames, 6), np.float32)
     posecode[:, 3:] = m.motion[:, JAW]  # the tracker keeps the head rotation in the camera, not in FLAME
@@ -178,8 +181,8 @@ def to_gagavatar(m: Motion, video: str, face: HasJoints | None = None) -> dict[s
 
 class _PortablePickler(pickle.Pickler):
     """Pickles an array as ``numpy.ndarray(shape, dtype)`` filled by its ``__setstate__`` with the raw
-    bytes: globals ``numpy.ndarray`` and ``numpy.dtype`` only, which numpy 1 and 2 both resolve (numpy 2's
-    own pickles name ``numpy._core``, which numpy 1.26, GAGAvatar's, cannot import)."""
+    bytes: globals ``numpy.ndarray`` and ``numpy.dtype`` only, which every numpy 1 and 2 resolves (numpy 2's
+    own pickles name ``numpy._core``, which numpy before 1.26.1 cannot import)."""
 
     def reducer_override(self, obj):
         if isinstance(obj, np.ndarray):
