@@ -302,7 +302,7 @@ def test_bad_input_is_one_line(clip, tmp_path, capsys, monkeypatch, case):
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
     args, needle = {
-        "not-npz": ([str(blocker), "--format", "flame-npz"], "not a readable NPZ"),
+        "not-npz": ([str(blocker), "--format", "flame-npz"], "not an NPZ file"),
         "not-motion": ([str(export_motion(clip, "dualtalk").path), "--format", "artalk"], "missing key"),
         "unknown-format": ([str(clip), "--format", "fbx"], "--format must be one of artalk"),
         "wrong-suffix": ([str(clip), "--format", "artalk", "--out", str(tmp_path / "a.npz")], ".pt file"),

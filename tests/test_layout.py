@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ehead_cli"
-ROOT_MODULES = {"__init__", "__main__", "cli", "assets", "devices", "errors", "geometry", "info", "layout"}
+ROOT_MODULES = {"__init__", "__main__", "cli", "assets", "checks", "devices", "errors", "geometry", "info", "layout"}
 
 
 def module_name(path: Path) -> str:
