@@ -47,8 +47,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-console = Console()
-err_console = Console(stderr=True)
+def _make_console(stderr: bool = False) -> Console:
+    """Rich output at the terminal's width; piped into a file or another program (where rich would
+    assume 80 columns and cut tables), at the content's full width instead, unless COLUMNS says."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not (hasattr(stream, "isatty") and stream.isatty()) and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=1000 if piped else None)
+
+
+console = _make_console()
+err_console = _make_console(stderr=True)
 interrupted_note = None  # a command's () -> str | None: what an interruption leaves behind (see _Commands)
 
 
@@ -243,8 +251,8 @@ def _summary(job_list) -> None:
     for col in ("job", "status", "frames", "seconds", "outputs / error"):
         table.add_column(col, overflow="fold")
     for j in job_list:
-        if j.error:
-            table.add_row(j.name, "[red]failed[/]", "", "", j.error)
+        if j.error:  # the message itself goes to stderr, once (below)
+            table.add_row(j.name, "[red]failed[/]", "", "", "see the error below")
         else:
             table.add_row(j.name, "[green]ok[/]", str(len(j.states)), f"{j.seconds:.1f}",
                           ", ".join(str(p) for p in j.outputs))
@@ -368,7 +376,7 @@ def eval_(
                          face=load_face_model(flame, device=dev, landmarks=flame_landmarks, masks=flame_masks),
                          device=dev, lpips_model=lpips_model,
                          progress=lambda line: err_console.print(line, markup=False, highlight=False))
-    ev.print_report(report, console)
+    ev.print_report(report, console, err_console=err_console)
     raise typer.Exit(report.exit_code)
 
 

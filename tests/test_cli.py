@@ -66,3 +66,20 @@ def test_every_asset_flag_exists_on_the_commands_that_use_it():
     table = readme[readme.index("## Assets you bring"):]
     listed = set(re.findall(r"^\| [^|]+ \| `(--[a-z-]+)` \|", table, re.M))
     assert listed == {a.flag for a in ASSETS.values()}, listed
+
+
+def test_generate_reports_each_failure_once_and_keeps_piped_tables_whole(tmp_path):
+    import os
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    clip = repo / "sample_data" / "clips" / "conv009_fr"
+    out = tmp_path / ("a-rather-long-output-folder-name-" * 3)
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    r = ehead("generate", "--audio", str(clip.with_suffix(".flac")), "--states", str(clip.with_suffix(".csv")),
+              "--audio", str(tmp_path / "missing.wav"), "--states", str(tmp_path / "missing.csv"),
+              "--no-video", "--out", str(out), env=env)
+    assert r.returncode == 1
+    assert str(out / "conv009_fr.npz") in r.stdout  # not cut at 80 columns when piped
+    assert r.stdout.count("missing.wav") == 0 and r.stderr.count("missing.wav") == 1, (r.stdout, r.stderr)
+    assert r.stderr.strip() == f"error: missing: {tmp_path / 'missing.wav'}: audio file not found"

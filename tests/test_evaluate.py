@@ -164,7 +164,8 @@ def test_unmatched_and_broken_files_are_reported_and_the_rest_evaluated(tmp_path
     (pred / "c.npz").write_bytes(b"this is not a zip file")
     report = E.evaluate(pred, gt, "ba")
     kinds = {p.clip_id: p.kind for p in report.problems}
-    assert kinds == {"c": "unreadable", "only_gt": "missing prediction", "only_pred": "no ground truth"}
+    assert kinds == {"c": "unreadable"}  # a broken file is a problem; a clip on one side only is not
+    assert report.unpaired == {"no prediction": ("only_gt",), "no ground truth": ("only_pred",)}
     assert "c.npz" in next(p.message for p in report.problems if p.clip_id == "c")
     assert [c.clip_id for c in report.clips] == ["a", "b"]
     assert report.exit_code == 1 and report.face == "none"  # BA needs no face model
@@ -203,8 +204,9 @@ def test_dataset_folder_and_split(tmp_path, gt_clips):
     pred = write_set(tmp_path / "pred", {"b": gt_clips["b"], "c": gt_clips["c"]})
     report = E.evaluate(pred, data, "ba", split="test")
     assert [c.clip_id for c in report.clips] == ["b", "c"] and report.exit_code == 0
-    everything = E.evaluate(pred, data, "ba")
-    assert [(p.clip_id, p.kind) for p in everything.problems] == [("a", "missing prediction")]
+    everything = E.evaluate(pred, data, "ba")  # a few predictions against the whole dataset
+    assert everything.problems == [] and everything.exit_code == 0
+    assert everything.unpaired["no prediction"] == ("a",) and [c.clip_id for c in everything.clips] == ["b", "c"]
     with pytest.raises(InputError, match="no clip in split 'val'"):
         E.evaluate(pred, data, "ba", split="val")
     with pytest.raises(ConfigError, match="--split"):
@@ -354,8 +356,9 @@ def test_print_report_shows_tables(tmp_path, gt_clips):
     E.print_report(report, console)
     text = console.export_text()
     for expected in ("overall", "ba ↑", "baseline:mean", "per clip", "unavailable metrics", "--pred-video",
-                     "missing prediction", "exit status 1"):
+                     "not evaluated: 1 ground-truth clip(s) have no prediction (c)"):
         assert expected in text, expected
+    assert "image_dirs (" not in text  # reasons name the CLI flags first
 
 
 def test_motion_files_round_trip_unchanged(tmp_path, gt_clips):
@@ -363,3 +366,18 @@ def test_motion_files_round_trip_unchanged(tmp_path, gt_clips):
     write_set(tmp_path, gt_clips)
     back = load_motion(tmp_path / "b.npz")
     assert np.array_equal(back.motion, gt_clips["b"].motion) and (back.states == SPEAK).sum() == 16
+
+
+def test_problems_go_to_stderr_and_nothing_evaluated_writes_no_report(tmp_path, gt_clips):
+    gt = write_set(tmp_path / "gt", gt_clips)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    (pred / "a.npz").write_bytes(b"not a zip")
+    report = E.evaluate(pred, gt, "ba", out_dir=tmp_path / "report")
+    assert report.clips == [] and report.exit_code == 1
+    assert not (tmp_path / "report" / write.REPORT_JSON).exists()  # a 0-clip report would read like a result
+    out, err = Console(record=True, width=200), Console(record=True, width=200)
+    E.print_report(report, out, err_console=err)
+    assert "problems" not in out.export_text()
+    text = err.export_text()
+    assert "a.npz" in text and "no clip could be evaluated; no report was written" in text

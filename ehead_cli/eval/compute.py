@@ -127,7 +127,7 @@ def add_image_values(result: ClipResult, clip: LoadedClip, names: Sequence[str],
                 values.setdefault(split, {}).update({n: why for n in names})
 
     if image_dirs is None:
-        mark(Unavailable("no videos given: pass image_dirs (ehead eval --pred-video DIR --gt-video DIR)"))
+        mark(Unavailable("no videos given: pass --pred-video DIR --gt-video DIR (image_dirs in the API)"))
         return None
     pred_video = Path(image_dirs[0]) / f"{clip.clip_id}{VIDEO_SUFFIX}"
     gt_video = Path(image_dirs[1]) / f"{clip.clip_id}{VIDEO_SUFFIX}"

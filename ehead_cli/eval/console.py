@@ -31,11 +31,25 @@ def _heading(key: str, spec: MetricSpec) -> str:
     return key + {"lower": " ↓", "higher": " ↑"}.get(spec.better, "")
 
 
-def print_report(report: EvalReport, console: Any, *, max_clips: int = PRINT_CLIPS) -> None:
+def unpaired_lines(report: EvalReport, shown: int = 5) -> list[str]:
+    """One line per kind of unpaired clip (not evaluated, not a failure), naming the first few."""
+    out = []
+    for kind, ids in report.unpaired.items():
+        if ids:
+            names = ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+            side = "ground-truth clip(s) have no prediction" if kind == "no prediction" else \
+                "prediction(s) have no ground truth"
+            out.append(f"not evaluated: {len(ids)} {side} ({names})")
+    return out
+
+
+def print_report(report: EvalReport, console: Any, *, max_clips: int = PRINT_CLIPS, err_console: Any = None) -> None:
     """Rich tables: overall per split (metric x source), per clip (first ``max_clips``; columns with a
-    value), the unavailable metrics with their reasons, and the problems."""
+    value), the unavailable metrics with their reasons; the unpaired clips and the problems go to
+    ``err_console`` (default: ``console``)."""
     from rich.table import Table as RichTable
 
+    err_console = err_console or console
     conv, spec = report.convention, report.key_specs
     console.print(f"convention: {conv.name}" + (f" ({conv.reproduces})" if conv.reproduces else "")
                   + f"; face model: {report.face}; clips: {len(report.clips)} evaluated, "
@@ -83,12 +97,17 @@ def print_report(report: EvalReport, console: Any, *, max_clips: int = PRINT_CLI
         for key, reason in unavailable.items():
             table.add_row(key, reason)
         console.print(table)
+    for kind, path in report.files.items():
+        console.print(f"{kind}: {path}")
+    for line in unpaired_lines(report):
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
     if report.problems:
         table = RichTable(title="problems (exit status 1)")
         for col in ("clip", "kind", "message"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for p in report.problems:
             table.add_row(p.clip_id, p.kind, p.message)
-        console.print(table)
-    for kind, path in report.files.items():
-        console.print(f"{kind}: {path}")
+        err_console.print(table)
+    if not report.clips:
+        err_console.print("no clip could be evaluated" + ("" if report.files else "; no report was written"),
+                          markup=False, highlight=False)

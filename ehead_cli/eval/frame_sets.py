@@ -76,7 +76,7 @@ def _paired(segments: Sequence[Segment], keys: Sequence[str], conv: Convention, 
     """P-FD on the segments that have the speaker's motion (the others cannot pair)."""
     with_speaker = [(p, g, s) for p, g, s in segments if s is not None]
     if not with_speaker:
-        missing = Unavailable("P-FD needs the speaker's motion: pass speaker_dir (ehead eval --speaker DIR)")
+        missing = Unavailable("P-FD needs the speaker's motion: pass --speaker DIR (speaker_dir in the API)")
         return {k: missing for k in keys}
     if sum(len(g) for _, g, _ in with_speaker) < MIN_DISTRIBUTION_FRAMES:
         return {k: Unavailable(f"needs at least {MIN_DISTRIBUTION_FRAMES} {what} frames") for k in keys}

@@ -81,7 +81,7 @@ from ehead_cli.eval.registry import (
 from ehead_cli.eval.report import ClipProblem, ClipResult, EvalReport
 from ehead_cli.eval.write import MAX_CLIP_PLOTS, write_reports
 from ehead_cli.face.base import FaceModel
-from ehead_cli.io.dataset import MANIFEST, MOTION_SUFFIX
+from ehead_cli.io.dataset import MANIFEST
 from ehead_cli.metrics import image as image_metrics
 from ehead_cli.metrics.baselines import baseline_motion
 from ehead_cli.metrics.conventions import Convention, Unavailable, resolve_convention
@@ -132,10 +132,10 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, metrics: str | Sequence[s
         for flag, folder in zip(("--pred-video", "--gt-video"), image_dirs, strict=True):
             if folder is None or not Path(folder).is_dir():
                 raise InputError(f"{flag}: {folder} is not a folder (give both --pred-video and --gt-video)")
-    problems = [ClipProblem(i, "missing prediction", f"{Path(pred_dir) / (i + MOTION_SUFFIX)} does not exist")
-                for i in pairing.missing_prediction]
-    problems += [ClipProblem(i, "no ground truth", f"{Path(pred_dir) / (i + MOTION_SUFFIX)} has no ground truth "
-                             f"in {gt_dir}" + (f" (split {split})" if split else "")) for i in pairing.no_ground_truth]
+    # clips on one side only are not evaluated but are no failure either: a few predictions are
+    # routinely scored against a whole dataset
+    unpaired = {"no prediction": pairing.missing_prediction, "no ground truth": pairing.no_ground_truth}
+    problems: list[ClipProblem] = []
 
     loaded: list[LoadedClip] = []
     for clip_id, pred_path, gt_path in pairing.pairs:
@@ -197,7 +197,7 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, metrics: str | Sequence[s
     frames = {s: int(sum(r.frames[s] for r in results)) for s in FRAME_SPLITS}
     report = EvalReport(str(pred_dir), str(gt_dir), split, conv, names, sources,
                         face.name if face is not None else "none", results, problems, overall, coverage, frames,
-                        units)
-    if out_dir is not None:
+                        units, unpaired=unpaired)
+    if out_dir is not None and results:  # a report of no clip would read like a result
         write_reports(report, out_dir, plot_data)
     return report

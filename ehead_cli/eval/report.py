@@ -17,7 +17,8 @@ from ehead_cli.metrics.conventions import Convention, Unavailable
 
 RULES = {
     "pairing": "pred/<id>.npz with gt/<id>.npz (or a dataset folder's clips/<id>.npz from manifest.csv, "
-               "optionally one split); unmatched, unreadable and unalignable clips are listed as problems",
+               "optionally one split); clips on one side only are listed as unpaired and not evaluated; "
+               "unreadable and unalignable clips are listed as problems",
     "alignment": f"same fps required; lengths differing by at most {LENGTH_TOLERANCE_S} s are cut to the "
                  "shorter, larger differences are errors",
     "identity": "vertices of prediction and ground truth both use the ground truth's shape (metrics measure "
@@ -86,6 +87,7 @@ class EvalReport:
     frames: dict[str, int]
     units: dict[str, str]
     files: dict[str, str] = field(default_factory=dict)
+    unpaired: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "no prediction" / "no ground truth" -> ids
 
     @property
     def specs(self) -> dict[str, MetricSpec]:
@@ -129,6 +131,7 @@ class EvalReport:
         conv, specs = self.convention, self.specs
         return {
             "pred_dir": self.pred_dir, "gt_dir": self.gt_dir, "split": self.split,
+            "unpaired": {k: list(v) for k, v in self.unpaired.items()},
             "convention": {"name": conv.name, "reproduces": conv.reproduces, "summary": conv.summary,
                            "overrides": {m: dict(kw) for m, kw in conv.overrides.items()},
                            "protocol": {m: {k: list(v) if isinstance(v, tuple) else v for k, v in p.items()}

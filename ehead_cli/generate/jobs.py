@@ -193,7 +193,7 @@ def run_jobs(generator: Generator, jobs: list[FileJob], seed: int = 0, renderer=
     n_windows = sum(generator.n_windows(len(j.states)) for j in good)
     t0 = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as bar:
+                  console=console, transient=True, disable=console is None or not console.is_terminal) as bar:
         task = bar.add_task("motion windows", total=n_windows)
         motions = generator.generate_many([(j.audio, j.states, j.avatar, seed) for j in good],
                                           on_window=lambda n: bar.advance(task, n))

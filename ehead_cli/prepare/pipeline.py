@@ -451,8 +451,8 @@ class _progress_bar:
     def __init__(self, enabled: bool, total: int) -> None:
         from rich.console import Console
 
-        self.enabled, self.total = enabled and total > 0, total
         self.console = Console(stderr=True)
+        self.enabled, self.total = enabled and total > 0 and self.console.is_terminal, total
         self.bar = None
 
     def __enter__(self) -> Callable[[str, str | None], None]:
