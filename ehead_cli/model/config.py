@@ -1,7 +1,7 @@
 """Typed, frozen model configuration and the preset registry.
 
 The presets live as TOML files in ``models/presets/`` (``paper``, ``small``, ``tiny``); this module
-reads them, validates every field in one place, and derives the numbers DESIGN.md quotes
+reads them, validates every field in one place, and derives the numbers the README quotes (its "The model, as built" and presets)
 (``seq_len`` = 20 packed history tokens + 100 current = 120, ``cond_dim`` = 896, ...). A
 ``ModelConfig`` is stored in every checkpoint's ``config.json`` so the folder alone rebuilds the model.
 """
@@ -104,7 +104,7 @@ class ModelConfig:
     mag_embed_dim: int = 112
     audio: AudioEncoderConfig = field(default_factory=lambda: AudioEncoderConfig("hubert", 13, 768))
 
-    # --- derived numbers (DESIGN.md quotes them; never stored separately) -------------------
+    # --- derived numbers (the README quotes them; never stored separately) -------------------
     @property
     def head_dim(self) -> int:
         return self.d_model // self.heads
