@@ -1,8 +1,8 @@
 """Typed, frozen model configuration and the preset registry.
 
 The presets live as TOML files in ``models/presets/`` (``paper``, ``small``, ``tiny``); this module
-reads them, validates every field in one place, and derives the numbers the README quotes (its "The model, as built" and presets)
-(``seq_len`` = 20 packed history tokens + 100 current = 120, ``cond_dim`` = 896, ...). A
+reads them, validates every field in one place, and derives the numbers the README's presets table
+quotes (``seq_len`` = 20 packed history tokens + 100 current = 120, ``cond_dim`` = 896, ...). A
 ``ModelConfig`` is stored in every checkpoint's ``config.json`` so the folder alone rebuilds the model.
 """
 
