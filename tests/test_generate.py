@@ -126,6 +126,39 @@ def test_streaming_equals_offline(gen):
     np.testing.assert_array_equal(streamed, offline.motion)
 
 
+@pytest.mark.parametrize("extra_frames", [0, 1, 37])
+def test_flush_ends_a_conversation_with_its_last_partial_window(gen, extra_frames):
+    """``flush`` gives the frames of the microphone time since the last window, and the whole session
+    still equals offline generation of its audio and states (the last window padded the same way)."""
+    session = gen.stream(seed=3)
+    session.push(speech(2.0, seed=8), "agent", end_of_utterance=True)
+    mic = speech(8.0, seed=9) * 0.3
+    mic = np.concatenate([mic, 0.1 * speech(2.0, seed=1)[: extra_frames * SAMPLES_PER_FRAME - 17 * bool(extra_frames)]])
+    frames = []
+    for start in range(0, len(mic), 1000):
+        frames += session.push(mic[start:start + 1000], "mic")
+    last = session.flush()
+    assert (last is None) == (extra_frames == 0)
+    if last is not None:
+        assert last.shape == (extra_frames, 115)
+        frames.append(last)
+    assert session.flush() is None  # nothing pending any more
+    streamed = np.concatenate(frames)
+    assert len(streamed) == len(session.states) == -(-len(mic) // SAMPLES_PER_FRAME)
+    offline = gen.generate(session.audio, session.states, seed=3)
+    np.testing.assert_array_equal(streamed, offline.motion)
+
+
+def test_an_unrecorded_session_keeps_only_its_window(gen):
+    session = gen.stream(seed=3, record=False)
+    recorded = gen.stream(seed=3)
+    mic = speech(8.0, seed=9) * 0.3
+    a = session.push(mic, "mic")
+    b = recorded.push(mic, "mic")
+    assert len(a) == 2 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert session.audio.size == 0 and session.states.size == 0 and recorded.audio.size == len(mic)
+
+
 # --- the command line --------------------------------------------------------------------------
 def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["ehead", *args])

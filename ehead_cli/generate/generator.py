@@ -127,11 +127,12 @@ class Generator:
         """Windows that cover ``n_frames`` frames (the last one padded)."""
         return -(-n_frames // self.cfg.window)
 
-    def stream(self, avatar: Avatar | None = None, seed: int = 0):
-        """A live ``StreamingSession`` (``ehead_cli.generate.streaming``) on this generator."""
+    def stream(self, avatar: Avatar | None = None, seed: int = 0, record: bool = True):
+        """A live ``StreamingSession`` (``ehead_cli.generate.streaming``) on this generator; ``record``
+        keeps every window's audio and states (False: only the current window)."""
         from ehead_cli.generate.streaming import StreamingSession
 
-        return StreamingSession(self, avatar, seed)
+        return StreamingSession(self, avatar, seed, record)
 
     def compile(self, mode: str | None = None) -> Generator:
         """``torch.compile`` the audio encoder and the whole sampler of a window (its condition and

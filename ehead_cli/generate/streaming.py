@@ -24,16 +24,20 @@ class StreamingSession:
 
     The session clock is the microphone: each time it has delivered another T frames, the
     Streaming Audio Scheduler (Algorithm 1) forms a window from the agent audio pushed so far and
-    the most recent microphone audio, and the window's T frames are generated and returned. The
-    single-stream audio and states of every window are kept (``audio``, ``states``), so the result
-    equals ``Generator.generate(session.audio, session.states)`` exactly (the parity test).
+    the most recent microphone audio, and the window's T frames are generated and returned. At the
+    end of a conversation, ``flush`` generates the frames of the microphone time since the last
+    window. With ``record`` (the default) the single-stream audio and states of every window are
+    kept (``audio``, ``states``), so the result equals ``Generator.generate(session.audio,
+    session.states)`` exactly (the parity test); without it the session holds only the current
+    window, whatever the conversation's length (what a server wants).
     """
 
-    def __init__(self, generator: Generator, avatar: Avatar | None = None, seed: int = 0):
+    def __init__(self, generator: Generator, avatar: Avatar | None = None, seed: int = 0, record: bool = True):
         self.gen, self.T = generator, generator.cfg.window
         self.scheduler = StreamingAudioScheduler(self.T)
         self.job = generator.begin(np.zeros(0, np.float32), np.zeros(0, np.int8), avatar, seed)
         self.job.keep = False  # each window is returned by ``step``; the job holds only the current one
+        self.record = record
         self._mic_samples = 0  # microphone samples delivered
         self._audio: list[np.ndarray] = []
         self._states: list[np.ndarray] = []
@@ -60,18 +64,37 @@ class StreamingSession:
                 out.append(self._tick())
         return out
 
-    def _tick(self) -> np.ndarray:
+    def flush(self) -> np.ndarray | None:
+        """End of the conversation: the frames (n, 115) of the microphone time since the last window
+        (n = ceil(samples / 640) < T), or None when the last window ended exactly on it. The window is
+        formed as usual from the microphone padded to its end, then cut to those n frames; like the
+        last window of an offline clip, the frames past them are silence and listening, so the parity
+        with ``Generator.generate(session.audio, session.states)`` holds. Agent audio not yet played by
+        then is dropped."""
+        pending = self._mic_samples - self.k * self.T * SAMPLES_PER_FRAME
+        if pending == 0:
+            return None
+        self.scheduler.push_listening(np.zeros(self.T * SAMPLES_PER_FRAME - pending, np.float32))
+        self._mic_samples = (self.k + 1) * self.T * SAMPLES_PER_FRAME
+        return self._tick(keep_samples=pending)
+
+    def _tick(self, keep_samples: int | None = None) -> np.ndarray:
         tick = self.scheduler.tick()
-        self._audio.append(tick.audio)
-        self._states.append(tick.states)
+        audio, states = tick.audio, tick.states
+        if keep_samples is not None:  # a flushed partial window
+            audio, states = audio[:keep_samples], states[: -(-keep_samples // SAMPLES_PER_FRAME)]
+        if self.record:
+            self._audio.append(audio)
+            self._states.append(states)
         j = self.job  # holds only this window: a long session never re-copies its past
-        j.audio, j.states, j.first_window = tick.audio, tick.states, self.k
-        x = self.gen.step([j], self.k)[0]
+        j.audio, j.states, j.first_window = audio, states, self.k
+        x = self.gen.step([j], self.k)[0][: len(states)]
         self.k += 1
         return self.gen.denormalize(x)
 
     @property
     def audio(self) -> np.ndarray:
+        """The single-stream audio of every window so far (``record`` sessions)."""
         return np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
 
     @property
