@@ -180,8 +180,9 @@ def generate(
     audio: Annotated[list[Path] | None, typer.Option(
         metavar="FILE", help="Speech the avatar hears (repeat with --states).")] = None,
     states: Annotated[list[Path] | None, typer.Option(
-        metavar="CSV", help="LS states CSV for the --audio at the same position (frame,state or start,end,state).")]
-    = None,
+        metavar="CSV|auto", help="LS states CSV for the --audio at the same position (frame,state or "
+        "start,end,state), or auto: speaking where the audio has voice (pauses up to 0.5 s bridged), listening "
+        "elsewhere, for a recording of the agent alone.")] = None,
     jobs: Annotated[Path | None, typer.Option(help="CSV of jobs: audio,states[,out][,avatar].")] = None,
     user_audio: Annotated[Path | None, typer.Option(help="Two-stream mode: the user's microphone track.")] = None,
     agent_audio: Annotated[Path | None, typer.Option(help="Two-stream mode: the agent's speech track.")] = None,

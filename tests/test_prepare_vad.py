@@ -3,6 +3,8 @@ and the states it finds on real GRID clips (silence at both ends, speech in the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,8 @@ from ehead_cli.prepare.vad import (
     vad_states,
     voice_probability,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class ConstantVoice(SileroVAD):
@@ -114,3 +118,30 @@ def test_native_network_agrees_with_the_packages_torchscript_model(shared_data):
             ours, theirs = net(wave), jit.audio_forward(wave, SAMPLE_RATE)[0]
         assert ours.shape == theirs.shape
         assert ((ours > 0.5) == (theirs > 0.5)).float().mean() >= 0.95
+
+
+def test_bridge_pauses_fills_only_short_pauses_inside_speech():
+    from ehead_cli.prepare.smoothing import bridge_pauses
+
+    s = np.array([-1, -1, 1, 1, -1, -1, 1, -1, -1, -1, -1, 1, -1], np.int8)
+    out = bridge_pauses(s, 2)
+    np.testing.assert_array_equal(out, [-1, -1, 1, 1, 1, 1, 1, -1, -1, -1, -1, 1, -1])  # the 4-frame gap stays
+
+
+def test_states_auto_speaks_where_the_audio_has_voice(tmp_path):
+    """``ehead generate --states auto``: silence around one speaker's utterance is listening, the
+    utterance (with its short pauses) speaking."""
+    from ehead_cli.generate.auto_states import auto_states
+    from ehead_cli.io.audio import load_audio
+    from ehead_cli.io.states import load_states
+
+    clip = REPO / "sample_data" / "clips" / "conv009_fr"
+    wave = load_audio(clip.with_suffix(".flac"))
+    truth = load_states(clip.with_suffix(".csv"), -(-len(wave) // 640))
+    first = np.flatnonzero(truth == 1)
+    turn = wave[first[0] * 640:(first[0] + 50) * 640]  # 2 s of the avatar's own speech
+    audio = np.concatenate([np.zeros(16000, np.float32), turn, np.zeros(16000, np.float32)])
+    states = auto_states(audio)
+    assert len(states) == 100
+    assert (states[:20] == -1).all() and (states[-20:] == -1).all()
+    assert (states[30:70] == 1).mean() > 0.9

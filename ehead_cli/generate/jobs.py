@@ -3,7 +3,8 @@
 
 Job sources: repeated ``--audio/--states`` pairs, or a jobs CSV with columns ``audio,states`` and
 optional ``out`` (output path without suffix) and ``avatar``; relative paths in the CSV are
-resolved against the CSV's folder. Outputs go to ``OUT/<audio stem>.npz`` and ``.mp4`` unless a
+resolved against the CSV's folder. A states value of ``auto`` derives the states from the audio's
+voice activity (``ehead_cli.generate.auto_states``). Outputs go to ``OUT/<audio stem>.npz`` and ``.mp4`` unless a
 job names its own ``out``.
 
 Two-stream mode (one session): ``--user-audio`` (the microphone) and ``--agent-audio`` (the agent's
@@ -27,6 +28,7 @@ import numpy as np
 
 from ehead_cli.avatar.identity import Avatar
 from ehead_cli.errors import EheadError, InputError
+from ehead_cli.generate.auto_states import AUTO, auto_states
 from ehead_cli.generate.generator import Generator
 from ehead_cli.generate.scheduler import AgentUtterance, schedule_session
 from ehead_cli.io.audio import load_audio, save_wav
@@ -44,7 +46,7 @@ class FileJob:
 
     name: str
     audio_path: Path | None = None
-    states_path: Path | None = None
+    states_path: Path | None = None  # None with ``audio`` unset: --states auto
     out: Path | None = None  # output path without suffix
     avatar_path: Path | None = None
     audio: np.ndarray | None = None
@@ -59,7 +61,14 @@ class FileJob:
 def jobs_from_pairs(audios: list[Path], states: list[Path], out_dir: Path, avatar: Path | None) -> list[FileJob]:
     if len(audios) != len(states):
         raise InputError(f"give one --states per --audio: got {len(audios)} --audio and {len(states)} --states")
-    return [FileJob(a.stem, a, s, out_dir / a.stem, avatar) for a, s in zip(audios, states, strict=True)]
+    return [FileJob(a.stem, a, _states_path(s), out_dir / a.stem, avatar) for a, s in zip(audios, states, strict=True)]
+
+
+def _states_path(value: Path | str, base: Path | None = None) -> Path | None:
+    """A states CSV, or None for ``auto`` (states from the audio's voice activity)."""
+    if str(value).strip().lower() == AUTO:
+        return None
+    return base / value if base is not None else Path(value)
 
 
 def jobs_from_csv(path: Path, out_dir: Path, avatar: Path | None) -> list[FileJob]:
@@ -75,7 +84,7 @@ def jobs_from_csv(path: Path, out_dir: Path, avatar: Path | None) -> list[FileJo
         audio = base / row["audio"]
         out = base / row["out"] if row.get("out") else out_dir / audio.stem
         av = base / row["avatar"] if row.get("avatar") else avatar
-        jobs.append(FileJob(f"{audio.stem} (line {line})", audio, base / row["states"], out, av))
+        jobs.append(FileJob(f"{audio.stem} (line {line})", audio, _states_path(row["states"], base), out, av))
     if not jobs:
         raise InputError(f"{path}: no jobs listed")
     return jobs
@@ -145,7 +154,11 @@ def load_job(job: FileJob) -> None:
     try:
         if job.audio is None:
             job.audio = load_audio(job.audio_path)
-            job.states = load_states(job.states_path, n_frames_for(len(job.audio)), len(job.audio) / SAMPLE_RATE)
+            if job.states_path is None:
+                job.states = auto_states(job.audio)
+            else:
+                job.states = load_states(job.states_path, n_frames_for(len(job.audio)),
+                                         len(job.audio) / SAMPLE_RATE)
         job.avatar = Avatar.load(job.avatar_path) if job.avatar_path else None
         job.out.parent.mkdir(parents=True, exist_ok=True)
         probe = job.out.parent / f".ehead-write-test-{job.out.name}"

@@ -93,3 +93,14 @@ def scores_to_states(scores: np.ndarray, fps: int = MOTION_FPS, smooth_s: float 
     if min_len > 1:
         states = remove_short_runs(states, min_len)
     return states, smoothed.astype(np.float32)
+
+
+def bridge_pauses(states: np.ndarray, max_len: int) -> np.ndarray:
+    """Listening runs of at most ``max_len`` frames between two speaking runs become speaking: the
+    pauses inside one speaker's utterance (commas, breaths). Runs at the ends are kept."""
+    values, lengths = _runs(states)
+    values = values.copy()
+    for i in range(1, len(values) - 1):
+        if values[i] != SPEAK and lengths[i] <= max_len and values[i - 1] == SPEAK and values[i + 1] == SPEAK:
+            values[i] = SPEAK
+    return np.repeat(values.astype(np.int8), lengths)
