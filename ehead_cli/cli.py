@@ -187,7 +187,10 @@ def generate(
     user_audio: Annotated[Path | None, typer.Option(help="Two-stream mode: the user's microphone track.")] = None,
     agent_audio: Annotated[Path | None, typer.Option(help="Two-stream mode: the agent's speech track.")] = None,
     agent_segments: Annotated[Path | None, typer.Option(
-        help="Two-stream mode: CSV start,end[,available] of the agent utterances (seconds).")] = None,
+        help="Two-stream mode: CSV start,end[,available], one row per agent utterance, in seconds: where it lies "
+        "in the agent track (start,end) and when it reaches the avatar in session time (available, default its "
+        "start: e.g. when the TTS delivered it). Without it, utterances are the agent track's non-silent "
+        "stretches, each available at its start.")] = None,
     out: Annotated[Path, typer.Option(help="Output folder for <name>.npz and <name>.mp4.")] = Path("out"),
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint folder (default: the shipped demo model).")]
     = None,

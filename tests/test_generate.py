@@ -258,6 +258,31 @@ def test_cli_two_stream_mode(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     assert (tmp_path / "o" / "mic.states.csv").is_file() and (tmp_path / "o" / "mic.single.wav").is_file()
 
 
+def test_two_stream_output_ends_with_its_content(gen, tmp_path):
+    """13.49 s of microphone and an agent reply that ends at 12 s: the session's whole 4 s windows are
+    cut to the microphone's length, and the motion kept is what the whole windows gave."""
+    from ehead_cli.generate.jobs import two_stream_job
+    from ehead_cli.generate.scheduler import trim_to_content
+
+    mic = speech(13.49, 1) * 0.3
+    sf.write(tmp_path / "mic.wav", mic, RATE)
+    sf.write(tmp_path / "agent.wav", speech(3.0, 2), RATE)
+    (tmp_path / "segs.csv").write_text("start,end,available\n0.0,3.0,9.0\n")
+    job = two_stream_job(tmp_path / "mic.wav", tmp_path / "agent.wav", tmp_path / "segs.csv", tmp_path, None, 100)
+    assert len(job.audio) == len(mic) and len(job.states) == -(-len(mic) // 640) == 338
+    from ehead_cli.io.audio import load_audio
+
+    single, states, _ = schedule_session(load_audio(tmp_path / "mic.wav"), load_audio(tmp_path / "agent.wav"),
+                                         [AgentUtterance(0.0, 3.0, 9.0)])  # what the job read, whole windows
+    assert len(states) == 400
+    whole = gen.generate(single, states, seed=2).motion
+    np.testing.assert_array_equal(gen.generate(job.audio, job.states, seed=2).motion, whole[:338])
+    # agent speech that runs past the microphone's end is kept whole
+    late_audio, late_states = trim_to_content(single, np.where(np.arange(400) < 390, states, 1).astype(np.int8),
+                                              len(mic))
+    assert len(late_states) == 400 and len(late_audio) == 400 * 640
+
+
 def test_cli_render_existing_npz(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     m = Motion(np.zeros((30, 115)), np.zeros(300), np.ones(30), 25)
     save_motion(tmp_path / "m.npz", m)

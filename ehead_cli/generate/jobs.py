@@ -30,7 +30,7 @@ from ehead_cli.avatar.identity import Avatar
 from ehead_cli.errors import EheadError, InputError
 from ehead_cli.generate.auto_states import AUTO, auto_states
 from ehead_cli.generate.generator import Generator
-from ehead_cli.generate.scheduler import AgentUtterance, schedule_session
+from ehead_cli.generate.scheduler import AgentUtterance, schedule_session, trim_to_content
 from ehead_cli.io.audio import load_audio, save_wav
 from ehead_cli.io.motionfile import Motion, save_motion
 from ehead_cli.io.states import load_states, write_states
@@ -144,7 +144,7 @@ def two_stream_job(user: Path, agent: Path, segments: Path | None, out_dir: Path
     mic, speech = load_audio(user), load_audio(agent)
     utts = read_agent_segments(segments) if segments else detect_utterances(speech)
     single, states, _ = schedule_session(mic, speech, utts, window)
-    job.audio, job.states = single, states
+    job.audio, job.states = trim_to_content(single, states, len(mic))
     job.extra_outputs = {"states": job.out.with_suffix(".states.csv"), "single": job.out.with_suffix(".single.wav")}
     return job
 

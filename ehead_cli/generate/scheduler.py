@@ -158,3 +158,14 @@ def schedule_session(user_audio: np.ndarray, agent_audio: np.ndarray, utterances
     audio = np.concatenate([t.audio for t in ticks]) if ticks else np.zeros(0, np.float32)
     states = np.concatenate([t.states for t in ticks]) if ticks else np.zeros(0, np.int8)
     return audio, states, ticks
+
+
+def trim_to_content(audio: np.ndarray, states: np.ndarray, n_mic_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a scheduled session's whole windows to where its content ends: the later of the
+    microphone's end and the last speaking frame. What is cut is silence in the listening state,
+    exactly the padding generation gives a last partial window, so the motion of what is kept is
+    unchanged."""
+    speaking = np.flatnonzero(np.asarray(states) == SPEAK)
+    end = max(int(n_mic_samples), (int(speaking[-1]) + 1) * SAMPLES_PER_FRAME if speaking.size else 0)
+    end = min(end, len(audio))
+    return audio[:end], states[: n_frames_for(end)]
