@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ehead_cli.face.base import FaceModel
-from ehead_cli.face.builtin_head import BuiltinHead
+from ehead_cli.face.builtin import BuiltinHead
 from ehead_cli.face.flame import ENV_FLAME, load_flame
 
 
