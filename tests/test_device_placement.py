@@ -16,7 +16,7 @@ from test_face_flame import _arrays as flame_arrays
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from ehead_cli.face.builtin_head import BuiltinHead
+from ehead_cli.face.builtin import BuiltinHead
 from ehead_cli.face.flame import FlameModel, read_flame_arrays
 from ehead_cli.generate.generator import Generator
 from ehead_cli.model.config import AudioEncoderConfig, preset

@@ -16,7 +16,7 @@ import ehead_cli.eval as E
 from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.eval import pairing, registry, write
 from ehead_cli.eval.images import centre_crop
-from ehead_cli.face.builtin_head import EXPR_BROW_RAISE, EXPR_LIPS_PART, EXPR_SMILE, BuiltinHead
+from ehead_cli.face.builtin import EXPR_BROW_RAISE, EXPR_LIPS_PART, EXPR_SMILE, BuiltinHead
 from ehead_cli.io.motionfile import Motion, load_motion, save_motion
 from ehead_cli.layout import EXPR, JAW, LISTEN, MOTION_DIM, MOTION_FPS, N_SHAPE, ROT, SPEAK, TRANS
 from ehead_cli.metrics.conventions import Unavailable

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from ehead_cli.errors import AssetError
-from ehead_cli.face import builtin_head as bh
 from ehead_cli.face.base import MOUTH_LOWER_INNER, MOUTH_UPPER_INNER, N_LANDMARKS
-from ehead_cli.face.builtin_head import BuiltinHead
+from ehead_cli.face.builtin import BuiltinHead, build_head_arrays
+from ehead_cli.face.builtin import proportions as bh
 from ehead_cli.face.flame import ENV_FLAME
 from ehead_cli.face.loading import load_face_model
 from ehead_cli.layout import EXPR, EYE_LEFT, EYE_RIGHT, JAW, MOTION_DIM, N_EXPR, N_SHAPE, ROT, TRANS
@@ -41,7 +41,7 @@ def _lmk(head: BuiltinHead, v: torch.Tensor) -> torch.Tensor:
 
 
 def test_deterministic_and_light():
-    a, b = bh._Builder().build(), bh._Builder().build()  # two constructions, bypassing the cache
+    a, b = build_head_arrays.__wrapped__(), build_head_arrays.__wrapped__()  # two constructions, bypassing the cache
     for name in ("vertices", "faces", "colors", "shapedirs", "exprdirs", "skin_weights", "lmk_vertices", "part"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     assert a.masks.keys() == b.masks.keys() and all(np.array_equal(a.masks[k], b.masks[k]) for k in a.masks)

@@ -202,7 +202,7 @@ def test_talknet_states_from_a_rendered_face(tmp_path):
     pytest.importorskip("mediapipe")
     import torch
 
-    from ehead_cli.face.builtin_head import BuiltinHead
+    from ehead_cli.face.builtin import BuiltinHead
     from ehead_cli.prepare.talknet import TalkNet
     from ehead_cli.render import Renderer
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ehead_cli.face.builtin_head import BuiltinHead
+from ehead_cli.face.builtin import BuiltinHead
 from ehead_cli.geometry import axis_angle_to_matrix, geodesic_angle, matrix_to_axis_angle
 from ehead_cli.layout import EXPR, EYE_LEFT, EYE_RIGHT, JAW, MOTION_DIM, MOTION_FPS, N_SHAPE, ROT, TRANS
 from ehead_cli.prepare.landmarks import FaceLandmarks

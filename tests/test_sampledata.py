@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ehead_cli.errors import AssetError
-from ehead_cli.face.builtin_head import (
+from ehead_cli.face.builtin import (
     EXPR_BLINK,
     EXPR_LIP_ROUND,
     EXPR_LIP_STRETCH,

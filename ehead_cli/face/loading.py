@@ -9,7 +9,7 @@ import torch
 
 from ehead_cli.errors import ConfigError
 from ehead_cli.face.base import FaceModel
-from ehead_cli.face.builtin_head import BuiltinHead
+from ehead_cli.face.builtin import BuiltinHead
 from ehead_cli.face.flame import ENV_FLAME, load_flame
 
 

@@ -1,5 +1,5 @@
 """Ground-truth motion of the sample data: a deterministic function of the single-stream audio, the
-per-frame states and a per-clip seed, on the built-in head (``ehead_cli.face.builtin_head``).
+per-frame states and a per-clip seed, on the built-in head (``ehead_cli.face.builtin``).
 
 Everything the model must learn from the audio is local: a speaking frame's mouth depends only on
 the audio within one frame of it, so the DiT, whose cross-attention sees +-2 frames, can read it.
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ehead_cli.face.builtin_head import (
+from ehead_cli.face.builtin import (
     EXPR_BLINK,
     EXPR_BROW_RAISE,
     EXPR_LIP_ROUND,
