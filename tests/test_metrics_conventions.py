@@ -13,7 +13,7 @@ import pytest
 import ehead_cli.eval as E
 from ehead_cli.errors import ConfigError
 from ehead_cli.eval import registry
-from ehead_cli.face.builtin_head import BuiltinHead
+from ehead_cli.face.builtin import BuiltinHead
 from ehead_cli.io.motionfile import Motion, save_motion
 from ehead_cli.layout import EXPR, JAW, LISTEN, MOTION_DIM, N_SHAPE, ROT, SPEAK
 from ehead_cli.metrics import listening as L
