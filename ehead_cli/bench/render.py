@@ -71,11 +71,13 @@ def time_render(
     batch: int,
     camera: Camera | None = None,
     repeats: int = REPEATS,
+    antialias: bool = False,
 ) -> RenderTiming:
-    """Time ``MeshRenderer(size)`` on ``batch`` copies of (V, 3) ``vertices`` under no_grad, on
-    their device."""
+    """Time ``MeshRenderer(size, antialias=antialias)`` on ``batch`` copies of (V, 3) ``vertices``
+    under no_grad, on their device."""
     device = vertices.device
-    renderer = MeshRenderer(size, camera=camera if camera is not None else Camera.framing(vertices))
+    renderer = MeshRenderer(size, camera=camera if camera is not None else Camera.framing(vertices),
+                            antialias=antialias)
     # slightly different copies, so no batch item is a duplicate of another
     jitter = 1e-3 * torch.randn(batch, 1, 3, device=device, generator=None)
     verts = vertices[None] + jitter

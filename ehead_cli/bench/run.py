@@ -164,7 +164,8 @@ def render_rows(cfg: BenchConfig, device: torch.device) -> list[dict[str, Any]]:
         vertices = face(torch.zeros(300, device=device), motion)
     rows = []
     for B in cfg.render_batch_sizes:
-        t = time_render(vertices, face.faces, face.vertex_colors, cfg.size, B, repeats=cfg.repeats)
+        t = time_render(vertices, face.faces, face.vertex_colors, cfg.size, B, repeats=cfg.repeats,
+                        antialias=True)  # as ``Renderer`` draws face models
         rows.append({"batch": B, "size": cfg.size, "render_fps": t.fps_median, "render_fps_best": t.fps_best})
     return rows
 

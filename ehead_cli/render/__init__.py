@@ -1,8 +1,9 @@
 """The built-in differentiable mesh renderer: camera, rasteriser, shading, renderers.
 
 ``camera`` places a perspective pinhole camera, ``rasterizer`` finds the visible triangle per pixel
-and its differentiable barycentric weights, ``shading`` lights the surface, ``renderer`` puts them
-together for raw meshes (``MeshRenderer``) and for face models (``Renderer``). Pure PyTorch,
+and its differentiable barycentric weights, ``shading`` lights the surface, ``antialias`` blends the
+pixels across silhouettes and occlusion edges, ``renderer`` puts them together for raw meshes
+(``MeshRenderer``) and for face models (``Renderer``, anti-aliased by default). Pure PyTorch,
 batched, CPU and CUDA.
 """
 

@@ -15,6 +15,7 @@ import torch
 
 from ehead_cli.face.base import FaceModel
 from ehead_cli.layout import MOTION_DIM, N_SHAPE
+from ehead_cli.render.antialias import EdgeTopology, antialias, edge_topology
 from ehead_cli.render.camera import Camera
 from ehead_cli.render.rasterizer import Fragments, barycentrics, interpolate, rasterize
 from ehead_cli.render.shading import Light, lambert, vertex_normals
@@ -42,6 +43,8 @@ class MeshRenderer:
     background: RGB in [0, 1] of uncovered pixels
     cull_backfaces: skip triangles facing away; exact and faster for closed meshes
     max_pairs: rasteriser chunk size (candidate pairs); None picks one for the device
+    antialias: blend the pixels across silhouettes and occlusion edges by the edge's position
+        (``render.antialias``); off, each pixel shows what its centre sees (exact coverage)
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class MeshRenderer:
         background: tuple[float, float, float] = BACKGROUND,
         cull_backfaces: bool = True,
         max_pairs: int | None = None,
+        antialias: bool = False,
     ) -> None:
         self.height = int(height)
         self.width = int(width if width is not None else height)
@@ -63,6 +67,8 @@ class MeshRenderer:
         self.background = tuple(float(c) for c in background)
         self.cull_backfaces = cull_backfaces
         self.max_pairs = max_pairs
+        self.antialias = antialias
+        self._topology: tuple[torch.Tensor, EdgeTopology] | None = None  # (faces, its edges), reused
 
     def __call__(self, vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> Rendered:
         """vertices (B, V, 3) or (V, 3) in metres; faces (F, 3) int64; colors (V, 3) or (B, V, 3)
@@ -82,7 +88,19 @@ class MeshRenderer:
         shaded = lambert(albedo_px, normal_px, self.light)
         bg = torch.tensor(self.background, dtype=shaded.dtype, device=shaded.device)
         image = bg[:, None].expand(3, B * H * W).index_copy(1, frags.pix, shaded)  # (3, B*H*W)
+        if self.antialias:
+            # depth (metres) of the visible surface per pixel: perspective-correct weights interpolate it exactly
+            z = interpolate(points[2].detach().reshape(1, B * V), weights.detach(), vid)[0]  # (P,)
+            depth = torch.full((B * H * W,), torch.inf, dtype=z.dtype, device=z.device).index_copy(0, frags.pix, z)
+            image = antialias(image, depth, points, faces, self._edges(faces), H, W)
         return Rendered(image.view(3, B, H, W).permute(1, 2, 3, 0).contiguous(), frags.mask, frags)
+
+    def _edges(self, faces: torch.Tensor) -> EdgeTopology:
+        """The edge topology of ``faces``, computed once per faces tensor (face models pass the same
+        buffer every call)."""
+        if self._topology is None or self._topology[0] is not faces:
+            self._topology = (faces, edge_topology(faces))
+        return self._topology[1]
 
 
 class Renderer:
@@ -94,6 +112,7 @@ class Renderer:
     batch_size: frames rasterised together by ``render`` and ``iter_frames``
     cull_backfaces: default (None) culls only when the mesh is closed, where culling is exact;
         through the holes of an open mesh (FLAME's mouth) the inner faces stay visible
+    antialias: anti-aliased silhouettes and occlusion edges (``MeshRenderer``), on by default
     """
 
     def __init__(
@@ -105,13 +124,15 @@ class Renderer:
         background: tuple[float, float, float] = BACKGROUND,
         batch_size: int = RENDER_BATCH,
         cull_backfaces: bool | None = None,
+        antialias: bool = True,
     ) -> None:
         self.face_model = face_model
         if camera is None:
             camera = Camera.framing(self._neutral_vertices())
         if cull_backfaces is None:
             cull_backfaces = is_closed(face_model.faces)
-        self.mesh = MeshRenderer(size, size, camera, light, background, cull_backfaces=cull_backfaces)
+        self.mesh = MeshRenderer(size, size, camera, light, background, cull_backfaces=cull_backfaces,
+                                 antialias=antialias)
         self.batch_size = max(1, int(batch_size))
 
     @property

@@ -11,10 +11,11 @@ How it is made (all deterministic), one module per step:
   brow ridge, nose, lips, eyelid bulges, neck), and the skin rays cast onto it.
 - ``topology``: the vertex and triangle lists, the skin grid's rows and columns (rows above the
   forehead fan out to the crown, rows over the face are horizontal slices, so the mouth and the
-  eye slits are straight grid rows, rows under the chin fan down the neck), strips and fans.
+  eye slits are straight grid rows, rows below the lips fan under the chin and down the neck),
+  strips and fans.
 - ``parts``: the skin with its hair cap and doubled slit rows (the upper lip or lid on one copy,
   the lower on the other), eyelids on a sphere around each eyeball, eyeballs (sclera, iris,
-  pupil), ears (closed thin shells) and the mouth cavity with teeth and tongue.
+  pupil), ears (closed thin shells) and the mouth cavity with upper and lower teeth and a tongue.
 - ``appearance``: the per-vertex colours (lips, brows, hair, lash lines, eyes, cavity).
 - ``rig``: skin weights (a head and a jaw joint, rigid eyeballs), the joint anchors, the 68
   landmarks and the ``lips`` / ``upper_face`` masks.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ehead_cli.face.builtin.falloff import bump, smoothstep
-from ehead_cli.face.builtin.parts import HeadMesh
+from ehead_cli.face.builtin.parts import HeadMesh, lid_points
 from ehead_cli.face.builtin.proportions import (
     BROWS,
     CAVITY_BACK,
@@ -26,6 +26,8 @@ from ehead_cli.face.builtin.proportions import (
     PUPIL_DEG,
     SCLERA,
     SKIN,
+    UPPER_LID_SHADE,
+    VERMILION_RAMP,
 )
 
 
@@ -65,7 +67,13 @@ def paint_head(head: HeadMesh) -> Appearance:
     lip_up = near & (head.lip_side >= 0) & (dy >= -1e-9) & (dy <= upper_h + 1e-4)
     lip_lo = near & (head.lip_side <= 0) & (dy <= 1e-9) & (-dy <= lower_h + 1e-4)
     lip_vertices = np.flatnonzero(lip_up | lip_lo)
-    paint((lip_up | lip_lo).astype(float), LIPS)
+    # the colour ramps linearly across the border over about one grid row, so the interpolated
+    # colour's half-way line follows the border between the rows instead of stepping with them
+    upper = near & (head.lip_side >= 0) & (dy >= -1e-9)
+    lower = near & (head.lip_side <= 0) & (dy <= 1e-9)
+    amount = np.where(upper, 0.5 + (upper_h - dy) / VERMILION_RAMP, 0.0)
+    amount = np.maximum(amount, np.where(lower, 0.5 + (lower_h + dy) / VERMILION_RAMP, 0.0))
+    paint(amount, LIPS)
     # brows: an arch above each eye, thicker at the inner end
     ax = np.abs(x)
     brow_y, brow_half = brow_curve(ax)
@@ -78,6 +86,14 @@ def paint_head(head: HeadMesh) -> Appearance:
     hair[head.skin.grid.ravel()] = smoothstep(-0.005, 0.005, head.skin.hair_height.ravel())
     hair[head.skin.crown] = 1.0
     paint(hair, HAIR)
+    # The upper lids face the key light above, and nothing here casts the brow's shadow, so bare skin
+    # there renders paler than the forehead: shade them toward the margin, fading out up the lid and
+    # past the eye corners (the lid patch's own blend weights).
+    for side, lid in head.lids.items():
+        _, w = lid_points(side, lid.t, lid.s, lid.up)
+        shade = np.zeros(len(P))
+        shade[lid.ids] = UPPER_LID_SHADE * w * lid.up * (1 - lid.s)
+        col *= 1 - shade[:, None]
     # a dark lash line along each upper lid margin
     for lid in head.lids.values():
         lash = np.zeros(len(P))
@@ -93,4 +109,5 @@ def paint_head(head: HeadMesh) -> Appearance:
         for ids, level in zip(rings, levels, strict=True):
             col[ids] = level[3]
     col[head.cavity.back] = CAVITY_BACK[3]
+    col[head.cavity.corners] = CAVITY_UPPER[0][3]
     return Appearance(np.clip(col, 0, 1), lip_vertices, brow_vertices, hair)

@@ -10,7 +10,8 @@ labels of the assembled mesh (``HeadMesh``) that the colours, the rig and the bl
   (``LID_RADIUS``), with margins e(t) = peak * (1 - t^2)^p across the eye.
 - Eyeballs (sclera, iris, pupil): UV spheres turned about their centres by the eye poses.
 - Ears: closed thin shells.
-- Mouth: a dark pouch with teeth and tongue hanging from the lip slit.
+- Mouth: a dark pouch hanging from the lip slit, its upper sheet with the upper incisors and the
+  palate, its lower sheet (which follows the jaw) with the lower incisors and the tongue.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from ehead_cli.face.builtin.proportions import (
     HAIRLINE_AZIMUTH_DEG,
     HAIRLINE_Y,
     IRIS_DEG,
+    LID_BLEND_START,
     LID_BOTTOM_DEG,
     LID_CENTER_DEG,
     LID_HALF_WIDTH_DEG,
@@ -191,7 +193,7 @@ def lid_points(side: int, t, s, up, closed: float = 0.0, lower_raise_deg: float 
     a = side * (LID_CENTER_DEG + LID_HALF_WIDTH_DEG * tc)
     c = np.array([side * EYE_CENTER[0], EYE_CENTER[1], EYE_CENTER[2]])
     pos = c + LID_RADIUS * direction(np.radians(a), np.radians(e))
-    w = (1 - smoothstep(0.3, 1.0, s)) * (1 - smoothstep(1.0, LID_PATCH_HALF_WIDTH, np.abs(t)))
+    w = (1 - smoothstep(LID_BLEND_START, 1.0, s)) * (1 - smoothstep(1.0, LID_PATCH_HALF_WIDTH, np.abs(t)))
     return pos, w
 
 
@@ -306,16 +308,21 @@ class Cavity:
     upper: list[np.ndarray]  # vertex ids of each ring of CAVITY_UPPER (the corners excluded)
     lower: list[np.ndarray]  # ... of CAVITY_LOWER
     back: np.ndarray  # ... of CAVITY_BACK
+    corners: np.ndarray  # (2,) the cavity's own copies of the right and left mouth corners
 
 
 def add_mouth(mesh: MeshBuilder, layout: SkinGrid, skin: Skin) -> Cavity:
     """A pouch hanging from the lip slit: rings of ``CAVITY_UPPER`` from the upper lip and of
-    ``CAVITY_LOWER`` from the lower lip, meeting at ``CAVITY_BACK``; the corners are shared."""
+    ``CAVITY_LOWER`` from the lower lip, meeting at ``CAVITY_BACK``. Every ring ends on the mouth
+    corners; the cavity has its own copies of them, since a corner shared with the skin would take
+    its normal mostly from the cavity's many triangles there (a bright or dark speck on the lips)."""
     V = mesh.vertices()
-    right_c, left_c = skin.mouth_corners
-    upper = np.concatenate([[right_c], skin.grid[layout.mouth_row, skin.mouth_cols], [left_c]])
-    lower = np.concatenate([[right_c], skin.below[layout.mouth_row, skin.mouth_cols], [left_c]])
-    margin = V[upper]  # (M, 3) from the right corner to the left
+    slit = np.concatenate([[skin.mouth_corners[0]], skin.grid[layout.mouth_row, skin.mouth_cols],
+                           [skin.mouth_corners[1]]])
+    margin = V[slit]  # (M, 3) from the right corner to the left
+    corners = mesh.add(margin[[0, -1]])
+    upper = np.concatenate([[corners[0]], slit[1:-1], [corners[1]]])
+    lower = np.concatenate([[corners[0]], skin.below[layout.mouth_row, skin.mouth_cols], [corners[1]]])
     bulge = 1 - np.linspace(-1.0, 1.0, len(margin)) ** 2  # rings close toward the corners
 
     def ring(depth: float, height: float, x_scale: float, ends: np.ndarray) -> np.ndarray:
@@ -338,7 +345,7 @@ def add_mouth(mesh: MeshBuilder, layout: SkinGrid, skin: Skin) -> Cavity:
         if ((inside - V[faces].mean(1)) * face_normals(V, faces)).sum() < 0:
             faces = faces[:, ::-1]
         mesh.add_faces(faces)
-    return Cavity([r[1:-1] for r in up_rings[1:]], [r[1:-1] for r in lo_rings[1:]], back_ring[1:-1])
+    return Cavity([r[1:-1] for r in up_rings[1:]], [r[1:-1] for r in lo_rings[1:]], back_ring[1:-1], corners)
 
 
 # =====================================================================================================
@@ -381,7 +388,7 @@ def build_mesh() -> HeadMesh:
     for ear in ears.values():
         part[ear.ids] = EAR_PART
     cavity_upper, cavity_lower = np.concatenate(cavity.upper), np.concatenate(cavity.lower)
-    part[np.concatenate([cavity_upper, cavity_lower, cavity.back])] = MOUTH_PART
+    part[np.concatenate([cavity_upper, cavity_lower, cavity.back, cavity.corners])] = MOUTH_PART
     is_grid = np.zeros(len(V), bool)
     is_grid[np.concatenate([skin.grid.ravel(), skin.below.ravel(), [skin.crown, skin.base]])] = True
     lip_side = _lip_side(len(V), layout, skin, cavity_upper, cavity_lower)

@@ -43,7 +43,7 @@ SEED = 20240617  # fixes the unnamed components; changing it changes every unnam
 # --- proportions (metres) -----------------------------------------------------------------------------
 AXIS_Z = -0.010  # the vertical axis the skin rays start from (x = 0)
 TOP_FAN_Y = 0.085  # rows above fan out from (0, TOP_FAN_Y, AXIS_Z) to the crown
-BOTTOM_FAN_Y = -0.112  # rows below fan out from (0, BOTTOM_FAN_Y, AXIS_Z) down the neck
+BOTTOM_FAN_Y = -0.092  # rows below fan out from (0, BOTTOM_FAN_Y, AXIS_Z) under the chin and down the neck
 NECK_CUT_Y = -0.180  # the neck ends in a flat cut here
 MAX_RAY = 0.17  # longest skin ray
 RAY_STEP = 0.004  # ray-marching step before bisection
@@ -60,15 +60,16 @@ HAIR_THICKNESS = 0.009
 # ear, behind the ear, a level nape
 HAIRLINE_AZIMUTH_DEG = (0.0, 30.0, 55.0, 70.0, 76.0, 80.0, 84.0, 92.0, 102.0, 115.0, 130.0, 180.0)
 HAIRLINE_Y = (0.072, 0.068, 0.052, 0.030, 0.005, 0.000, 0.018, 0.020, 0.000, -0.045, -0.060, -0.064)
-NECK_PIVOT_ROW_DEG = -30.0  # the bottom-fan row whose ring centroid is the neck pivot
+NECK_PIVOT_ROW_DEG = -40.0  # the bottom-fan row whose ring centroid is the neck pivot
 
 # Grid: (segment end, intervals) from 0 to 180 degrees azimuth on each side, and the rows.
 AZIMUTH_SEGMENTS = ((EYE_CORNERS_DEG[0], 4), (MOUTH_CORNER_DEG, 2), (EYE_CORNERS_DEG[1], 6),
                     (100.0, 14), (180.0, 7))
 TOP_FAN_DEG = (80.0, 70.0, 60.0, 50.0, 40.0, 30.0, 21.0, 13.0, 6.0)  # elevations below the crown pole
-BAND_SEGMENTS = ((0.035, 10), (EYE_Y, 11), (-0.022, 6), (-0.050, 8), (MOUTH_Y, 6), (-0.092, 8),
-                 (BOTTOM_FAN_Y, 5))  # slice heights from TOP_FAN_Y down, (segment end, intervals)
-BOTTOM_FAN_DEG = (-4.0, -8.0, -13.0, -20.0, -30.0, -40.0, -50.0, -60.0, -70.0, -80.0)
+BAND_SEGMENTS = ((0.035, 10), (EYE_Y, 11), (-0.022, 6), (-0.050, 8), (MOUTH_Y, 6),
+                 (BOTTOM_FAN_Y, 8))  # slice heights from TOP_FAN_Y down, (segment end, intervals)
+BOTTOM_FAN_DEG = (-3.0, -6.0, -9.0, -12.0, -15.0, -18.0, -21.0, -25.0, -30.0, -35.0, -40.0, -50.0, -60.0, -70.0,
+                  -80.0)
 
 # Eyelids: angles about the eyeball centre (degrees). Margins follow e(t) = peak * (1 - t^2)^p
 # across the eye, t = -1 inner corner, +1 outer corner.
@@ -84,6 +85,7 @@ EYE_PATCH_BOTTOM = -0.020
 
 HAIR_RAMP = 0.03  # hair reaches its full thickness this far above the hairline
 LID_PATCH_HALF_WIDTH = 1.5  # the lid patch spans |t| <= this (t = +-1 at the eye corners)
+LID_BLEND_START = 0.0  # lid rows follow the lid sphere at the margin and blend into the skin from s = this to s = 1
 EYEBALL_RINGS_DEG = (4.0, 9.0, 14.0, 20.0, 25.0, 29.0, 40.0, 60.0, 90.0, 120.0, 150.0)  # from the front
 EQUATOR = EYEBALL_RINGS_DEG.index(90.0)  # this ring's mean is the eyeball centre
 EYEBALL_SEGMENTS = 16
@@ -104,6 +106,8 @@ JAW_HINGE_SKIN = (0.066, -0.022, -0.002)  # skin in front of the left ear; the h
 JAW_LINE = (0.066, -0.012, 0.103)  # jaw-line landmarks: half width, top height, depth to the chin
 LANDMARK_TIE = 0.0015  # metres: candidates this close in the frontal view count as a tie
 CHEEK_BLUSH = (0.04, -0.03, 0.07)
+UPPER_LID_SHADE = 0.15  # the upper lid's skin is this much darker at the margin (the brow's missing shadow)
+VERMILION_RAMP = 0.003  # metres over which the lip colour fades into the skin (about one grid row)
 
 # --- colours (linear RGB albedo) -------------------------------------------------------------------
 SKIN = (0.86, 0.67, 0.57)
@@ -118,17 +122,22 @@ PUPIL = (0.03, 0.03, 0.03)
 MOUTH_INSIDE = (0.22, 0.05, 0.06)
 THROAT = (0.08, 0.02, 0.02)
 TEETH = (0.93, 0.91, 0.84)
-TONGUE = (0.62, 0.30, 0.31)
+TONGUE = (0.72, 0.38, 0.40)
 INNER_LIP = (0.60, 0.28, 0.29)
 
 # Mouth cavity rings hanging from the lip slit: (depth behind the slit, height above it at the
 # middle, x scale, colour), in metres. The upper incisors face forward just behind the upper lip,
-# their tips 3 mm below the slit, hidden by the lower lip until the mouth opens.
+# their tips 3 mm below the slit, hidden by the lower lip until the mouth opens. The lower sheet
+# follows the jaw: the inner lower lip and gum, the lower incisors standing 1 mm behind the upper
+# ones (their tips 0.5 mm above the slit, overlapped by the upper teeth), then the tongue, whose
+# top rises to 1.5 mm above the slit 1.5 cm back, and the throat.
 CAVITY_UPPER = ((0.0020, 0.0005, 0.97, INNER_LIP), (0.0035, 0.0010, 0.93, TEETH),
                 (0.0037, -0.0030, 0.93, TEETH), (0.0065, -0.0025, 0.90, MOUTH_INSIDE),
                 (0.015, 0.012, 1.0, MOUTH_INSIDE), (0.032, 0.009, 0.92, THROAT))
-CAVITY_LOWER = ((0.0025, -0.0004, 0.97, INNER_LIP), (0.0060, -0.0040, 0.90, TONGUE),
-                (0.013, -0.003, 0.95, tuple(0.6 * c for c in TONGUE)), (0.030, -0.006, 0.90, THROAT))
+CAVITY_LOWER = ((0.0025, -0.0008, 0.97, INNER_LIP), (0.0042, -0.0060, 0.92, INNER_LIP),
+                (0.0045, -0.0050, 0.91, TEETH), (0.0048, 0.0005, 0.90, TEETH),
+                (0.0068, -0.0055, 0.86, MOUTH_INSIDE), (0.0085, -0.0040, 0.78, TONGUE), (0.015, 0.0015, 0.80, TONGUE),
+                (0.022, 0.0005, 0.78, tuple(0.8 * c for c in TONGUE)), (0.030, -0.006, 0.85, THROAT))
 CAVITY_BACK = (0.045, 0.0, 0.6, THROAT)
 
 # vertex parts (``BuiltinHead.vertex_part``)

@@ -53,6 +53,7 @@ def skin_weights(head: HeadMesh) -> np.ndarray:
     jaw[head.part == MOUTH_PART] = 0.0
     jaw[head.cavity_lower] = 1.0
     jaw[head.cavity.back] = 0.5
+    jaw[head.cavity.corners] = 0.5  # like the skin's corners
     jaw[head.part == EAR_PART] = 0.0
     W = np.zeros((len(P), 4))
     W[:, HEAD_JOINT], W[:, JAW_JOINT] = 1 - jaw, jaw

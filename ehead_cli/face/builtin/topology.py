@@ -4,7 +4,9 @@ rows and columns, and the triangle patterns that join rows of vertex ids (strips
 The skin grid has rows (top to bottom) and columns (azimuth, toward +x across the front). Rows
 above the forehead fan out from one point on the skin-ray axis to the crown (``TOP_FAN_DEG``),
 rows over the face are horizontal slices (``BAND_SEGMENTS``, so the eye slits and the mouth are
-straight rows) and rows under the chin fan down the neck (``BOTTOM_FAN_DEG``).
+straight rows) and rows below the lips fan out from one point on the axis under the chin and down
+the neck (``BOTTOM_FAN_DEG``): the chin overhangs the neck, so horizontal slices there would jump
+from the chin's front to the neck and leave a notch in the chin's outline.
 """
 
 from __future__ import annotations
