@@ -33,7 +33,7 @@ class Asset:
 ASSETS: dict[str, Asset] = {a.key: a for a in [
     Asset("flame", "FLAME 2020/2023 head model (generic_model.pkl / flame2023.pkl, or a folder)", "--flame",
           "EHEAD_FLAME", "FLAME licence: register and download at flame.is.tue.mpg.de; not redistributable",
-          "face model for rendering, metrics and tracking", ("generate", "render", "eval", "prepare")),
+          "face model for rendering, metrics and tracking", ("generate", "render", "eval", "prepare", "export")),
     Asset("flame_landmarks", "FLAME 68-point landmark embedding (DECA landmark_embedding.npy)", "--flame-landmarks",
           "EHEAD_FLAME_LANDMARKS", "ships with DECA/EMOCA assets under the FLAME licence",
           "MOD metric and landmark tracking on FLAME", ("eval", "prepare")),
