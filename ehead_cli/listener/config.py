@@ -40,6 +40,11 @@ class VQConfig:
     std_floor:      per-dimension std floor of the motion normalisation (dims that never move stay 0)
     reset_threshold: a code whose EMA usage per batch falls below this is re-seeded from a random
                     encoder output of the batch (LM-listener's "reset"); 0 disables
+    stop_gradients: which side the 0.02 of eq. 6 weighs. "lm-listener" (default): 0.02 on the encoder's
+                    commitment || z - sg[Q(z)] ||^2 and 1 on the codebook's || sg[z] - Q(z) ||^2, as the
+                    LM-listener code (commit 0.02 on the encoder, the codebook moved fully); "as-printed":
+                    eqs. 2-3 literally, 1 on || z - sg[Q(z)] ||^2 (L_embed) and 0.02 on || sg[z] - Q(z) ||^2
+                    (L_commit), which collapsed the codebook in our runs (docs/listener.md)
     """
 
     codebook_size: int = 256
@@ -53,6 +58,7 @@ class VQConfig:
     window: int = 32
     std_floor: float = 1e-3
     reset_threshold: float = 1.0
+    stop_gradients: str = "lm-listener"
 
     @property
     def rate(self) -> int:
@@ -65,6 +71,8 @@ class VQConfig:
                 raise ConfigError(f"vq.{name} must be >= 1, got {getattr(self, name)}")
         if self.window % self.rate:
             raise ConfigError(f"vq.window ({self.window}) must be a multiple of r = 2^levels = {self.rate}")
+        if self.stop_gradients not in ("lm-listener", "as-printed"):
+            raise ConfigError(f"vq.stop_gradients must be lm-listener or as-printed, got {self.stop_gradients!r}")
         if not self.std_floor > 0 or self.reset_threshold < 0:
             raise ConfigError("vq.std_floor must be > 0 and vq.reset_threshold >= 0")
         return self

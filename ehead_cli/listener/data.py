@@ -47,13 +47,17 @@ class Dyad:
     speaker_states: np.ndarray
     identity: str
     meta: dict = field(default_factory=dict)
+    _wave: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_frames(self) -> int:
         return int(self.listener.shape[0])
 
     def wave(self) -> np.ndarray:
-        return load_audio(self.audio_path)
+        """(N,) 16 kHz speaker audio, decoded once and kept (Opus decoding is the slow part of tokenising)."""
+        if self._wave is None:
+            self._wave = load_audio(self.audio_path)
+        return self._wave
 
 
 @dataclass

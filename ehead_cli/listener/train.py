@@ -84,7 +84,8 @@ def vq_stage(cfg: ListenerConfig, train: list[Dyad], val: list[Dyad],
     identities = fit_identities(train, norm)
     torch.manual_seed(cfg.train_vq.seed)
     vq = VQVAE(cfg.vq).to(device)
-    model = ListenerModel(cfg, norm, identities, vq)
+    shapes = {d.identity: [float(x) for x in d.listener_shape] for d in train}  # for rendering a named identity
+    model = ListenerModel(cfg, norm, identities, vq, meta={"identity_shapes": shapes})
     windows = VQWindows(train, norm, identities, cfg.vq.window, cfg.train_vq.seed)
     val_windows = VQWindows(val, norm, {**identities, **fit_identities(val, norm)}, cfg.vq.window,
                             cfg.train_vq.seed + 1) if val else None
@@ -95,7 +96,7 @@ def vq_stage(cfg: ListenerConfig, train: list[Dyad], val: list[Dyad],
         return {k: v for k, v in out.items() if k not in ("recon", "codes")}
 
     def save(folder: Path, step: int) -> None:
-        save_listener(folder, model, meta={"stage": "vq", "step": step})
+        save_listener(folder, model, meta={**model.meta, "stage": "vq", "step": step})
 
     stage = Stage("vq", vq, loss, windows.batch, save, ("loss", "embed", "commit", "rec", "veloc", "perplexity"),
                   cfg.train_vq, val_windows.batch if val_windows else None)
@@ -121,7 +122,7 @@ def tokenize_dyads(model: ListenerModel, tokenizer: SpeakerTokenizer | None, dya
         n = whole_groups(d.n_frames, r)
         lis = torch.from_numpy(model.norm.apply(d.listener[:n]))[None].to(device)
         spk = torch.from_numpy(model.norm.apply(d.speaker[:n]))[None].to(device)
-        codes = model.vq.encode(torch.cat([lis, spk]))
+        codes = model.vq.encode_long(torch.cat([lis, spk]))
         speech = emotion = None
         if tokenizer is not None:
             speech = tokenizer.speech(d.wave(), n)
@@ -155,16 +156,13 @@ def lm_stage(model: ListenerModel, train: list[DyadTokens], val: list[DyadTokens
     val_windows = None
     if val and any(c.n_groups >= cfg.lm.window_groups for c in val):
         val_windows = LMWindows(val, cfg.lm.window_groups, cfg.train_lm.seed + 1)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(cfg.train_lm.seed)
-
     def loss(batch: dict[str, torch.Tensor], objective: str) -> dict[str, torch.Tensor]:
         if not cfg.lm.multimodal:
             batch = {k: v for k, v in batch.items() if k in ("listener", "speaker")}
-        return lm.loss({k: v.to(device) for k, v in batch.items()}, objective, generator=gen)
+        return lm.loss({k: v.to(device) for k, v in batch.items()}, objective)
 
     def save(folder: Path, step: int) -> None:
-        save_listener(folder, model, meta={"stage": "lm", "step": step})
+        save_listener(folder, model, meta={**model.meta, "stage": "lm", "step": step})
 
     keys = ("loss", "ce_listener", "acc") + (("ce_speaker", "ce_speech", "ce_emotion") if cfg.lm.multimodal
                                               else ("ce_speaker",))
@@ -200,6 +198,7 @@ def run_stage(stage: Stage, out: Path, *, resume: bool = False, progress: bool =
             lr = sched.lr_at(step)
             for g in opt.param_groups:
                 g["lr"] = lr
+            torch.manual_seed(sched.seed * 1_000_003 + step)  # dropout, corruption, code resets: exact on resume
             losses = stage.loss(stage.batch(step, sched.batch_size), phase.objective)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()

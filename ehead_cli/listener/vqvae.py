@@ -195,11 +195,14 @@ def smooth_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def vq_loss_terms(recon: torch.Tensor, target: torch.Tensor, quant: Quantized,
-                  mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                  mask: torch.Tensor | None = None, stop_gradients: str = "lm-listener") -> dict[str, torch.Tensor]:
     """Eqs. 2-6. recon, target (B, T, 115) normalised; mask (B, T) 1 = real frame (None = all).
 
     L_vq = L_embed + 0.02 L_commit + L_rec + 0.5 L_veloc, with
     L_rec = smoothL1(f_hat, f), L_veloc = smoothL1(f_hat_{t+1} - f_hat_t, f_{t+1} - f_t).
+    ``stop_gradients`` (``VQConfig``): "as-printed" weighs L_embed = ||z - sg[Q(z)]||^2 by 1 and
+    L_commit = ||sg[z] - Q(z)||^2 by 0.02; "lm-listener" puts the 0.02 on the encoder's term instead.
+    The two terms have the same value; only where their gradients go differs.
     """
     if mask is None:
         rec = smooth_l1(recon, target)
@@ -211,7 +214,11 @@ def vq_loss_terms(recon: torch.Tensor, target: torch.Tensor, quant: Quantized,
         mv = m[:, 1:] * m[:, :-1]
         pv = F.smooth_l1_loss(recon[:, 1:] - recon[:, :-1], target[:, 1:] - target[:, :-1], reduction="none")
         vel = (pv * mv).sum() / (mv.sum() * recon.shape[-1]).clamp_min(1)
-    loss = quant.embed + LAMBDA_COMMIT * quant.commit + rec + LAMBDA_VELOC * vel
+    if stop_gradients == "as-printed":
+        vq_terms = quant.embed + LAMBDA_COMMIT * quant.commit
+    else:
+        vq_terms = LAMBDA_COMMIT * quant.embed + quant.commit
+    loss = vq_terms + rec + LAMBDA_VELOC * vel
     return {"loss": loss, "embed": quant.embed, "commit": quant.commit, "rec": rec, "veloc": vel}
 
 
@@ -246,11 +253,58 @@ class VQVAE(nn.Module):
         """(B, N) codes (+ (B, 230) identity statistics) -> (B, N r, 115) normalised motion."""
         return self.decoder(self.quantizer.lookup(codes), self.identity_code(stats))
 
+    def encoder_long(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, 115) normalised, T a multiple of r, of any length -> (B, T / r, code_dim) encoder
+        outputs, computed in consecutive windows of ``cfg.window`` frames: the windows training saw, so
+        instance normalisation sees the same span, and a token depends on its window only. A last
+        partial window is taken as the last ``window`` frames of the clip (its earlier outputs are
+        dropped); a clip shorter than a window is padded with its last frame."""
+        w, r, T = self.cfg.window, self.rate, x.shape[1]
+        if T < w:
+            return self.encoder(torch.cat([x, x[:, -1:].expand(-1, w - T, -1)], dim=1))[:, : T // r]
+        parts = [self.encoder(x[:, s: s + w]) for s in range(0, T - w + 1, w)]
+        done = len(parts) * w
+        if done < T:
+            parts.append(self.encoder(x[:, T - w:])[:, (done - (T - w)) // r:])
+        return torch.cat(parts, dim=1)
+
+    def encode_long(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, 115) of any length -> (B, T / r) codes (``encoder_long`` then the nearest codes)."""
+        return self.quantizer.nearest(self.encoder_long(x))
+
+    def decode_long(self, codes: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N) codes of any length -> (B, N r, 115): decoded in windows of ``cfg.window`` frames with
+        half-window hops, overlaps cross-faded linearly (training's window length, no seams)."""
+        r, w = self.rate, self.cfg.window // self.rate  # tokens per window
+        N = codes.shape[1]
+        if N <= w:
+            return self.decode(codes, stats)
+        hop = max(1, w // 2)
+        starts = list(range(0, N - w + 1, hop))
+        if starts[-1] != N - w:
+            starts.append(N - w)
+        out = codes.new_zeros((codes.shape[0], N * r, MOTION_DIM), dtype=torch.float32)
+        weight = torch.zeros(N * r, device=codes.device)
+        ramp = torch.ones(w * r, device=codes.device)
+        fade = torch.linspace(0.0, 1.0, hop * r + 2, device=codes.device)[1:-1]
+        ramp[: hop * r] = fade  # each window fades in over its first hop and out over its last
+        ramp[-hop * r:] = torch.minimum(ramp[-hop * r:], fade.flip(0))
+        for k, s in enumerate(starts):
+            win = ramp.clone()
+            if k == 0:
+                win[: hop * r] = 1.0
+            if k == len(starts) - 1:
+                win[-hop * r:] = 1.0
+            dec = self.decode(codes[:, s: s + w], stats).float()
+            out[:, s * r: (s + w) * r] += dec * win[None, :, None]
+            weight[s * r: (s + w) * r] += win
+        return out / weight[None, :, None]
+
     def forward(self, x: torch.Tensor, stats: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The loss terms of a batch (``vq_loss_terms``) plus ``recon`` and ``codes``."""
         quant = self.quantizer(self.encoder(x))
         recon = self.decoder(quant.z_q, self.identity_code(stats))
-        out = vq_loss_terms(recon, x, quant, mask)
+        out = vq_loss_terms(recon, x, quant, mask, self.cfg.stop_gradients)
         out.update(recon=recon, codes=quant.codes)
         return out
