@@ -371,10 +371,14 @@ def train_lm(data: str | Path, out: str | Path, vq: str | Path, preset: str | No
     else:
         if (out / STATE_DIR).exists():
             raise InputError(f"{out}: already holds a training run; resume it or choose another --out")
-        cfg = load_preset(preset, config_file, overrides) if preset else model.cfg
-        if config_file and not preset:
-            cfg = ListenerConfig.from_dict({**model.cfg.to_dict(), **load_toml(Path(config_file))},
-                                           source=str(config_file))
+        if preset:
+            cfg = load_preset(preset, config_file, overrides)
+        else:  # the VQ checkpoint's config, then --config sections, then overrides
+            d = model.cfg.to_dict()
+            for extra in ([load_toml(Path(config_file))] if config_file else []) + ([overrides] if overrides else []):
+                for section, values in extra.items():
+                    d[section] = {**d.get(section, {}), **values} if isinstance(values, dict) else values
+            cfg = ListenerConfig.from_dict(d, source=str(config_file or vq))
         cfg = cfg.replace(vq=model.cfg.to_dict()["vq"])  # the VQ-VAE is the checkpoint's
     model.cfg = cfg
     index = load_dyads(data, min_frames=cfg.vq.rate)
