@@ -104,6 +104,7 @@ def _tone_synth(text: str, language: str, voice) -> np.ndarray:
     return normalise((env * tone).astype(np.float32), -12.0)  # peaks above motion.STRESS_DB: stressed syllables
 
 
+@pytest.mark.slow  # renders video / synthesises and encodes a dyad: about 4 s
 def test_dyadic_generator_listener_answers_the_speaker(tmp_path):
     manifest = dyadic.build_dyadic(tmp_path / "d", n_clips=2, synth=_tone_synth)
     assert len(manifest) == 2 and set(manifest["split"]) <= {"train", "val", "test"}

@@ -80,6 +80,7 @@ def test_resume_continues_exactly(tmp_path, runs, data):
         torch.testing.assert_close(resumed[k], straight[k], msg=k)
 
 
+@pytest.mark.slow  # renders video / synthesises and encodes a dyad: about 4 s
 def test_generate_on_a_sample_dyad(tmp_path, runs, data):
     from ehead_cli.face.builtin_head import BuiltinHead
     from ehead_cli.render import Renderer
