@@ -218,3 +218,19 @@ def test_presets_load_and_the_paper_schedules_are_the_supplements():
         load_preset("tiny", overrides={"vq": {"levels": 0}})
     with pytest.raises(ConfigError):
         StageConfig.from_dict({"phases": [{"steps": 0, "lr": 1.0}], "batch_size": 1}, "x", "train_vq")
+
+
+def test_long_sequences_are_encoded_in_training_windows_and_decoded_with_crossfades(monkeypatch):
+    torch.manual_seed(0)
+    vq = VQVAE(TINY_VQ).eval()
+    x = torch.randn(1, 88, 115)  # 2 whole 32-frame windows + 24 frames
+    codes = vq.encode_long(x)
+    assert codes.shape == (1, 11)
+    assert torch.equal(codes[:, :4], vq.encode(x[:, :32])) and torch.equal(codes[:, 4:8], vq.encode(x[:, 32:64]))
+    assert torch.equal(codes[:, 8:], vq.encode(x[:, 56:88])[:, 1:])  # the last window is the clip's last 32 frames
+    assert vq.encode_long(x[:, :16]).shape == (1, 2)  # shorter than a window: padded
+    stats = torch.randn(1, 230)
+    torch.testing.assert_close(vq.decode_long(codes[:, :4], stats), vq.decode(codes[:, :4], stats))
+    # the cross-fade weights sum to one everywhere: windows that all decode to ones give ones
+    monkeypatch.setattr(vq, "decode", lambda c, s=None: torch.ones(c.shape[0], c.shape[1] * 8, 115))
+    torch.testing.assert_close(vq.decode_long(codes, stats), torch.ones(1, 88, 115))
