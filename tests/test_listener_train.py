@@ -63,6 +63,9 @@ def test_both_stages_train_two_steps_and_write_their_runs(runs, data):
     assert [r["phase"] for r in lm_rows] == [0, 1]  # one step of L_pre, one of L
     assert lm_rows[0]["loss"] != lm_rows[0]["ce_listener"]  # L_pre averages every modality
     assert lm_rows[1]["loss"] == pytest.approx(lm_rows[1]["ce_listener"])
+    val = [r for r in read_metrics(runs / "lm") if r["split"] == "val"]
+    best_step = min(val, key=lambda r: r["ce_listener"])["step"]
+    assert load_listener(runs / "lm" / "best").meta["step"] == best_step  # best/: lowest validation listener CE
     model = load_listener(runs / "lm" / "checkpoint")
     assert model.lm is not None and model.codebooks is not None and len(model.identities) == 6
     assert set(model.meta["identity_shapes"]) == set(model.identities)

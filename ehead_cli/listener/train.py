@@ -14,7 +14,9 @@ Run folder of a stage:
     RUN_DIR/config.toml     the resolved listener config and the command, written first
     RUN_DIR/metrics.csv     step, phase, lr, the loss terms, it/s (validation rows: split = val)
     RUN_DIR/state/          model + AdamW state + step, safetensors (``resume=True`` continues exactly)
-    RUN_DIR/checkpoint/     the listener checkpoint (what generation and the next stage read)
+    RUN_DIR/checkpoint/     the listener checkpoint of the last step (what the next stage reads)
+    RUN_DIR/best/           the checkpoint of the step with the lowest validation ``Stage.select`` loss
+                            (the VQ-VAE's loss, the LM's listener cross-entropy), when validating
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ RUN_CONFIG = "config.toml"
 METRICS = "metrics.csv"
 STATE_DIR = "state"
 CHECKPOINT_DIR = "checkpoint"
+BEST_DIR = "best"
 VAL_BATCHES = 4  # fixed validation batches: "steps" VAL_STEP0 .. VAL_STEP0 + 3 of the validation sampler
 VAL_STEP0 = 2**31
 
@@ -73,6 +76,7 @@ class Stage:
     keys: tuple[str, ...]
     schedule: StageConfig
     val_batch: Callable[[int, int], dict[str, torch.Tensor]] | None = None
+    select: str = "loss"  # the validation term whose lowest value picks best/
 
 
 # --- stage vq ------------------------------------------------------------------------------------------
@@ -166,7 +170,8 @@ def lm_stage(model: ListenerModel, train: list[DyadTokens], val: list[DyadTokens
 
     keys = ("loss", "ce_listener", "acc") + (("ce_speaker", "ce_speech", "ce_emotion") if cfg.lm.multimodal
                                               else ("ce_speaker",))
-    return Stage("lm", lm, loss, windows.batch, save, keys, cfg.train_lm, val_windows.batch if val_windows else None)
+    return Stage("lm", lm, loss, windows.batch, save, keys, cfg.train_lm, val_windows.batch if val_windows else None,
+                 select="ce_listener")
 
 
 # --- the loop --------------------------------------------------------------------------------------------
@@ -189,6 +194,7 @@ def run_stage(stage: Stage, out: Path, *, resume: bool = False, progress: bool =
     task = bar.add_task(stage.name, total=sched.steps, completed=step, loss=float("nan"), lr=0.0) if bar else None
     meter: dict[str, float] = {}
     n_meter, t_last = 0, time.perf_counter()
+    best = _best_so_far(out, stage.select)
     stage.module.train()
     try:
         if bar:
@@ -222,8 +228,11 @@ def run_stage(stage: Stage, out: Path, *, resume: bool = False, progress: bool =
                     bar.update(task, completed=step, loss=row["loss"], lr=lr)
                 meter, n_meter, t_last = {}, 0, now
             if stage.val_batch is not None and val_every and (step % val_every == 0 or step == end):
-                _append(out, stage.keys, {**validate(stage, phase.objective), "step": step, "split": "val",
-                                          "phase": index, "lr": lr})
+                val = validate(stage, phase.objective)
+                _append(out, stage.keys, {**val, "step": step, "split": "val", "phase": index, "lr": lr})
+                if val[stage.select] < best:  # early-stopping selection, as LM-listener keeps its best model
+                    best = val[stage.select]
+                    stage.save(out / BEST_DIR, step)
             if step % sched.ckpt_every == 0 or step == end:
                 _save_state(out, stage.module, opt, step)
                 stage.save(out / CHECKPOINT_DIR, step)
@@ -244,6 +253,14 @@ def validate(stage: Stage, objective: str) -> dict[str, float]:
                 sums[k] = sums.get(k, 0.0) + float(v) / VAL_BATCHES
     stage.module.train()
     return sums
+
+
+def _best_so_far(out: Path, key: str) -> float:
+    """The lowest validation ``key`` in ``out``'s metrics.csv (inf when none): resuming keeps best/ honest."""
+    if not (out / METRICS).is_file():
+        return math.inf
+    vals = [r[key] for r in read_metrics(out) if r.get("split") == "val" and key in r]
+    return min(vals, default=math.inf)
 
 
 def _console():
