@@ -105,23 +105,23 @@ def run_ablation(data: str | Path, out: str | Path, preset: str = "small", split
     return results
 
 
-def _fmt(v: float | None, digits: int = 4) -> str:
-    return "" if v is None else f"{v:.{digits}f}"
+def _fmt(v: float | None) -> str:
+    return "" if v is None else f"{v:.4g}"
 
 
 def ablation_table(results: dict[str, Any]) -> str:
-    """Markdown: measured values (mean +- std over seeds) beside the supplement's."""
-    lines = ["| method | MM | ID | L2 exp | L2 pose | FD exp | FD pose | P-FD exp | P-FD pose | Variation exp | "
-             "Diversity exp | VQ Rec exp | VQ Commit | VQ PPL | paper L2 | paper FD | paper P-FD |",
-             "|" + "---|" * 17]
+    """Markdown: measured values (mean ± std over seeds, 3 significant digits) beside the supplement's."""
+    lines = ["| method | MM | ID | best step | L2 exp | L2 pose | FD exp | FD pose | P-FD exp | P-FD pose | "
+             "Variation exp | Diversity exp | VQ Rec exp | VQ Commit | VQ PPL | paper L2 | paper FD | paper P-FD |",
+             "|" + "---|" * 18]
     gt = next(iter(results.values()))["ground_truth"]
-    lines.append(f"| GT | | | | | | | | | {_fmt(gt.get('variation_exp'))} | {_fmt(gt.get('diversity_exp'))} "
+    lines.append(f"| GT | | | | | | | | | | {_fmt(gt.get('variation_exp'))} | {_fmt(gt.get('diversity_exp'))} "
                  f"| | | | | | |")
     for name, (mm, ident) in VARIANTS.items():
         r = results[name]
         m, s, vq, p = r["mean"], r["std"], r["vq"], PAPER[name]
-        cells = [f"{m[k]:.4f} ± {s[k]:.4f}" for k in KEYS]
-        lines.append(f"| {LABELS[name]} | {'✓' if mm else '×'} | {'✓' if ident else '×'} | " + " | ".join(cells)
-                     + f" | {vq['rec_exp']:.4f} | {vq['commit']:.4f} | {vq['perplexity']:.1f} | {_fmt(p[0])} | "
-                     f"{_fmt(p[1])} | {_fmt(p[4])} |")
+        cells = [f"{m[k]:.3g} ± {s[k]:.2g}" for k in KEYS]
+        lines.append(f"| {LABELS[name]} | {'✓' if mm else '×'} | {'✓' if ident else '×'} | {r.get('best_step', '')} | "
+                     + " | ".join(cells) + f" | {vq['rec_exp']:.4f} | {vq['commit']:.4f} | {vq['perplexity']:.1f} | "
+                     f"{_fmt(p[0])} | {_fmt(p[1])} | {_fmt(p[4])} |")
     return "\n".join(lines) + "\n"
