@@ -49,6 +49,14 @@ ASSETS: dict[str, Asset] = {a.key: a for a in [
           "BSD (torchvision) / CC BY 4.0 (VGG)", "LPIPS metric", ("eval",)),
     Asset("lpips", "LPIPS v0.1 linear layers for VGG (vgg.pth of the lpips package)", "--lpips", "EHEAD_LPIPS",
           "BSD-2 (richzhang/PerceptualSimilarity)", "LPIPS metric", ("eval",)),
+    Asset("speechtokenizer", "SpeechTokenizer folder (config.json + SpeechTokenizer.pt)", "--speech-tokenizer",
+          "EHEAD_SPEECHTOKENIZER", "Apache-2.0 (ZhangXInFD/SpeechTokenizer); download it yourself",
+          "the listener's speech tokens (paper preset)", ()),
+    Asset("emoca", "EMOCA emotion recogniser folder (cfg.yaml + checkpoints/*.ckpt)", "--emoca", "EHEAD_EMOCA",
+          "EMOCA licence (non-commercial, emoca.is.tue.mpg.de); not redistributable",
+          "the listener's speaker emotion tokens (paper preset) and L2 Affect", ()),
+    Asset("gpt2", "a pretrained GPT-2 as a transformers folder (e.g. gpt2-medium)", "--lm", "EHEAD_GPT2",
+          "MIT (openai/gpt-2); download it yourself", "initialising the listener's language model", ()),
 ]}
 
 

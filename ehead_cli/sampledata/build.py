@@ -292,6 +292,12 @@ avatar), `magnitude`, `n_turns`, `speak_fraction` (fraction of frames with state
 Splits are by clip, from a seeded shuffle (seed {seed}). `{TEST_JOBS}` lists the test split as an
 `ehead generate --jobs` file (audio and states of each test clip).
 
+## Dyadic conversations (`dyadic/`)
+`dyadic/` is a second, separate dataset for the listener family: 44 synthetic speaker-listener
+dyads (11.8 minutes) whose listener nods on the speaker's stressed syllables, answers the speaker's
+smiles and has one of six per-identity response styles. Its own README says what is in it and how it
+was made (`python -m ehead_cli.sampledata.dyadic --out sample_data/dyadic`).
+
 ## Licence
 The sentences, the generator and the motion are part of this project and under its licence
 (Apache-2.0). The audio is output of espeak-ng (GPL-3.0-or-later); the GPL covers the program, not

@@ -1,0 +1,155 @@
+"""Listener checkpoint folders: ``config.json`` + ``model.safetensors``, like ehead's (no pickle).
+
+config.json: {"format": "ehead-listener-checkpoint", "version", "config" (ListenerConfig), "norm"
+(MotionNorm), "identities" {name: 230 floats}, "lm" (null, or {"offset", "gpt2_config"}), "meta"}.
+model.safetensors: ``vq.*`` (the VQ-VAE), ``tokens.*`` (the fitted speech / affect k-means, when the
+offline defaults are used) and ``lm.*`` (the language model, after stage lm). After stage vq a
+checkpoint holds the VQ-VAE alone; after stage lm all three: the folder alone rebuilds the listener
+(SpeechTokenizer, EMOCA and a pretrained GPT-2 base are loaded from their own local paths).
+Saving is atomic: a temp folder is filled, then renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ehead_cli.errors import ConfigError, InputError
+from ehead_cli.io.atomic import atomic_dir
+from ehead_cli.listener.config import ListenerConfig
+from ehead_cli.listener.data import MotionNorm
+from ehead_cli.listener.lm import ListenerLM
+from ehead_cli.listener.tokens import TokenCodebooks
+from ehead_cli.listener.vqvae import VQVAE
+
+FORMAT = "ehead-listener-checkpoint"
+VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class ListenerModel:
+    """Everything a listener checkpoint holds, in memory."""
+
+    cfg: ListenerConfig
+    norm: MotionNorm
+    identities: dict[str, np.ndarray]
+    vq: VQVAE
+    codebooks: TokenCodebooks | None = None
+    lm: ListenerLM | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to(self, device: str | torch.device) -> ListenerModel:
+        self.vq.to(device)
+        if self.lm is not None:
+            self.lm.to(device)
+        return self
+
+    def eval(self) -> ListenerModel:
+        self.vq.eval()
+        if self.lm is not None:
+            self.lm.eval()
+        return self
+
+
+def save_listener(folder: str | os.PathLike, model: ListenerModel, meta: dict[str, Any] | None = None) -> Path:
+    folder = Path(folder)
+    tensors = {f"vq.{k}": v for k, v in model.vq.state_dict().items()}
+    lm_info = None
+    if model.codebooks is not None:
+        tensors.update(model.codebooks.tensors())
+    if model.lm is not None:
+        tensors.update({f"lm.{k}": v for k, v in model.lm.state_dict().items()})
+        lm_info = {"offset": model.lm.vocab.offset, "gpt2_config": model.lm.gpt.config.to_dict()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    # GPT-2 ties its output layer to the token embedding: safetensors refuses shared storage
+    seen: dict[int, str] = {}
+    for k in list(tensors):
+        ptr = tensors[k].data_ptr()
+        if ptr in seen and tensors[k].numel():
+            tensors[k] = tensors[k].clone()
+        seen[ptr] = k
+    config = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "norm": model.norm.to_dict(),
+              "identities": {k: [float(x) for x in v] for k, v in model.identities.items()}, "lm": lm_info,
+              "meta": meta if meta is not None else model.meta}
+    with atomic_dir(folder) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT})
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=1, default=_json_default) + "\n")
+    return folder
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, (np.integer, np.floating)):
+        return x.item()
+    if isinstance(x, (torch.dtype, Path)):
+        return str(x)
+    raise TypeError(f"cannot store {type(x).__name__} in config.json")
+
+
+def read_listener_config(folder: str | os.PathLike) -> dict[str, Any]:
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise InputError(f"{folder}: not a listener checkpoint folder (no {CONFIG_NAME}; --checkpoint)")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: unreadable checkpoint config ({err})") from None
+    if config.get("format") != FORMAT:
+        raise InputError(f"{path}: not a listener checkpoint (format {config.get('format')!r}); "
+                         "EmbodiedHead checkpoints go with --family ehead")
+    if config.get("version") != VERSION:
+        raise InputError(f"{path}: listener checkpoint version {config.get('version')} is not supported "
+                         f"(need {VERSION})")
+    return config
+
+
+def load_listener(folder: str | os.PathLike, device: str | torch.device = "cpu") -> ListenerModel:
+    """Rebuild the listener of ``folder`` in float32 on ``device``, in eval mode."""
+    folder = Path(folder)
+    config = read_listener_config(folder)
+    try:
+        cfg = ListenerConfig.from_dict(config["config"], source=str(folder / CONFIG_NAME))
+        norm = MotionNorm.from_dict(config["norm"])
+        identities = {k: np.asarray(v, np.float32) for k, v in config.get("identities", {}).items()}
+    except (KeyError, TypeError, ValueError, ConfigError) as err:
+        raise InputError(f"{folder / CONFIG_NAME}: invalid listener config ({err})") from None
+    try:
+        state = load_file(str(folder / WEIGHTS_NAME))
+    except (SafetensorError, OSError, FileNotFoundError) as err:
+        raise InputError(f"{folder / WEIGHTS_NAME}: unreadable safetensors file ({err})") from None
+    vq = VQVAE(cfg.vq)
+    _load_part(vq, state, "vq.", folder)
+    codebooks = TokenCodebooks.from_tensors(state) if any(k.startswith("tokens.") for k in state) else None
+    lm = None
+    if config.get("lm"):
+        info = config["lm"]
+        lm = ListenerLM(cfg.lm, cfg.vq.codebook_size, cfg.tokens.speech_codes, cfg.tokens.emotion_codes,
+                        cfg.tokens.speech_per_group, offset=int(info["offset"]), gpt2_config=info["gpt2_config"])
+        _load_part(lm, state, "lm.", folder)
+    model = ListenerModel(cfg, norm, identities, vq, codebooks, lm, config.get("meta", {}))
+    return model.to(device).eval()
+
+
+def _load_part(module: torch.nn.Module, state: dict[str, torch.Tensor], prefix: str, folder: Path) -> None:
+    part = {k[len(prefix):]: v.float() if v.is_floating_point() else v
+            for k, v in state.items() if k.startswith(prefix)}
+    expected = module.state_dict()
+    missing, unexpected = set(expected) - set(part), set(part) - set(expected)
+    if missing or unexpected:
+        detail = f"missing {sorted(missing)[:3]}" if missing else f"unexpected {sorted(unexpected)[:3]}"
+        raise InputError(f"{folder / WEIGHTS_NAME}: {prefix[:-1]} weights do not match the config ({detail})")
+    for k, v in part.items():
+        if v.shape != expected[k].shape:
+            raise InputError(f"{folder / WEIGHTS_NAME}: {prefix}{k} has shape {tuple(v.shape)}, "
+                             f"config expects {tuple(expected[k].shape)}")
+    module.load_state_dict(part)

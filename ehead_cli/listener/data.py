@@ -1,0 +1,249 @@
+"""Dyadic data: a dataset folder of speaker-listener clips -> VQ windows and LM token windows.
+
+Folder (what ``python -m ehead_cli.sampledata.dyadic`` and the importers write)::
+
+    DIR/manifest.csv        id, split (train|val|test), [identity (the listener), ...]
+    DIR/clips/<id>.npz      the listener's motion NPZ (T, 115)
+    DIR/clips/<id>.ogg|flac|wav  the speaker's audio, 16 kHz (what the listener hears)
+    DIR/speaker/<id>.npz    the speaker's motion NPZ (T, 115)
+
+The listener's ``clips/<id>.npz`` is the avatar's motion of an ordinary ehead dataset folder, so
+``ehead eval --gt DIR --speaker DIR/speaker`` evaluates a listener's predictions directly. A clip's
+lengths may differ by one frame; the common length is used. Batches are functions of (seed, step):
+resuming never changes what a step sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from ehead_cli.errors import InputError
+from ehead_cli.io.audio import load_audio
+from ehead_cli.io.dataset import LENGTH_SLACK, find_audio, read_manifest
+from ehead_cli.io.motionfile import load_motion
+from ehead_cli.layout import SAMPLE_RATE, n_frames_for
+
+SPEAKER_DIR = "speaker"
+CLIPS_DIR = "clips"
+
+
+@dataclass
+class Dyad:
+    """One clip in memory: listener and speaker motion (T, 115), their shapes (300,), the listener's
+    identity name, the speaker's audio path."""
+
+    id: str
+    split: str
+    audio_path: Path
+    listener: np.ndarray
+    speaker: np.ndarray
+    listener_shape: np.ndarray
+    speaker_shape: np.ndarray
+    speaker_states: np.ndarray
+    identity: str
+    meta: dict = field(default_factory=dict)
+    _wave: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.listener.shape[0])
+
+    def wave(self) -> np.ndarray:
+        """(N,) 16 kHz speaker audio, decoded once and kept (Opus decoding is the slow part of tokenising)."""
+        if self._wave is None:
+            self._wave = load_audio(self.audio_path)
+        return self._wave
+
+
+@dataclass
+class DyadIndex:
+    root: Path
+    dyads: list[Dyad]
+    problems: list[str]
+
+    def split(self, name: str) -> list[Dyad]:
+        return [d for d in self.dyads if d.split == name]
+
+
+def load_dyads(root: str | Path, min_frames: int = 32) -> DyadIndex:
+    """Read the manifest and every clip; clips that fail (missing or unreadable files, lengths that
+    disagree, shorter than ``min_frames``) are listed in ``problems`` by name and left out."""
+    root = Path(root)
+    table = read_manifest(root)
+    dyads, problems = [], []
+    for row in table.to_dict("records"):
+        cid = str(row["id"])
+        audio = find_audio(root / CLIPS_DIR, cid)
+        if audio is None:
+            problems.append(f"clip {cid}: no speaker audio {CLIPS_DIR}/{cid}.ogg|flac|wav")
+            continue
+        try:
+            lis = load_motion(root / CLIPS_DIR / f"{cid}.npz")
+            spk = load_motion(root / SPEAKER_DIR / f"{cid}.npz")
+        except InputError as err:
+            problems.append(f"clip {cid}: {err}")
+            continue
+        try:
+            info = sf.info(str(audio))
+            n_audio = n_frames_for(int(round(info.frames * SAMPLE_RATE / info.samplerate)))
+        except (RuntimeError, sf.LibsndfileError) as err:
+            problems.append(f"clip {cid}: unreadable audio {audio.name} ({err})")
+            continue
+        lengths = (lis.n_frames, spk.n_frames, n_audio)
+        if max(lengths) - min(lengths) > LENGTH_SLACK:
+            problems.append(f"clip {cid}: listener, speaker and audio lengths differ ({lengths} frames)")
+            continue
+        T = min(lengths)
+        if T < min_frames:
+            problems.append(f"clip {cid}: {T} frames is shorter than the minimum of {min_frames}")
+            continue
+        identity = row.get("identity")
+        identity = cid if identity is None or (isinstance(identity, float) and np.isnan(identity)) else str(identity)
+        meta = {k: v for k, v in row.items() if k not in ("id", "split", "identity")}
+        dyads.append(Dyad(cid, str(row["split"]), audio, lis.motion[:T], spk.motion[:T], lis.shape, spk.shape,
+                          spk.states[:T], identity, meta))
+    return DyadIndex(root, dyads, problems)
+
+
+@dataclass(frozen=True)
+class MotionNorm:
+    """Per-dimension mean and std (115,) of the training motion (listener and speaker pooled)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def apply(self, motion: np.ndarray) -> np.ndarray:
+        return ((np.asarray(motion, np.float32) - self.mean) / self.std).astype(np.float32)
+
+    def invert(self, motion: np.ndarray) -> np.ndarray:
+        return (np.asarray(motion, np.float32) * self.std + self.mean).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MotionNorm:
+        return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
+
+
+def fit_norm(dyads: list[Dyad], std_floor: float) -> MotionNorm:
+    frames = np.concatenate([np.concatenate([d.listener, d.speaker]) for d in dyads]).astype(np.float64)
+    return MotionNorm(frames.mean(0).astype(np.float32), np.maximum(frames.std(0), std_floor).astype(np.float32))
+
+
+def identity_stats(motion_norm: np.ndarray) -> np.ndarray:
+    """(T, 115) normalised motion -> (230,) [mean, std] over frames: the identity code's input
+    (the same numbers as ``vqvae.identity_features``)."""
+    m = np.asarray(motion_norm, np.float64)
+    return np.concatenate([m.mean(0), m.std(0)]).astype(np.float32)
+
+
+def fit_identities(dyads: list[Dyad], norm: MotionNorm) -> dict[str, np.ndarray]:
+    """identity name -> (230,) statistics of all its (training) listener frames pooled."""
+    by_id: dict[str, list[np.ndarray]] = {}
+    for d in dyads:
+        by_id.setdefault(d.identity, []).append(norm.apply(d.listener))
+    return {k: identity_stats(np.concatenate(v)) for k, v in sorted(by_id.items())}
+
+
+class VQWindows:
+    """VQ-VAE training windows: every ``window``-frame stretch (stride window / 4) of the listeners'
+    and the speakers' motion, with the identity statistics of whoever moves (a listener: its
+    identity's pooled statistics; a speaker: its own clip's). ``batch(step, size)`` draws a seeded batch."""
+
+    def __init__(self, dyads: list[Dyad], norm: MotionNorm, identities: dict[str, np.ndarray], window: int,
+                 seed: int = 0, speakers: bool = True):
+        self.window, self.seed = window, seed
+        self.motions: list[np.ndarray] = []
+        self.stats: list[np.ndarray] = []
+        for d in dyads:
+            lis = norm.apply(d.listener)
+            self.motions.append(lis)
+            self.stats.append(identities.get(d.identity, identity_stats(lis)))
+            if speakers:
+                spk = norm.apply(d.speaker)
+                self.motions.append(spk)
+                self.stats.append(identity_stats(spk))
+        stride = max(1, window // 4)
+        self.slots = [(i, s) for i, m in enumerate(self.motions) for s in range(0, len(m) - window + 1, stride)]
+        if not self.slots:
+            raise InputError(f"no clip is at least {window} frames long for VQ training")
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def batch(self, step: int, size: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step])
+        picks = rng.integers(0, len(self.slots), size)
+        offsets = rng.integers(0, max(1, self.window // 4), size)  # jitter inside the stride
+        xs, st = [], []
+        for p, o in zip(picks, offsets, strict=True):
+            i, s = self.slots[p]
+            s = min(s + int(o), len(self.motions[i]) - self.window)
+            xs.append(self.motions[i][s: s + self.window])
+            st.append(self.stats[i])
+        return {"motion": torch.from_numpy(np.stack(xs)), "stats": torch.from_numpy(np.stack(st))}
+
+
+@dataclass
+class DyadTokens:
+    """One clip as LM tokens, per r-frame group: listener / speaker codes (G,), speech (G, n), emotion (G,)."""
+
+    id: str
+    listener: np.ndarray
+    speaker: np.ndarray
+    speech: np.ndarray | None
+    emotion: np.ndarray | None
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.speaker)
+
+
+class LMWindows:
+    """LM training windows of ``groups`` consecutive token groups (any start group) of the clips that
+    have that many; ``batch(step, size)`` draws a seeded batch."""
+
+    def __init__(self, clips: list[DyadTokens], groups: int, seed: int = 0):
+        self.clips = [c for c in clips if c.n_groups >= groups]
+        self.skipped = [c.id for c in clips if c.n_groups < groups]
+        if not self.clips:
+            raise InputError(f"no clip has {groups} token groups for LM training (lower lm.window_groups)")
+        self.groups, self.seed = groups, seed
+        self.slots = [(i, s) for i, c in enumerate(self.clips) for s in range(c.n_groups - groups + 1)]
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def batch(self, step: int, size: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step])
+        out: dict[str, list[np.ndarray]] = {"listener": [], "speaker": [], "speech": [], "emotion": []}
+        for p in rng.integers(0, len(self.slots), size):
+            i, s = self.slots[p]
+            c, e = self.clips[i], s + self.groups
+            out["listener"].append(c.listener[s:e])
+            out["speaker"].append(c.speaker[s:e])
+            if c.speech is not None:
+                out["speech"].append(c.speech[s:e])
+                out["emotion"].append(c.emotion[s:e])
+        return {k: torch.from_numpy(np.stack(v)).long() for k, v in out.items() if v}
+
+
+def whole_groups(n_frames: int, rate: int) -> int:
+    """Frames of the whole r-frame groups in ``n_frames``."""
+    return (n_frames // rate) * rate
+
+
+def pad_to_groups(motion: np.ndarray, rate: int) -> np.ndarray:
+    """(T, 115) -> (ceil(T / r) r, 115), the last frame repeated (generation pads the speaker so)."""
+    T = len(motion)
+    n = -(-T // rate) * rate
+    if n == T:
+        return np.asarray(motion, np.float32)
+    return np.concatenate([motion, np.repeat(motion[-1:], n - T, 0)]).astype(np.float32)
+

@@ -1,0 +1,139 @@
+"""Both training stages for two steps on the committed dyadic sample data, exact resume, generation
+on a sample dyad (NPZ, side-by-side MP4, seeds, batching), evaluation wiring and the speed function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ehead_cli.errors import InputError
+from ehead_cli.io.motionfile import load_motion, save_motion
+from ehead_cli.io.video import probe_mp4
+from ehead_cli.layout import LISTEN, MOTION_DIM
+from ehead_cli.listener.checkpoint import load_listener
+from ehead_cli.listener.generate import (
+    ListenerGenerator,
+    ListenerJob,
+    dataset_jobs,
+    evaluate_listener,
+    listener_fps,
+    run_listener_jobs,
+    vq_metrics,
+)
+from ehead_cli.listener.train import read_metrics, train_lm, train_vq
+from tests.conftest import REPO
+
+SAMPLE = REPO / "sample_data" / "dyadic"
+TEST_CLIP = "dyad024_en"  # a test-split clip (11 s)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """The committed sample data, a subset of its clips (every listener in training, one val and one test
+    clip): the same files through a smaller manifest, so the tests decode less audio."""
+    root = tmp_path_factory.mktemp("dyadic-subset")
+    table = pd.read_csv(SAMPLE / "manifest.csv")
+    train = table[table["split"] == "train"].groupby("identity").head(1)
+    subset = pd.concat([train, table[table["split"] == "val"].head(1), table[table["id"] == TEST_CLIP]])
+    assert (subset["id"] == TEST_CLIP).sum() == 1 and set(subset["split"]) == {"train", "val", "test"}
+    subset.to_csv(root / "manifest.csv", index=False)
+    for folder in ("clips", "speaker"):
+        (root / folder).symlink_to(SAMPLE / folder)
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("listener-runs")
+    train_vq(data, root / "vq", preset="tiny", progress=False, val_every=1)
+    train_lm(data, root / "lm", vq=root / "vq" / "checkpoint", preset="tiny", progress=False, val_every=2)
+    return root
+
+
+def test_both_stages_train_two_steps_and_write_their_runs(runs, data):
+    vq_rows = read_metrics(runs / "vq")
+    assert [r["step"] for r in vq_rows if r["split"] == "train"] == [1, 2]
+    assert all(np.isfinite(r["loss"]) for r in vq_rows) and {r["split"] for r in vq_rows} == {"train", "val"}
+    lm_rows = [r for r in read_metrics(runs / "lm") if r["split"] == "train"]
+    assert [r["phase"] for r in lm_rows] == [0, 1]  # one step of L_pre, one of L
+    assert lm_rows[0]["loss"] != lm_rows[0]["ce_listener"]  # L_pre averages every modality
+    assert lm_rows[1]["loss"] == pytest.approx(lm_rows[1]["ce_listener"])
+    val = [r for r in read_metrics(runs / "lm") if r["split"] == "val"]
+    best_step = min(val, key=lambda r: r["ce_listener"])["step"]
+    assert load_listener(runs / "lm" / "best").meta["step"] == best_step  # best/: lowest validation listener CE
+    model = load_listener(runs / "lm" / "checkpoint")
+    assert model.lm is not None and model.codebooks is not None and len(model.identities) == 6
+    assert set(model.meta["identity_shapes"]) == set(model.identities)
+    with pytest.raises(InputError, match="already holds"):
+        train_vq(data, runs / "vq", preset="tiny", progress=False)
+
+
+def test_resume_continues_exactly(tmp_path, runs, data):
+    train_vq(data, tmp_path / "a", preset="tiny", progress=False, stop_after=1, val_every=1)
+    train_vq(data, tmp_path / "a", resume=True, progress=False, val_every=1)
+    straight = load_file(str(runs / "vq" / "state" / "state.safetensors"))
+    resumed = load_file(str(tmp_path / "a" / "state" / "state.safetensors"))
+    assert straight.keys() == resumed.keys()
+    for k in straight:
+        torch.testing.assert_close(resumed[k], straight[k], msg=k)
+
+
+@pytest.mark.slow  # renders video / synthesises and encodes a dyad: about 4 s
+def test_generate_on_a_sample_dyad(tmp_path, runs, data):
+    from ehead_cli.face.builtin import BuiltinHead
+    from ehead_cli.render import Renderer
+
+    gen = ListenerGenerator.from_checkpoint(runs / "lm" / "checkpoint")
+    job = ListenerJob.from_files(data / "clips" / f"{TEST_CLIP}.ogg", data / "speaker" / f"{TEST_CLIP}.npz",
+                                 "listener01", tmp_path)
+    T = len(job.speaker)
+    renderer = Renderer(BuiltinHead(), size=32, batch_size=64)
+    clip = ListenerJob(job.name, job.wave[: 25 * 640], job.speaker[:25], job.identity, job.speaker_shape,
+                       tmp_path / "video" / job.name)  # one second on video: the renderer is the slow part
+    run_listener_jobs(gen, [clip], seed=3, renderer=renderer, side_by_side=True)
+    assert clip.error is None
+    info = probe_mp4(tmp_path / "video" / f"{TEST_CLIP}.mp4")
+    assert (info.width, info.height, info.n_frames) == (64, 32, 25) and info.audio_codec == "aac"
+    run_listener_jobs(gen, [job], seed=3, video=False)
+    m = load_motion(tmp_path / f"{TEST_CLIP}.npz")
+    assert m.motion.shape == (T, MOTION_DIM) and (m.states == LISTEN).all() and np.isfinite(m.motion).all()
+    again = gen.generate([job], seed=3)[0].motion
+    other = gen.generate([job], seed=4)[0].motion
+    np.testing.assert_array_equal(again, m.motion)
+    assert not np.array_equal(other, m.motion)
+    # batched over jobs of different lengths: greedy decoding gives each job what it gets alone
+    short = ListenerJob("short", job.wave[: 100 * 640], job.speaker[:100], None)
+    both = gen.generate([job, short], temperature=0.0)
+    alone = gen.generate([short], temperature=0.0)[0]
+    assert both[1].n_frames == 100
+    np.testing.assert_allclose(both[1].motion, alone.motion, atol=1e-5)
+    ref = tmp_path / "ref.npz"  # a listener avatar given as a motion NPZ
+    save_motion(ref, load_motion(data / "clips" / "dyad013_es.npz"))
+    assert gen.identity(ref)[0].shape == (230,)
+    with pytest.raises(InputError, match="listener-avatar"):
+        gen.identity("nobody")
+
+
+def test_evaluation_wiring_and_vq_metrics(tmp_path, runs, data):
+    gen = ListenerGenerator.from_checkpoint(runs / "lm" / "checkpoint")
+    jobs = dataset_jobs(data, "test", tmp_path / "pred")
+    for j, m in zip(jobs, gen.generate(jobs, seed=0), strict=True):
+        save_motion(j.out.with_suffix(".npz"), m)
+    report = evaluate_listener(tmp_path / "pred", data, "test")
+    overall = report.overall["prediction"]["listening"]
+    for key in ("l2_exp", "l2_pose", "fd_exp", "fd_pose", "pfd_exp", "pfd_pose", "variation_exp", "diversity_exp"):
+        assert isinstance(overall[key], float) and np.isfinite(overall[key]), key
+    assert report.frames["listening"] == sum(len(j.speaker) for j in jobs)
+    vq = vq_metrics(load_listener(runs / "vq" / "checkpoint"), data, "test")
+    assert vq["rec_exp"] > 0 and vq["commit"] > 0 and 1.0 <= vq["perplexity"] <= 32
+
+
+def test_speed_function_reports_frames_per_second(runs):
+    gen = ListenerGenerator.from_checkpoint(runs / "lm" / "checkpoint")
+    out = listener_fps(gen, seconds=2.0, repeats=1)
+    assert out["frames"] == 50 and out["frames_per_s"] > 0 and out["lm_frames_per_s"] > 0
