@@ -470,6 +470,59 @@ def bench(
         console.print(f"wrote {write_json(result, json_out)}")
 
 
+# --- ehead serve ------------------------------------------------------------------------------------
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(
+        help="Address to listen on. The default is this machine only; any other address (0.0.0.0: every "
+        "interface) must be asked for, and then wants --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", callback=lambda v: checks.port(v))] = 8000,
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint folder (default: the shipped demo model).")]
+    = None,
+    avatar: Annotated[Path | None, typer.Option(
+        help="Shape file (.npy/.npz) or motion NPZ: the identity every conversation animates (and its first "
+        "frame the reference).")] = None,
+    token: Annotated[str | None, typer.Option(
+        envvar="EHEAD_TOKEN", show_envvar=False,
+        help="Secret every WebSocket connection and /stats must present (or EHEAD_TOKEN, which keeps it out of "
+        "the process list).")] = None,
+    steps: Steps = 4,
+    size: Size = 256,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    audio_encoder: Annotated[str | None, typer.Option(
+        "--audio-encoder", help="mHuBERT-147 folder for checkpoints with a HuBERT encoder (or EHEAD_HUBERT).")]
+    = None,
+    threads: Threads = None,
+) -> None:
+    """Live conversations over WebSocket (/ws: audio in, motion and JPEG frames out) and a page that talks
+    with the avatar (/). The protocol: docs/serve-protocol.md."""
+    try:
+        import uvicorn
+
+        from ehead_cli.serve.app import EheadServer, uvicorn_config
+    except ImportError as err:
+        raise ConfigError(f"ehead serve needs {err.name}: pip install starlette uvicorn websockets") from None
+    from ehead_cli.avatar.identity import Avatar
+    from ehead_cli.generate.generator import Generator
+    from ehead_cli.serve.session import ServeConfig
+
+    if host not in LOOPBACK_HOSTS and not token:
+        err_console.print(f"warning: serving on {host} without --token: anyone who can reach port {port} can "
+                          "connect", markup=False, highlight=False)
+    set_threads(threads)
+    gen = Generator.from_checkpoint(checkpoint, device=device, hubert_path=audio_encoder, steps=steps)
+    server = EheadServer(gen, avatar=Avatar.load(avatar) if avatar else None, token=token,
+                         config=ServeConfig(jpeg_size=size))
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"ehead serve: http://{shown}:{port}/ (the page), ws://{shown}:{port}/ws, /health, /stats"
+                  f"{'; token required' if token else ''}; Ctrl-C stops", markup=False, highlight=False)
+    _note_interruption(lambda: "server stopped")
+    uvicorn.Server(uvicorn_config(server, host, port)).run()
+
+
 def _terminate(signum, frame) -> None:
     from ehead_cli.io.atomic import Terminated
 

@@ -59,11 +59,17 @@ def http_json(addr: str, path: str, headers: dict | None = None) -> tuple[int, d
         return err.code, json.loads(err.read())
 
 
-def connect(addr: str, **hello):
-    """A connected client that has sent its hello and read ``ready``; returns (ws, ready)."""
+def open_ws(addr: str):
+    """A WebSocket to the server's /ws, nothing sent yet."""
     from websockets.sync.client import connect as ws_connect
 
-    ws = ws_connect(f"ws://{addr}/ws", open_timeout=TIMEOUT, close_timeout=TIMEOUT, max_size=None)
+    # entered as a context manager (websockets >= 17.1 warns otherwise); the tests close it themselves
+    return ws_connect(f"ws://{addr}/ws", open_timeout=TIMEOUT, close_timeout=TIMEOUT, max_size=None).__enter__()
+
+
+def connect(addr: str, **hello):
+    """A connected client that has sent its hello and read ``ready``; returns (ws, ready)."""
+    ws = open_ws(addr)
     ws.send(json.dumps({"type": "hello", "protocol": protocol.PROTOCOL_VERSION, **hello}))
     ready = json.loads(ws.recv(timeout=TIMEOUT))
     assert ready["type"] == "ready", ready
