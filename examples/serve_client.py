@@ -25,7 +25,8 @@ with connect(url, max_size=None) as ws:
     print(json.loads(ws.recv()))  # {"type": "ready", "session": 1, "window": 100, ...}
 
     agent, rate = sf.read("sample_data/clips/conv000_en.flac", dtype="float32")  # 16 kHz mono
-    ws.send(audio(1, agent[: 4 * rate]))  # 4 s of the agent's speech, as a TTS would deliver it
+    for second in range(4):  # 4 s of the agent's speech, as a TTS delivers it (at most 2 s a message)
+        ws.send(audio(1, agent[second * rate:(second + 1) * rate]))
     ws.send(json.dumps({"type": "end_of_utterance"}))
     mic = np.zeros(9 * rate, np.float32)  # 9 s of a quiet microphone, in 20 ms chunks
     for start in range(0, len(mic), 320):

@@ -47,6 +47,45 @@ def running_server(gen, token=None, config=None, avatar=None) -> Iterator[tuple[
         thread.join(TIMEOUT)
 
 
+@contextlib.contextmanager
+def serve_process(checkpoint, *args: str, env: dict | None = None) -> Iterator[tuple[str, str]]:
+    """``ehead serve --checkpoint CHECKPOINT`` in its own process on a free port; yields
+    ("127.0.0.1:port", the line it printed on starting). Stopped with SIGTERM (bounded)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    port = free_port()
+    environ = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {}),
+               "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "ehead_cli", "serve", "--checkpoint", str(checkpoint),
+                             "--port", str(port), "--threads", "1", *args], env=environ, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    addr = f"127.0.0.1:{port}"
+    try:
+        banner = proc.stdout.readline().strip()
+        deadline = time.monotonic() + TIMEOUT * 2
+        while True:
+            try:
+                if http_json(addr, "/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"ehead serve did not start: {banner}")
+            time.sleep(0.1)
+        yield addr, banner
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(TIMEOUT)
+
+
 def http_json(addr: str, path: str, headers: dict | None = None) -> tuple[int, dict]:
     import urllib.error
     import urllib.request

@@ -8,7 +8,7 @@ Client -> server:
   ``end_of_utterance``, ``reset``, ``flush``, ``magnitude``, ``seed``, ``frames``.
 * binary: audio, ``[source u8][reserved u8 = 0][PCM16 little-endian samples...]``, 16 kHz mono;
   source 0 is the microphone (the user), 1 the agent (the LLM's speech); at most
-  ``MAX_AUDIO_SAMPLES`` samples (2.048 s) per message.
+  ``MAX_AUDIO_SAMPLES`` samples (2 s) per message.
 
 Server -> client:
 
@@ -39,7 +39,7 @@ from ehead_cli.layout import MOTION_DIM, SAMPLE_RATE
 PROTOCOL_VERSION = 1
 SOURCES = {0: "mic", 1: "agent"}
 AUDIO_HEADER = 2  # bytes: source, reserved
-MAX_AUDIO_SAMPLES = 32768  # per message: 2.048 s at 16 kHz, less than a window
+MAX_AUDIO_SAMPLES = 32000  # per message: 2 s at 16 kHz, less than a window
 MAX_MESSAGE_BYTES = 65536  # any message; larger ones are closed with TOO_BIG by the WebSocket layer
 MAX_TEXT_BYTES = 4096  # a control message
 

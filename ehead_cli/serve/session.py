@@ -277,28 +277,31 @@ class Batcher:
         return ready[: self.config.max_batch]
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self.wake.wait()
             self.wake.clear()
             if self.config.gather_s > 0:
                 await asyncio.sleep(self.config.gather_s)
             while batch := self._ready():
-                items = [(s, s.take()) for s in batch]
-                try:
-                    frames = await loop.run_in_executor(self._pool, self._generate, [p for _, p in items])
-                except Exception as err:  # a bug, not the client's fault: its sessions end, the server goes on
-                    log.exception("generation failed")
-                    self.failures += 1
-                    for s, _ in items:
-                        s.in_flight = False
-                        s.close(protocol.INTERNAL, f"generation failed: {type(err).__name__}")
-                    continue
-                self.batches += 1
-                self.windows += len(items)
-                self.batch_sizes.append(len(items))
-                for (s, p), f in zip(items, frames, strict=True):
-                    s.deliver(p, f, self)
+                await self._run_batch(batch)  # its own frame: no session outlives its batch here
+
+    async def _run_batch(self, batch: list[ServeSession]) -> None:
+        items = [(s, s.take()) for s in batch]
+        try:
+            frames = await asyncio.get_running_loop().run_in_executor(self._pool, self._generate,
+                                                                      [p for _, p in items])
+        except Exception as err:  # a bug, not the client's fault: its sessions end, the server goes on
+            log.exception("generation failed")
+            self.failures += 1
+            for s, _ in items:
+                s.in_flight = False
+                s.close(protocol.INTERNAL, f"generation failed: {type(err).__name__}")
+            return
+        self.batches += 1
+        self.windows += len(items)
+        self.batch_sizes.append(len(items))
+        for (s, p), f in zip(items, frames, strict=True):
+            s.deliver(p, f, self)
 
     def _generate(self, pending: list[Pending]) -> list[np.ndarray]:
         """On the worker thread: each window with the settings it was formed under."""
