@@ -195,7 +195,8 @@ def environment(threads: int) -> dict:
 
 def table(rows: list[dict]) -> str:
     out = ["| preset | clients | frames/s served (needed) | mean windows per pass | latency p50 / p95 / max, ms "
-           "(client) | server, ms: median session p50 / worst p95 | behind (/stats) | server RSS before -> after (peak), MB |",
+           "(client) | server, ms: median session p50 / worst p95 | behind (/stats) | "
+           "server RSS before -> after (peak), MB |",
            "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lat, srv = r["latency_ms"], r["server_latency_ms"]

@@ -211,3 +211,44 @@ def test_the_example_client_runs_against_the_server(server):
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.splitlines()[-1] == "received 225 frames: 100 speaking, 125 listening"
+
+
+def test_the_serve_docs_show_the_example_file():
+    import re
+
+    doc = (REPO / "docs" / "serve.md").read_text()
+    code = (REPO / "examples" / "serve_client.py").read_text()
+    body = code[code.index("import json"):]
+    assert any(b.strip() == body.strip() for b in re.findall(r"```python\n(.*?)```", doc, re.S))
+
+
+def test_an_avatar_is_everyones_identity(gen):
+    from ehead_cli.avatar.identity import Avatar
+
+    rng = np.random.default_rng(4)
+    avatar = Avatar(rng.normal(size=300).astype(np.float32), (rng.normal(size=115) * 0.05).astype(np.float32))
+    mic = speech(4.0, 12)
+    with running_server(gen, avatar=avatar) as (addr, _):
+        ws, _ = connect(addr, seed=2)
+        send_audio(ws, "mic", mic, chunk=16000)
+        rec, _ = receive_until(ws, 100)
+        ws.close()
+    expected = gen.generate(pcm(mic), np.full(100, -1, np.int8), avatar, seed=2).motion
+    np.testing.assert_array_equal(rec["motion"], expected)
+    assert not np.allclose(expected, gen.generate(pcm(mic), np.full(100, -1, np.int8), seed=2).motion)
+
+
+def test_stopping_the_server_closes_its_conversations(gen):
+    with running_server(gen) as (addr, _):
+        ws, _ = connect(addr)
+        send_audio(ws, "mic", speech(1.0, 1))
+    assert close_code(ws)[0] == protocol.RESTART
+
+
+def test_the_command_checks_its_options(monkeypatch, capsys):
+    from ehead_cli.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["ehead", "serve", "--port", "70000"])
+    with pytest.raises(SystemExit) as err:
+        main()
+    assert err.value.code == 2 and "--port must be in 1..65535, got 70000" in capsys.readouterr().err

@@ -79,10 +79,7 @@ class EheadServer:
         task = asyncio.get_running_loop().create_task(self.batcher.run())
         try:
             yield
-        finally:
-            for s in list(self.batcher.sessions.values()):
-                s.close(protocol.GOING_AWAY, "server shutting down")
-            await asyncio.sleep(0.05)  # let the senders write their close frames
+        finally:  # uvicorn has closed the connections by now (close code 1012, service restart)
             task.cancel()
             self.batcher.shutdown()
 

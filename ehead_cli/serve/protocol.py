@@ -49,8 +49,8 @@ JPEG_HEADER = struct.Struct("<4sI")  # magic, frame index
 MOTION_RECORD = np.dtype([("frame", "<u4"), ("state", "<i4"), ("motion", "<f4", (MOTION_DIM,))])
 
 # WebSocket close codes (RFC 6455, section 7.4.1)
-NORMAL, GOING_AWAY, UNSUPPORTED, INVALID, POLICY, TOO_BIG, INTERNAL, TRY_AGAIN = (
-    1000, 1001, 1003, 1007, 1008, 1009, 1011, 1013)
+NORMAL, UNSUPPORTED, INVALID, POLICY, TOO_BIG, INTERNAL, RESTART, TRY_AGAIN = (
+    1000, 1003, 1007, 1008, 1009, 1011, 1012, 1013)  # RESTART: uvicorn's, when the server stops
 
 CONTROL_TYPES = ("hello", "end_of_utterance", "reset", "flush", "magnitude", "seed", "frames")
 
