@@ -88,12 +88,24 @@ def test_frames_over_the_socket_equal_offline_generation(gen, server):
     np.testing.assert_array_equal(rec["motion"], expected)
 
 
-def test_concurrent_conversations_share_forward_passes_and_keep_parity(gen, server):
-    addr, srv = server
+def test_concurrent_conversations_share_forward_passes_and_keep_parity(gen, server, monkeypatch):
+    import time
     from concurrent.futures import ThreadPoolExecutor
 
+    addr, srv = server
     batches_before = srv.batcher.batches
     windows_before = srv.batcher.windows
+    real, gate = srv.batcher._generate, []
+
+    def first_waits(pending):  # the first pass waits until the other three have a window ready too
+        if not gate:
+            gate.append(1)
+            deadline = time.monotonic() + 30
+            while sum(bool(x.pending) for x in list(srv.batcher.sessions.values())) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return real(pending)
+
+    monkeypatch.setattr(srv.batcher, "_generate", first_waits)
 
     def one(seed):
         pushes = conversation(seed)
@@ -111,7 +123,7 @@ def test_concurrent_conversations_share_forward_passes_and_keep_parity(gen, serv
         np.testing.assert_allclose(rec["motion"], expected, atol=1e-4)  # batched: float reassociation only
     windows = srv.batcher.windows - windows_before
     assert windows == 4 * 3
-    assert srv.batcher.batches - batches_before < windows  # some windows shared a forward pass
+    assert max(list(srv.batcher.batch_sizes)[batches_before:]) >= 3  # three windows, one forward pass
     assert not np.allclose(results[0][1]["motion"], results[1][1]["motion"])
 
 
@@ -252,3 +264,14 @@ def test_the_command_checks_its_options(monkeypatch, capsys):
     with pytest.raises(SystemExit) as err:
         main()
     assert err.value.code == 2 and "--port must be in 1..65535, got 70000" in capsys.readouterr().err
+
+
+def test_a_session_counts_as_behind_when_its_motion_lags_a_window_and_more(gen):
+    from ehead_cli.serve.protocol import Hello
+    from ehead_cli.serve.session import ServeSession
+
+    s = ServeSession(1, gen, Hello(None, 0, None, False), None, ServeConfig(behind_s=1.0))
+    s.stats.mic_samples, s.stats.frames_sent = 9 * RATE, 100  # 9 s heard, 4 s of motion sent: 5 s behind
+    assert s.lag_s() == 5.0 and not s.behind()  # one window (4 s) + 1 s is still in time
+    s.stats.mic_samples += 320
+    assert s.behind() and s.summary()["behind"] is True

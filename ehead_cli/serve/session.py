@@ -205,7 +205,7 @@ class ServeSession:
                 self.stats.jpeg_skipped += len(frames)
             else:
                 self.renders += 1
-                asyncio.get_running_loop().create_task(batcher.render(self, p, frames))
+                batcher.spawn(batcher.render(self, p, frames))
         if p.then is not None:
             self.outbox.put_nowait(Outgoing(p.then))
 
@@ -259,6 +259,13 @@ class Batcher:
         self.batch_sizes: deque[int] = deque(maxlen=1000)
         self.latencies_ms: deque[float] = deque(maxlen=2000)  # all sessions, most recent
         self._next_id = 0
+        self._tasks: set[asyncio.Task] = set()
+
+    def spawn(self, coro) -> None:
+        """Run ``coro`` as a task, held until it ends (the event loop keeps only weak references)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def open(self, hello: Hello, avatar) -> ServeSession:
         self._next_id += 1
