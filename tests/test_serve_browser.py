@@ -110,7 +110,7 @@ def test_the_page_talks_with_the_avatar(tmp_path):
         proc, dt = start_chromium(tmp_path / "profile", tmp_path / "mic.wav")
         try:
             dt.call("Page.enable")
-            dt.call("Emulation.setDeviceMetricsOverride", width=960, height=600, deviceScaleFactor=1, mobile=False)
+            dt.call("Emulation.setDeviceMetricsOverride", width=960, height=640, deviceScaleFactor=1, mobile=False)
             dt.call("Page.navigate", url=f"http://{addr}/")
             dt.wait_for("window.ehead && window.ehead.ready", "the head model to load")
             before = np.array(dt.js("ehead.signature()"), np.float64)
