@@ -4,7 +4,8 @@ PYTHON ?= python3
 # already has its own (CUDA) build keeps it.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test test-all lint format sample-data demo bench bench-gpu test-gpu
+.PHONY: install test test-all test-browser lint format sample-data demo bench bench-gpu bench-serve test-gpu \
+	vendor-js
 
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH_PIN)"
@@ -16,10 +17,15 @@ install:
 # The default suite (under 3 minutes on 2 cores); `test-all` adds the slow tests (compiled sampler,
 # overfitting, building and installing the wheel).
 test:
-	$(PYTHON) -m pytest -q -m "not slow" --durations=15
+	$(PYTHON) -m pytest -q -m "not slow and not browser" --durations=15
 
 test-all:
 	$(PYTHON) -m pytest -q --durations=15
+
+# The ehead serve page in headless Chromium (Debian: apt-get install chromium); skipped without it.
+test-browser:
+	@command -v chromium >/dev/null || echo "chromium is not installed (apt-get install chromium): the test is skipped"
+	$(PYTHON) -m pytest -q -m browser -rs
 
 lint:
 	$(PYTHON) -m ruff check ehead_cli tests
@@ -38,6 +44,15 @@ demo:
 # The CPU benchmark (paper preset, built-in audio encoder); the JSON is named after the device.
 bench:
 	ehead bench --fps --device cpu --preset paper --batch-sizes 1,8 --steps 1,4 --json benchmarks/
+
+# ehead serve under load: N = 1, 8, 32 real-time clients on 127.0.0.1, small and paper presets
+# (random weights, built-in audio encoder); writes benchmarks/serve-<device>.json.
+bench-serve:
+	$(PYTHON) benchmarks/serve_load.py --presets small,paper --clients 1,8,32 --threads 2
+
+# Rebuild the page's vendored three.js bundle from the npm registry (needs Node.js and npm).
+vendor-js:
+	scripts/vendor-three.sh
 
 # The GPU benchmark: bf16 eager (with the renderer and the whole job), then bf16 compiled with
 # CUDA graphs (motion only). Each writes its own JSON, named after the device and settings.

@@ -7,5 +7,5 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages(include=["ehead_cli", "ehead_cli.*"]), "ehead_cli._models"],
     package_dir={"ehead_cli._models": "models"},
-    package_data={"ehead_cli._models": ["**/*"]},
+    package_data={"ehead_cli._models": ["**/*"], "ehead_cli.serve": ["static/*"]},
 )

@@ -46,6 +46,13 @@ def positive(value: int | None, flag: str) -> int | None:
     return value
 
 
+def port(value: int, flag: str = "--port") -> int:
+    """A TCP port, 1..65535."""
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{flag} must be in 1..65535, got {value}")
+    return value
+
+
 def duration(value: float, flag: str = "--seconds") -> float:
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{flag} must be a positive number of seconds, got {value}")

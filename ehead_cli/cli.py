@@ -311,13 +311,16 @@ def export(
     motion: Annotated[Path, typer.Argument(help="Motion NPZ written by ehead generate (or a dataset clip).")],
     fmt: Annotated[str, typer.Option(
         "--format", metavar="FORMAT", help="artalk (.pt), gagavatar (smoothed.pkl), dualtalk (.npz), flame-npz "
-        "(.npz), vertices-npz (.npz), obj or ply (a folder, one mesh per frame). docs/formats.md has each layout.")],
+        "(.npz), vertices-npz (.npz), obj or ply (a folder, one mesh per frame), gltf (.glb, the built-in head "
+        "animated). docs/formats.md has each layout.")],
     out: Annotated[Path | None, typer.Option(
         help="Output file (folder for obj/ply); default next to the NPZ, e.g. NAME_flame.npz, NAME/smoothed.pkl.")]
     = None,
     flame: Annotated[str | None, typer.Option(
         help="Meshes of FLAME from this path instead of the built-in head (or EHEAD_FLAME); for gagavatar, "
         "its root joint is the rotation pivot.")] = None,
+    audio: Annotated[Path | None, typer.Option(
+        help="gltf only: the clip's audio, written beside the .glb as OUT.wav (glTF has no audio).")] = None,
 ) -> None:
     """Write a motion NPZ in another codebase's layout, or as a mesh sequence of the face model."""
     from rich.progress import Progress
@@ -326,7 +329,7 @@ def export(
 
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("export", total=None)
-        result = export_motion(motion, fmt, out, flame=flame,
+        result = export_motion(motion, fmt, out, flame=flame, audio=audio,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
     for note in result.notes:
         err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
@@ -465,6 +468,59 @@ def bench(
     print_bench(result, console)
     if json_out is not None:
         console.print(f"wrote {write_json(result, json_out)}")
+
+
+# --- ehead serve ------------------------------------------------------------------------------------
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(
+        help="Address to listen on. The default is this machine only; any other address (0.0.0.0: every "
+        "interface) must be asked for, and then wants --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", callback=lambda v: checks.port(v))] = 8000,
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint folder (default: the shipped demo model).")]
+    = None,
+    avatar: Annotated[Path | None, typer.Option(
+        help="Shape file (.npy/.npz) or motion NPZ: the identity every conversation animates (and its first "
+        "frame the reference).")] = None,
+    token: Annotated[str | None, typer.Option(
+        envvar="EHEAD_TOKEN", show_envvar=False,
+        help="Secret every WebSocket connection and /stats must present (or EHEAD_TOKEN, which keeps it out of "
+        "the process list).")] = None,
+    steps: Steps = 4,
+    size: Size = 256,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    audio_encoder: Annotated[str | None, typer.Option(
+        "--audio-encoder", help="mHuBERT-147 folder for checkpoints with a HuBERT encoder (or EHEAD_HUBERT).")]
+    = None,
+    threads: Threads = None,
+) -> None:
+    """Live conversations over WebSocket (/ws: audio in, motion and JPEG frames out) and a page that talks
+    with the avatar (/). The protocol: docs/serve-protocol.md."""
+    try:
+        import uvicorn
+
+        from ehead_cli.serve.app import EheadServer, uvicorn_config
+    except ImportError as err:
+        raise ConfigError(f"ehead serve needs {err.name}: pip install starlette uvicorn websockets") from None
+    from ehead_cli.avatar.identity import Avatar
+    from ehead_cli.generate.generator import Generator
+    from ehead_cli.serve.session import ServeConfig
+
+    if host not in LOOPBACK_HOSTS and not token:
+        err_console.print(f"warning: serving on {host} without --token: anyone who can reach port {port} can "
+                          "connect", markup=False, highlight=False)
+    set_threads(threads)
+    gen = Generator.from_checkpoint(checkpoint, device=device, hubert_path=audio_encoder, steps=steps)
+    server = EheadServer(gen, avatar=Avatar.load(avatar) if avatar else None, token=token,
+                         config=ServeConfig(jpeg_size=size))
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"ehead serve: http://{shown}:{port}/ (the page), ws://{shown}:{port}/ws, /health, /stats"
+                  f"{'; token required' if token else ''}; Ctrl-C stops", markup=False, highlight=False)
+    _note_interruption(lambda: "server stopped")
+    uvicorn.Server(uvicorn_config(server, host, port)).run()
 
 
 def _terminate(signum, frame) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ehead_cli.errors import ConfigError
+from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.export import layouts, meshes
 from ehead_cli.face import FlameModel, flame_configured, load_face_model, load_flame
-from ehead_cli.io.motionfile import load_motion
+from ehead_cli.io.motionfile import Motion, load_motion
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("vertices-npz", "vertices (T, V, 3), faces, fps of the face model", ".npz", "{stem}_vertices.npz"),
     Format("obj", "a folder of one OBJ mesh per frame", "", "{stem}_obj"),
     Format("ply", "a folder of one binary PLY mesh per frame", "", "{stem}_ply"),
+    Format("gltf", "glTF 2.0 binary of the built-in head: 100 expression morph targets, a jaw/eye/neck skin, "
+           "the animation", ".glb", "{stem}.glb",
+           "gltf holds no audio (glTF has none: --audio writes it beside the .glb) and no states"),
 )}
 
 
@@ -67,18 +70,21 @@ def output_path(motion: Path, fmt: Format, out: Path | None) -> Path:
 
 
 def export_motion(motion: str | Path, fmt: str, out: str | Path | None = None, flame: str | None = None,
-                  progress: meshes.Progress | None = None) -> ExportResult:
+                  progress: meshes.Progress | None = None, audio: str | Path | None = None) -> ExportResult:
     """Write the motion NPZ ``motion`` in format ``fmt`` to ``out`` (default: next to it).
 
     ``flame`` (or ``EHEAD_FLAME``) picks FLAME for the mesh formats (else the built-in head) and, for
     gagavatar, the root joint the rotation pivot is moved from. ``progress(done, total)`` counts frames
-    of the mesh formats.
+    of the mesh formats. ``audio`` (gltf only): the clip's audio, written beside the .glb as a 16 kHz
+    WAV cut or padded to the motion's length.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     spec = FORMATS[fmt]
     if flame and fmt not in USES_FLAME:
         raise ConfigError(f"--flame is used only by --format {', '.join(USES_FLAME)}; {fmt} has no mesh or pivot")
+    if audio is not None and fmt != "gltf":
+        raise ConfigError(f"--audio is used only by --format gltf (glTF has no audio track); {fmt} takes none")
     motion = Path(motion)
     m = load_motion(motion)
     target = output_path(motion, spec, None if out is None else Path(out))
@@ -92,6 +98,16 @@ def export_motion(motion: str | Path, fmt: str, out: str | Path | None = None, f
         layouts.write_artalk(target, m, str(motion))
     elif fmt == "dualtalk":
         layouts.write_dualtalk(target, m, str(motion))
+    elif fmt == "gltf":
+        from ehead_cli.export.gltf import write_gltf
+
+        info = write_gltf(target, m)
+        what = (f"{m.n_frames} frames at {m.fps:g} fps of the built-in head ({info.n_vertices} vertices, "
+                f"{info.n_targets} morph targets), {info.n_bytes / 1e6:.1f} MB")
+        if audio is not None:
+            wav = target.with_suffix(".wav")
+            _write_clip_audio(Path(audio), wav, m)
+            what += f", audio in {wav}"
     elif fmt == "gagavatar":
         face = load_flame(flame) if flame_configured(flame) else None
         if face is None:
@@ -107,3 +123,20 @@ def export_motion(motion: str | Path, fmt: str, out: str | Path | None = None, f
         kind = "FLAME" if isinstance(face, FlameModel) else "the built-in head"
         what = f"{m.n_frames} frames of {kind} ({face.n_vertices} vertices, metres), {spec.what}"
     return ExportResult(target, what, tuple(notes))
+
+
+def _write_clip_audio(audio: Path, wav: Path, m: Motion) -> None:
+    """``audio`` as a 16 kHz WAV at ``wav``, cut or padded to the clip's frames (a mismatch of more than
+    the states' tolerance is an error, as for ``ehead render --audio``)."""
+    import numpy as np
+
+    from ehead_cli import checks
+    from ehead_cli.io.audio import load_audio, save_wav
+    from ehead_cli.layout import SAMPLE_RATE, tolerance_frames
+
+    wave = load_audio(audio)
+    n = int(round(m.n_frames / m.fps * SAMPLE_RATE))
+    if abs(len(wave) - n) > SAMPLE_RATE / m.fps * tolerance_frames():
+        raise InputError(f"{audio}: lasts {checks.seconds(len(wave) / SAMPLE_RATE)} but the motion has "
+                         f"{m.n_frames} frames ({checks.seconds(m.n_frames / m.fps)})")
+    save_wav(wav, np.pad(wave, (0, max(0, n - len(wave))))[:n])

@@ -25,7 +25,7 @@ extends their histories, ``finish`` returns a job's ``Motion``; the live session
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,13 +165,17 @@ class Generator:
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([job.seed, k]).generate_state(1)[0]))
         return torch.randn(self.cfg.window, MOTION_DIM, generator=g)
 
-    def window_batch(self, jobs: list[Job], k: int) -> WindowBatch:
+    def window_batch(self, jobs: list[Job], k: int | Sequence[int]) -> WindowBatch:
         """The inputs of window k of every job, on the generator's device (the window contract of
-        ``ehead_cli.model.windows``: frames past a clip's end are silence and listening)."""
+        ``ehead_cli.model.windows``: frames past a clip's end are silence and listening). ``k`` may
+        be one index per job (live sessions at different points of their conversations)."""
         T = self.cfg.window
+        ks = [k] * len(jobs) if isinstance(k, (int, np.integer)) else [int(i) for i in k]
+        if len(ks) != len(jobs):
+            raise ValueError(f"{len(jobs)} jobs but {len(ks)} window indices")
         waves, states = [], []
-        for j in jobs:
-            local = (k - j.first_window) * T
+        for j, kj in zip(jobs, ks, strict=True):
+            local = (kj - j.first_window) * T
             waves.append(window_audio(j.audio, local, T))
             states.append(window_states(j.states, local, T)[0])
         batch = WindowBatch(
@@ -181,7 +185,7 @@ class Generator:
             shape=torch.from_numpy(np.stack([j.avatar.shape[:N_SHAPE_REF] for j in jobs])).float(),
             ref=torch.stack([j.ref for j in jobs]),
             magnitude=torch.tensor([j.magnitude for j in jobs], dtype=torch.float32),
-            x0=torch.stack([self._noise(j, k) for j in jobs]),
+            x0=torch.stack([self._noise(j, kj) for j, kj in zip(jobs, ks, strict=True)]),
             wave=torch.from_numpy(np.stack(waves)),
         )
         return batch.to(self.device)
@@ -221,8 +225,9 @@ class Generator:
             torch.compiler.cudagraph_mark_step_begin()
         return fn(*args).clone()
 
-    def step(self, jobs: list[Job], k: int) -> torch.Tensor:
-        """Generate window k of every job in ``jobs`` (one batch) and extend their histories.
+    def step(self, jobs: list[Job], k: int | Sequence[int]) -> torch.Tensor:
+        """Generate window k of every job in ``jobs`` (one batch; ``k`` one index for all, or one per
+        job) and extend their histories.
         Returns the (B, T, 115) normalised windows on the CPU (also appended to each ``keep`` job's ``out``)."""
         b = self.window_batch(jobs, k)
         x = self.sample_windows(self.encode_audio(b.wave), b).cpu()

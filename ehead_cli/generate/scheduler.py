@@ -51,6 +51,8 @@ class StreamingAudioScheduler:
     def __init__(self, window: int = 100, listen_capacity: int | None = None):
         self.T = window
         self._mic = np.zeros((0, SAMPLES_PER_FRAME), np.float32)  # Q_L (whole frames)
+        self._mic_new: list[np.ndarray] = []  # whole frames pushed since, joined onto Q_L when read
+        self._mic_new_frames = 0
         self._mic_tail = np.zeros(0, np.float32)  # samples of an incomplete frame
         self._speak = np.zeros((0, SAMPLES_PER_FRAME), np.float32)  # Q_S
         self._speak_tail = np.zeros(0, np.float32)
@@ -62,7 +64,16 @@ class StreamingAudioScheduler:
     def push_listening(self, samples: np.ndarray) -> None:
         """Append microphone samples (16 kHz float) to Q_L."""
         frames, self._mic_tail = _whole_frames(np.concatenate([self._mic_tail, np.asarray(samples, np.float32)]))
-        self._mic = np.concatenate([self._mic, frames])[-self.capacity:]
+        if len(frames):  # kept aside: copying the whole rolling buffer on every 20 ms push costs a server dearly
+            self._mic_new.append(frames)
+            self._mic_new_frames += len(frames)
+            if self._mic_new_frames > self.capacity:
+                self._join_mic()
+
+    def _join_mic(self) -> None:
+        if self._mic_new:
+            self._mic = np.concatenate([self._mic, *self._mic_new])[-self.capacity:]
+            self._mic_new, self._mic_new_frames = [], 0
 
     def push_speaking(self, samples: np.ndarray, flush: bool = False) -> None:
         """Append agent samples to Q_S. ``flush`` pads an utterance's last partial frame so it
@@ -85,6 +96,7 @@ class StreamingAudioScheduler:
 
     def _slice_tail(self, n: int) -> np.ndarray:
         """The most recent n microphone frames; silence where the buffer is shorter."""
+        self._join_mic()
         have = self._mic[len(self._mic) - min(n, len(self._mic)):] if n > 0 else self._mic[:0]
         if len(have) < n:
             have = np.concatenate([np.zeros((n - len(have), SAMPLES_PER_FRAME), np.float32), have])

@@ -3,10 +3,14 @@
 The session clock is the microphone: each time it has delivered another T frames, the Streaming
 Audio Scheduler (Algorithm 1) forms a window from the agent audio pushed so far and the most recent
 microphone audio, and the generator's per-window API (``Generator.begin`` / ``step``) generates it.
+Forming and generating are separate steps (``form`` / ``form_flush`` give ``Window``s,
+``generate_windows`` generates the next window of many sessions in one forward pass), so a server
+can batch the windows of many conversations; ``push`` and ``flush`` do both at once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,6 +21,16 @@ from ehead_cli.layout import SAMPLES_PER_FRAME
 if TYPE_CHECKING:  # the generator makes sessions (Generator.stream); the session only drives it
     from ehead_cli.avatar.identity import Avatar
     from ehead_cli.generate.generator import Generator
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window the scheduler formed, not yet generated: its index ``k`` in the session, its
+    single-stream audio (up to T * 640 samples) and states (n <= T; n < T for a flushed last window)."""
+
+    k: int
+    audio: np.ndarray
+    states: np.ndarray
 
 
 class StreamingSession:
@@ -30,6 +44,10 @@ class StreamingSession:
     kept (``audio``, ``states``), so the result equals ``Generator.generate(session.audio,
     session.states)`` exactly (the parity test); without it the session holds only the current
     window, whatever the conversation's length (what a server wants).
+
+    ``form`` / ``form_flush`` run the scheduler only and return the formed ``Window``s; each must
+    then be generated, in order, by ``generate`` or ``generate_windows`` (the window's motion
+    depends on the previous window's). ``push`` / ``flush`` are the two steps together.
     """
 
     def __init__(self, generator: Generator, avatar: Avatar | None = None, seed: int = 0, record: bool = True):
@@ -41,11 +59,16 @@ class StreamingSession:
         self._mic_samples = 0  # microphone samples delivered
         self._audio: list[np.ndarray] = []
         self._states: list[np.ndarray] = []
-        self.k = 0
+        self.k = 0  # windows formed
+        self.generated = 0  # windows generated
 
     def push(self, samples: np.ndarray, source: str, end_of_utterance: bool = False) -> list[np.ndarray]:
         """Feed 16 kHz samples from ``source`` ("mic" or "agent"). Returns the motion windows
         ((T, 115) raw frames each) that became ready, possibly none."""
+        return [self.generate(w) for w in self.form(samples, source, end_of_utterance)]
+
+    def form(self, samples: np.ndarray, source: str, end_of_utterance: bool = False) -> list[Window]:
+        """``push`` without generating: the windows the samples completed, to be generated in order."""
         samples = np.asarray(samples, np.float32).reshape(-1)
         if source == "agent":
             self.scheduler.push_speaking(samples, flush=end_of_utterance)
@@ -71,6 +94,11 @@ class StreamingSession:
         last window of an offline clip, the frames past them are silence and listening, so the parity
         with ``Generator.generate(session.audio, session.states)`` holds. Agent audio not yet played by
         then is dropped."""
+        window = self.form_flush()
+        return None if window is None else self.generate(window)
+
+    def form_flush(self) -> Window | None:
+        """``flush`` without generating: the flushed partial window, or None."""
         pending = self._mic_samples - self.k * self.T * SAMPLES_PER_FRAME
         if pending == 0:
             return None
@@ -78,7 +106,11 @@ class StreamingSession:
         self._mic_samples = (self.k + 1) * self.T * SAMPLES_PER_FRAME
         return self._tick(keep_samples=pending)
 
-    def _tick(self, keep_samples: int | None = None) -> np.ndarray:
+    def generate(self, window: Window) -> np.ndarray:
+        """Generate a formed window (this session's next): its (n, 115) raw frames."""
+        return generate_windows(self.gen, [(self, window)])[0]
+
+    def _tick(self, keep_samples: int | None = None) -> Window:
         tick = self.scheduler.tick()
         audio, states = tick.audio, tick.states
         if keep_samples is not None:  # a flushed partial window
@@ -86,11 +118,8 @@ class StreamingSession:
         if self.record:
             self._audio.append(audio)
             self._states.append(states)
-        j = self.job  # holds only this window: a long session never re-copies its past
-        j.audio, j.states, j.first_window = audio, states, self.k
-        x = self.gen.step([j], self.k)[0][: len(states)]
         self.k += 1
-        return self.gen.denormalize(x)
+        return Window(self.k - 1, audio, states)
 
     @property
     def audio(self) -> np.ndarray:
@@ -100,3 +129,22 @@ class StreamingSession:
     @property
     def states(self) -> np.ndarray:
         return np.concatenate(self._states) if self._states else np.zeros(0, np.int8)
+
+
+def generate_windows(gen: Generator, items: list[tuple[StreamingSession, Window]]) -> list[np.ndarray]:
+    """Generate the next window of each of several sessions of ``gen`` in one forward pass; returns
+    each window's (n, 115) raw frames. Each session's job holds only the window it is given (a long
+    session never re-copies its past)."""
+    jobs = []
+    for session, w in items:
+        if w.k != session.generated:
+            raise ValueError(f"window {w.k} given, but the session's next window to generate is {session.generated}")
+        j = session.job
+        j.audio, j.states, j.first_window = w.audio, w.states, w.k
+        jobs.append(j)
+    x = gen.step(jobs, [w.k for _, w in items])
+    out = []
+    for i, (session, w) in enumerate(items):
+        session.generated += 1
+        out.append(gen.denormalize(x[i, : len(w.states)]))
+    return out
