@@ -29,6 +29,7 @@ VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 RUN_CHECKPOINT = "checkpoint"  # a training run folder's checkpoint sub-folder
+RUN_BEST = "best"  # its checkpoint of the best validation (train.keep_best)
 
 
 def save_checkpoint(folder: str | os.PathLike, model: EmbodiedHead, meta: dict[str, Any] | None = None,

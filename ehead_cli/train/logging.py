@@ -17,11 +17,12 @@ TRAILING_COLUMNS = ("grad_norm", "lr", "it_s", "val_loss")
 
 
 class MetricsLog:
-    """``RUN_DIR/metrics.csv``: step, the task's loss terms, grad norm, lr, it/s, validation loss."""
+    """``RUN_DIR/metrics.csv``: step, the task's loss terms, grad norm, lr, it/s, validation loss, then
+    ``extra`` columns (a selection term's validation value, the schedule's phase)."""
 
-    def __init__(self, out: Path, loss_keys: Sequence[str]):
+    def __init__(self, out: Path, loss_keys: Sequence[str], extra: Sequence[str] = ()):
         self.path = out / METRICS
-        self.columns = ("step", *loss_keys, *TRAILING_COLUMNS)
+        self.columns = ("step", *loss_keys, *TRAILING_COLUMNS, *extra)
 
     def write_header(self) -> None:
         with open(self.path, "w", newline="") as f:
