@@ -1,12 +1,12 @@
-"""Both training stages for two steps on the committed dyadic sample data, exact resume, generation
-on a sample dyad (NPZ, side-by-side MP4, seeds, batching), evaluation wiring and the speed function."""
+"""The listener's training stages for two steps on the committed dyadic sample data (trained through the
+command line by the ``listener_runs`` fixture), exact resume, generation on a sample dyad (NPZ,
+side-by-side MP4, seeds, batching), evaluation wiring."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -21,41 +21,27 @@ from ehead_cli.listener.generate import (
     ListenerJob,
     dataset_jobs,
     evaluate_listener,
-    listener_fps,
     run_listener_jobs,
     vq_metrics,
 )
 from ehead_cli.listener.train import train_lm, train_vq
 from ehead_cli.train.logging import read_metrics
-from tests.conftest import REPO
+from tests.conftest import LISTENER_TEST_CLIP, REPO
 
 SAMPLE = REPO / "sample_data" / "dyadic"
-TEST_CLIP = "dyad024_en"  # a test-split clip (11 s)
-VAL_VQ = {"train_vq": {"val_every": 1}}
+TEST_CLIP = LISTENER_TEST_CLIP
+VAL_VQ = {"train_vq": {"val_every": 1}}  # = LISTENER_VAL_CONFIG, which the listener_runs fixture trained with
 VAL_LM = {"train_lm": {"val_every": 1, "keep_best": True}}
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """The committed sample data, a subset of its clips (every listener in training, one val and one test
-    clip): the same files through a smaller manifest, so the tests decode less audio."""
-    root = tmp_path_factory.mktemp("dyadic-subset")
-    table = pd.read_csv(SAMPLE / "manifest.csv")
-    train = table[table["split"] == "train"].groupby("identity").head(1)
-    subset = pd.concat([train, table[table["split"] == "val"].head(1), table[table["id"] == TEST_CLIP]])
-    assert (subset["id"] == TEST_CLIP).sum() == 1 and set(subset["split"]) == {"train", "val", "test"}
-    subset.to_csv(root / "manifest.csv", index=False)
-    for folder in ("clips", "speaker"):
-        (root / folder).symlink_to(SAMPLE / folder)
-    return root
+@pytest.fixture
+def data(dyadic_subset) -> Path:
+    return dyadic_subset
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, data):
-    root = tmp_path_factory.mktemp("listener-runs")
-    train_vq(data, root / "vq", preset="tiny", progress=False, overrides=VAL_VQ)
-    train_lm(data, root / "lm", vq=root / "vq", preset="tiny", progress=False, overrides=VAL_LM)
-    return root
+@pytest.fixture
+def runs(listener_runs) -> Path:
+    return listener_runs
 
 
 def test_both_stages_train_two_steps_and_write_their_runs(runs, data):
@@ -150,9 +136,3 @@ def test_evaluation_wiring_and_vq_metrics(tmp_path, runs, data):
     assert report.frames["listening"] == sum(len(j.speaker) for j in jobs)
     vq = vq_metrics(load_listener(runs / "vq" / "checkpoint"), data, "test")
     assert vq["rec_exp"] > 0 and vq["commit"] > 0 and 1.0 <= vq["perplexity"] <= 32
-
-
-def test_speed_function_reports_frames_per_second(runs):
-    gen = ListenerGenerator.from_checkpoint(runs / "lm" / "checkpoint")
-    out = listener_fps(gen, seconds=2.0, repeats=1)
-    assert out["frames"] == 50 and out["frames_per_s"] > 0 and out["lm_frames_per_s"] > 0
