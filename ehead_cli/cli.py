@@ -168,8 +168,12 @@ def train(
                                               "the listener a dyadic one (+ speaker/), e.g. sample_data/dyadic.")]
     = None,
     out: Annotated[Path | None, typer.Option(help="Run folder to create (config, metrics, checkpoints).")] = None,
-    preset: Annotated[str, typer.Option(help="Model and schedule preset: paper, small or tiny.")] = "small",
-    config: Annotated[Path | None, typer.Option(help="TOML file with [model] and [train] overrides.")] = None,
+    preset: Annotated[str, typer.Option(
+        help="Model and schedule preset: paper, small or tiny (listener stages lm and tokens: default the --vq "
+        "run's).")] = "small",
+    config: Annotated[Path | None, typer.Option(
+        help="TOML file with [model] and [train] overrides (listener: [vq], [tokens], [lm], [train_vq], "
+        "[train_lm]).")] = None,
     steps: Annotated[int | None, typer.Option(help="Total optimiser steps (default: the preset's).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Windows per step over all processes.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,

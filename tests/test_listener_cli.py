@@ -103,6 +103,10 @@ def test_generate_batches_pairs_and_reports_a_bad_one(monkeypatch, capsys, tmp_p
     code, _, err = run(monkeypatch, capsys, "generate", "--family", "listener", "--checkpoint",
                        str(listener_runs / "vq"), *PAIR, "--out", str(tmp_path / "x"))
     assert code == 2 and "has no language model" in err
+    clip = REPO / "sample_data" / "clips" / "conv009_fr"
+    code, _, err = run(monkeypatch, capsys, "generate", "--audio", str(clip.with_suffix(".flac")), "--states",
+                       str(clip.with_suffix(".csv")), "--checkpoint", str(listener_runs / "lm"), "--out", str(tmp_path))
+    assert code == 2 and "a listener checkpoint; add --family listener" in err
 
 
 @pytest.mark.slow  # renders 11 s of video twice over: about 10 s

@@ -127,7 +127,7 @@ def read_listener_config(folder: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"{path}: unreadable checkpoint config ({err})") from None
     if config.get("format") != FORMAT:
         raise InputError(f"{path}: not a listener checkpoint (format {config.get('format')!r}); "
-                         "EmbodiedHead checkpoints go with --family ehead")
+                         "an EmbodiedHead checkpoint goes without --family listener")
     if config.get("version") != VERSION:
         raise InputError(f"{path}: listener checkpoint version {config.get('version')} is not supported "
                          f"(need {VERSION})")

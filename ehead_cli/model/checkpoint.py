@@ -75,6 +75,8 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise InputError(f"{path}: unreadable checkpoint config ({err})") from None
+    if config.get("format") == "ehead-listener-checkpoint":
+        raise InputError(f"{path}: a listener checkpoint; add --family listener")
     if config.get("format") != FORMAT:
         raise InputError(f"{path}: not an ehead checkpoint config (format {config.get('format')!r})")
     if config.get("version") != VERSION:
