@@ -35,9 +35,11 @@ sample-data:
 demo:
 	ehead generate --audio sample_data/clips/conv009_fr.flac --states sample_data/clips/conv009_fr.csv --out out/
 
-# The CPU benchmark (paper preset, built-in audio encoder); the JSON is named after the device.
+# The CPU benchmark (paper preset, built-in audio encoder; then the shipped listener); the JSON is named
+# after the device.
 bench:
 	ehead bench --fps --device cpu --preset paper --batch-sizes 1,8 --steps 1,4 --json benchmarks/
+	ehead bench --family listener --device cpu --batch-sizes 1,8 --json benchmarks/
 
 # The GPU benchmark: bf16 eager (with the renderer and the whole job), then bf16 compiled with
 # CUDA graphs (motion only). Each writes its own JSON, named after the device and settings.
@@ -46,6 +48,7 @@ bench-gpu:
 		--render-batch-sizes 1,64,256,1024 --json benchmarks/
 	ehead bench --fps --device cuda --preset paper --dtype bf16 --batch-sizes 1,64,1024,4096 --steps 1,4 \
 		--no-render --compile --json benchmarks/
+	ehead bench --family listener --device cuda --batch-sizes 1,64,512 --json benchmarks/
 
 # The tests that need a GPU (skipped by `make test` without one): CPU parity, bf16, CUDA graphs,
 # training eager and compiled, the renderer.

@@ -235,7 +235,7 @@ def fit(task: Task, run: Run, stop_after: int | None = None, progress: bool = Tr
         if writer is not None:
             writer.close()
     if dd.main and step >= cfg.steps:
-        plot_losses(out, *task.plot)
+        plot_losses(out, *task.plot, val_label="val loss (EMA)" if cfg.ema_decay > 0 else "val loss")
     barrier(dd)
     return out
 
