@@ -308,8 +308,8 @@ def generate(
         "stretches, each available at its start.")] = None,
     out: Annotated[Path, typer.Option(help="Output folder for <name>.npz and <name>.mp4.")] = Path("out"),
     checkpoint: Annotated[Path | None, typer.Option(
-        help="Checkpoint or run folder (default: the shipped demo model; with --family listener the shipped "
-        "listener).")] = None,
+        help="Checkpoint or run folder (default: the shipped demo model; --family listener: required, no listener "
+        "ships yet).")] = None,
     steps: Steps = 4,
     magnitude: Annotated[tuple[float, float], typer.Option(
         metavar="M_R M_T", help="Head-motion magnitude: rotation and translation, each in [0, 1].",
@@ -648,7 +648,7 @@ def bench(
         "--json", help="Write the results as JSON (a .json file, or a folder: named after the device).")] = None,
     family: Family = None,
     checkpoint: Annotated[Path | None, typer.Option(
-        help="Listener: the checkpoint or run folder to time (default: the shipped listener).")] = None,
+        help="Listener: the checkpoint or run folder to time (required: no listener ships yet).")] = None,
 ) -> None:
     """Throughput and latency of motion generation alone and end to end (renderer and MP4 included); with
     --family listener, listener frames/s (the KV-cached LM, at each batch size)."""
