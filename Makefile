@@ -41,9 +41,13 @@ sample-data:
 demo:
 	ehead generate --audio sample_data/clips/conv009_fr.flac --states sample_data/clips/conv009_fr.csv --out out/
 
-# The CPU benchmark (paper preset, built-in audio encoder); the JSON is named after the device.
+# The CPU benchmark (paper preset, built-in audio encoder; then the listener run LISTENER, default
+# runs/lm, when it exists); the JSON is named after the device.
+LISTENER ?= runs/lm
 bench:
 	ehead bench --fps --device cpu --preset paper --batch-sizes 1,8 --steps 1,4 --json benchmarks/
+	@if [ -d "$(LISTENER)" ]; then ehead bench --family listener --checkpoint $(LISTENER) --device cpu --threads 1 \
+		--batch-sizes 1,8,64 --json benchmarks/; else echo "listener skipped: no $(LISTENER) (LISTENER=RUN_DIR)"; fi
 
 # ehead serve under load: N = 1, 8, 32 real-time clients on 127.0.0.1, small and paper presets
 # (random weights, built-in audio encoder); writes benchmarks/serve-<device>.json.
@@ -61,6 +65,8 @@ bench-gpu:
 		--render-batch-sizes 1,64,256,1024 --json benchmarks/
 	ehead bench --fps --device cuda --preset paper --dtype bf16 --batch-sizes 1,64,1024,4096 --steps 1,4 \
 		--no-render --compile --json benchmarks/
+	@if [ -d "$(LISTENER)" ]; then ehead bench --family listener --checkpoint $(LISTENER) --device cuda \
+		--batch-sizes 1,64,512 --json benchmarks/; else echo "listener skipped: no $(LISTENER) (LISTENER=RUN_DIR)"; fi
 
 # The tests that need a GPU (skipped by `make test` without one): CPU parity, bf16, CUDA graphs,
 # training eager and compiled, the renderer.

@@ -51,12 +51,12 @@ ASSETS: dict[str, Asset] = {a.key: a for a in [
           "BSD-2 (richzhang/PerceptualSimilarity)", "LPIPS metric", ("eval",)),
     Asset("speechtokenizer", "SpeechTokenizer folder (config.json + SpeechTokenizer.pt)", "--speech-tokenizer",
           "EHEAD_SPEECHTOKENIZER", "Apache-2.0 (ZhangXInFD/SpeechTokenizer); download it yourself",
-          "the listener's speech tokens (paper preset)", ()),
+          "the listener's speech tokens (paper preset)", ("train", "generate")),
     Asset("emoca", "EMOCA emotion recogniser folder (cfg.yaml + checkpoints/*.ckpt)", "--emoca", "EHEAD_EMOCA",
           "EMOCA licence (non-commercial, emoca.is.tue.mpg.de); not redistributable",
-          "the listener's speaker emotion tokens (paper preset) and L2 Affect", ()),
+          "the listener's speaker emotion tokens (paper preset) and L2 Affect", ("train", "generate", "eval")),
     Asset("gpt2", "a pretrained GPT-2 as a transformers folder (e.g. gpt2-medium)", "--lm", "EHEAD_GPT2",
-          "MIT (openai/gpt-2); download it yourself", "initialising the listener's language model", ()),
+          "MIT (openai/gpt-2); download it yourself", "initialising the listener's language model", ("train",)),
 ]}
 
 

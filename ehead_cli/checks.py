@@ -53,6 +53,20 @@ def port(value: int, flag: str = "--port") -> int:
     return value
 
 
+def one_of(value: str | None, options: Sequence[str], flag: str) -> str | None:
+    """A value from a fixed set (None passes: a default decided later)."""
+    if value is not None and value not in options:
+        raise ConfigError(f"{flag} must be one of {', '.join(options)}, got {value!r}")
+    return value
+
+
+def temperature(value: float, flag: str = "--temperature") -> float:
+    """A sampling temperature: finite and >= 0 (0 = greedy decoding)."""
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{flag} must be a number >= 0 (0 = greedy), got {value}")
+    return value
+
+
 def duration(value: float, flag: str = "--seconds") -> float:
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{flag} must be a positive number of seconds, got {value}")

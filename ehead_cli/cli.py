@@ -76,6 +76,31 @@ Size = Annotated[int, typer.Option(help="Video size in pixels (square, even, >= 
 FlameLandmarks = Annotated[str | None, typer.Option(
     help="FLAME's 68-point landmark embedding, DECA's landmark_embedding.npy (or EHEAD_FLAME_LANDMARKS).")]
 
+FAMILIES = ("embodiedhead", "listener")
+Family = Annotated[str | None, typer.Option(
+    metavar="embodiedhead|listener", help="Model family: embodiedhead (default; the Rectified-Flow DiT) or listener "
+    "(the multimodal LM listener: VQ-VAE + GPT-2, README 'The listener family').",
+    callback=lambda v: checks.one_of(v, FAMILIES, "--family"))]
+SpeechTokenizer = Annotated[str | None, typer.Option(
+    "--speech-tokenizer", help="Listener: SpeechTokenizer folder (config.json + SpeechTokenizer.pt) for presets "
+    "with SpeechTokenizer speech tokens (or EHEAD_SPEECHTOKENIZER).")]
+Emoca = Annotated[str | None, typer.Option(
+    help="EMOCA emotion recogniser folder (cfg.yaml + checkpoints/*.ckpt): the listener's emotion tokens for "
+    "presets that use it, and L2 Affect in ehead eval (or EHEAD_EMOCA).")]
+
+
+def _given(ctx: typer.Context, *names: str) -> list[str]:
+    """The flags among the parameters ``names`` that the user gave (not left at their defaults). By the
+    source's name: typer carries its own copy of click, whose ParameterSource is another class."""
+    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    given = ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
+    return [flags[n] for n in names if getattr(ctx.get_parameter_source(n), "name", None) in given]
+
+
+def _refuse(given: list[str], why: str) -> None:
+    if given:
+        raise ConfigError(f"{given[0]} {why}")
+
 
 def set_threads(threads: int | None) -> int:
     """Apply --threads (torch is imported here, not when the CLI starts: --help stays fast)."""
@@ -138,10 +163,17 @@ def info(
 
 @app.command()
 def train(
-    data: Annotated[Path | None, typer.Option(help="Dataset folder (manifest.csv + clips/), e.g. sample_data.")] = None,
+    ctx: typer.Context,
+    data: Annotated[Path | None, typer.Option(help="Dataset folder (manifest.csv + clips/), e.g. sample_data; for "
+                                              "the listener a dyadic one (+ speaker/), e.g. sample_data/dyadic.")]
+    = None,
     out: Annotated[Path | None, typer.Option(help="Run folder to create (config, metrics, checkpoints).")] = None,
-    preset: Annotated[str, typer.Option(help="Model and schedule preset: paper, small or tiny.")] = "small",
-    config: Annotated[Path | None, typer.Option(help="TOML file with [model] and [train] overrides.")] = None,
+    preset: Annotated[str, typer.Option(
+        help="Model and schedule preset: paper, small or tiny (listener stages lm and tokens: default the --vq "
+        "run's).")] = "small",
+    config: Annotated[Path | None, typer.Option(
+        help="TOML file with [model] and [train] overrides (listener: [vq], [tokens], [lm], [train_vq], "
+        "[train_lm]).")] = None,
     steps: Annotated[int | None, typer.Option(help="Total optimiser steps (default: the preset's).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Windows per step over all processes.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
@@ -154,10 +186,37 @@ def train(
     audio_encoder: Annotated[str | None, typer.Option(
         "--audio-encoder", help="mHuBERT-147 folder for presets with a HuBERT encoder (or EHEAD_HUBERT).")] = None,
     threads: Threads = None,
+    family: Family = None,
+    stage: Annotated[str | None, typer.Option(
+        help="EmbodiedHead: 1 (Stage I, the default). Listener (required): vq (the VQ-VAE), tokens (the token "
+        "codebooks alone, optional) or lm (codebooks + the language model).")] = None,
+    vq: Annotated[Path | None, typer.Option(
+        help="Listener --stage lm / tokens: the stage-vq run folder (or a listener checkpoint) to build on.")] = None,
+    lm: Annotated[str | None, typer.Option(
+        help="Listener --stage lm: a local pretrained GPT-2 (transformers folder) to initialise the LM (or "
+        "EHEAD_GPT2); default: built from the preset's [lm] sizes.")] = None,
+    speech_tokenizer: SpeechTokenizer = None,
+    emoca: Emoca = None,
 ) -> None:
-    """Stage-I training (coefficient-space flow matching). Use torchrun for many GPUs."""
+    """Train: EmbodiedHead's Stage I (coefficient-space flow matching), or with --family listener one stage of
+    the listener. Use torchrun for many GPUs."""
     from ehead_cli.train.stage1 import train as run_train
 
+    record = None
+    if resume is not None:
+        from ehead_cli.train.state import read_record
+
+        record = read_record(resume)
+    run_family = "listener" if record is not None and record.get("family") == "listener" else "embodiedhead"
+    if family is not None and record is not None and family != run_family:
+        raise ConfigError(f"--resume {resume} is a {run_family} run; leave out --family {family}")
+    if (family or run_family) == "listener":
+        _train_listener(ctx, data, out, preset, config, batch_size, seed, workers, resume, record, device, compile,
+                        threads, stage, vq, lm, speech_tokenizer, emoca)
+        return
+    if stage not in (None, "1"):
+        raise ConfigError(f"--stage {stage} is a listener stage: add --family listener (EmbodiedHead trains --stage 1)")
+    _refuse(_given(ctx, "vq", "lm", "speech_tokenizer", "emoca"), "applies to --family listener")
     if resume is None and (data is None or out is None):
         raise ConfigError("ehead train needs --data DIR and --out RUN_DIR (or --resume RUN_DIR)")
     set_threads(threads)
@@ -175,8 +234,64 @@ def train(
         console.print(f"checkpoint: {run / 'checkpoint'}   metrics: {run / 'metrics.csv'}")
 
 
+LISTENER_STAGES = ("vq", "tokens", "lm")
+
+
+def _train_listener(ctx, data, out, preset, config, batch_size, seed, workers, resume, record, device, compile,
+                    threads, stage, vq, lm, speech_tokenizer, emoca) -> None:
+    """``ehead train --family listener``: the flags of each stage checked, then the library's stage."""
+    from ehead_cli.listener import train as lt
+
+    _refuse(_given(ctx, "steps", "lr"), "applies to --family embodiedhead; a listener's schedule is its preset's "
+            "phases (change them with --config FILE.toml: [train_vq] / [train_lm] phases)")
+    _refuse(_given(ctx, "audio_encoder"), "applies to --family embodiedhead (the listener hears through its speech "
+            "tokens: --speech-tokenizer for presets that use SpeechTokenizer)")
+    if record is not None:
+        if stage is not None and stage != record.get("stage"):
+            raise ConfigError(f"--resume {resume} is a stage-{record.get('stage')} run; leave out --stage {stage}")
+        stage = record.get("stage")
+        _refuse(_given(ctx, "preset", "config", "seed", "batch_size", "vq", "lm"),
+                "cannot change a listener run being resumed; only --workers, --device, --threads, tokeniser paths")
+    if stage is None:
+        raise ConfigError("--family listener needs --stage vq, tokens or lm")
+    checks.one_of(stage, LISTENER_STAGES, "--stage")
+    if stage == "vq":
+        _refuse(_given(ctx, "vq", "lm", "speech_tokenizer", "emoca"), "applies to --stage lm (and --vq to tokens)")
+    if stage == "tokens":
+        _refuse(_given(ctx, "lm", "speech_tokenizer", "emoca", "compile", "workers", "batch_size"),
+                "does not apply to --stage tokens (it fits k-means codebooks, nothing to resume)")
+    if record is None and (data is None or out is None):
+        raise ConfigError(f"ehead train --family listener --stage {stage} needs --data DIR and --out RUN_DIR "
+                          "(or --resume RUN_DIR)")
+    if record is None and stage != "vq" and vq is None:
+        raise ConfigError(f"--stage {stage} needs --vq VQ_RUN (a stage-vq run folder or a listener checkpoint)")
+    set_threads(threads)
+    section = "train_vq" if stage == "vq" else "train_lm"
+    train_over = {k: v for k, v in {"batch_size": batch_size, "seed": seed, "workers": workers,
+                                    "compile": True if compile else None}.items() if v is not None}
+    overrides = {section: train_over} if train_over else None
+    command = " ".join(["ehead", *sys.argv[1:]])
+    # stages lm and tokens take their non-VQ sections from --vq's config unless --preset is given
+    preset_arg = preset if stage == "vq" or _given(ctx, "preset") else None
+    if stage == "tokens":
+        run = lt.fit_tokens(data, out, vq, preset_arg, config, overrides, device=device, command=command)
+        console.print(f"token codebooks: {run / 'checkpoint'} (use it as --vq {run} for --stage lm)")
+        return
+    _note_interruption(lambda: None)  # the training loop says where the state is saved
+    if stage == "vq":
+        run = lt.train_vq(data, resume or out, preset_arg, config, overrides, resume=record is not None,
+                          device=device, command=command)
+    else:
+        run = lt.train_lm(data, resume or out, vq, preset_arg, config, overrides, resume=record is not None,
+                          device=device, lm_path=lm, speech_tokenizer=speech_tokenizer, emoca=emoca, command=command)
+    if int(os.environ.get("RANK", "0")) == 0:
+        best = f"   best: {run / 'best'}" if (run / "best").is_dir() else ""
+        console.print(f"checkpoint: {run / 'checkpoint'}{best}   metrics: {run / 'metrics.csv'}")
+
+
 @app.command()
 def generate(
+    ctx: typer.Context,
     audio: Annotated[list[Path] | None, typer.Option(
         metavar="FILE", help="Speech the avatar hears (repeat with --states).")] = None,
     states: Annotated[list[Path] | None, typer.Option(
@@ -192,8 +307,9 @@ def generate(
         "start: e.g. when the TTS delivered it). Without it, utterances are the agent track's non-silent "
         "stretches, each available at its start.")] = None,
     out: Annotated[Path, typer.Option(help="Output folder for <name>.npz and <name>.mp4.")] = Path("out"),
-    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint folder (default: the shipped demo model).")]
-    = None,
+    checkpoint: Annotated[Path | None, typer.Option(
+        help="Checkpoint or run folder (default: the shipped demo model; --family listener: required, no listener "
+        "ships yet).")] = None,
     steps: Steps = 4,
     magnitude: Annotated[tuple[float, float], typer.Option(
         metavar="M_R M_T", help="Head-motion magnitude: rotation and translation, each in [0, 1].",
@@ -211,11 +327,41 @@ def generate(
         "--audio-encoder", help="mHuBERT-147 folder for checkpoints with a HuBERT encoder (or EHEAD_HUBERT).")]
     = None,
     threads: Threads = None,
+    family: Family = None,
+    speaker_audio: Annotated[list[Path] | None, typer.Option(
+        metavar="FILE", help="Listener: the speaker's audio, what the listener hears (repeat with --speaker-motion; "
+        "all pairs are generated in one batch).")] = None,
+    speaker_motion: Annotated[list[Path] | None, typer.Option(
+        metavar="NPZ", help="Listener: the speaker's motion NPZ for the --speaker-audio at the same position.")]
+    = None,
+    listener_avatar: Annotated[str | None, typer.Option(
+        metavar="NAME|NPZ", help="Listener: who listens: an identity the model was trained on (its name), or a "
+        "motion NPZ of the listener (its style statistics and shape); default the mean trained identity.")] = None,
+    temperature: Annotated[float, typer.Option(help="Listener: sampling temperature (0 = greedy).",
+                                               callback=lambda v: checks.temperature(v))] = 1.0,
+    top_k: Annotated[int | None, typer.Option(help="Listener: sample from the K most likely codes (default all).",
+                                              callback=lambda v: checks.positive(v, "--top-k"))] = None,
+    side_by_side: Annotated[bool, typer.Option(
+        "--side-by-side", help="Listener: render the speaker (left) beside the listener (right).")] = False,
+    speech_tokenizer: SpeechTokenizer = None,
+    emoca: Emoca = None,
 ) -> None:
-    """Generate motion (NPZ) and video (MP4 with the audio) from speech and listening/speaking states."""
+    """Generate motion (NPZ) and video (MP4 with the audio) from speech and listening/speaking states, or with
+    --family listener a listener's motion and video from a speaker's audio and motion."""
     from ehead_cli.generate import jobs as jobs_lib
     from ehead_cli.generate.generator import Generator
 
+    if family == "listener":
+        _refuse(_given(ctx, "audio", "states", "jobs", "user_audio", "agent_audio", "agent_segments", "steps",
+                       "magnitude", "batch_size", "avatar", "audio_encoder"),
+                "applies to --family embodiedhead; the listener takes --speaker-audio with --speaker-motion (and "
+                "--listener-avatar)")
+        _generate_listener(out, checkpoint, seed, device, video, size, flame, speaker_audio or [],
+                           speaker_motion or [], listener_avatar, temperature, top_k, side_by_side,
+                           speech_tokenizer, emoca)
+        return
+    _refuse(_given(ctx, "speaker_audio", "speaker_motion", "listener_avatar", "temperature", "top_k", "side_by_side",
+                   "speech_tokenizer", "emoca"), "applies to --family listener")
     modes = sum([bool(audio or states), jobs is not None, bool(user_audio or agent_audio)])
     if modes != 1:
         raise ConfigError("give exactly one of: --audio/--states pairs, --jobs FILE, or --user-audio with "
@@ -242,6 +388,30 @@ def generate(
     _summary(job_list)
 
 
+def _generate_listener(out, checkpoint, seed, device, video, size, flame, speaker_audio, speaker_motion,
+                       listener_avatar, temperature, top_k, side_by_side, speech_tokenizer, emoca) -> None:
+    from ehead_cli.listener.generate import ListenerGenerator, jobs_from_pairs, run_listener_jobs
+
+    if not speaker_audio:
+        raise ConfigError("--family listener needs --speaker-audio FILE with --speaker-motion NPZ (repeat the pair "
+                          "for more jobs)")
+    if side_by_side and not video:
+        raise ConfigError("--side-by-side renders a video: leave out --no-video")
+    job_list = jobs_from_pairs(speaker_audio, speaker_motion, listener_avatar, out)
+    gen = ListenerGenerator.from_checkpoint(checkpoint, device=device, speech_tokenizer=speech_tokenizer, emoca=emoca)
+    gen.identity(listener_avatar)  # a bad --listener-avatar stops before any work
+    renderer = None
+    if video:
+        from ehead_cli.face import load_face_model
+        from ehead_cli.render import Renderer
+
+        renderer = Renderer(load_face_model(flame, device=gen.device), size=size)
+    _note_interruption(lambda: _kept(job_list))
+    run_listener_jobs(gen, job_list, temperature=temperature, top_k=top_k, seed=seed, renderer=renderer,
+                      side_by_side=side_by_side, video=video, console=err_console)
+    _summary(job_list, frames=lambda j: len(j.speaker))
+
+
 def _kept(job_list) -> str:
     files = [p for j in job_list for p in j.outputs]
     if not files:
@@ -250,7 +420,7 @@ def _kept(job_list) -> str:
     return f"kept {len(files)} finished file(s) ({names}); nothing half-written was left behind"
 
 
-def _summary(job_list) -> None:
+def _summary(job_list, frames=lambda j: len(j.states)) -> None:
     table = Table(title="ehead generate")
     for col in ("job", "status", "frames", "seconds", "outputs / error"):
         table.add_column(col, overflow="fold")
@@ -258,7 +428,7 @@ def _summary(job_list) -> None:
         if j.error:  # the message itself goes to stderr, once (below)
             table.add_row(j.name, "[red]failed[/]", "", "", "see the error below")
         else:
-            table.add_row(j.name, "[green]ok[/]", str(len(j.states)), f"{j.seconds:.1f}",
+            table.add_row(j.name, "[green]ok[/]", str(frames(j)), f"{j.seconds:.1f}",
                           ", ".join(str(p) for p in j.outputs))
     console.print(table)
     failed = [j for j in job_list if j.error]
@@ -350,8 +520,9 @@ def eval_(
     split: Annotated[str | None, typer.Option(help="With a dataset folder as --gt: only this split.")] = None,
     pred_video: Annotated[Path | None, typer.Option(help="Folder of predicted <id>.mp4 for image metrics.")] = None,
     gt_video: Annotated[Path | None, typer.Option(help="Folder of ground-truth <id>.mp4 for image metrics.")] = None,
-    speaker: Annotated[Path | None, typer.Option(help="Folder of the speaker's motion NPZ files (for P-FD).")]
-    = None,
+    speaker: Annotated[Path | None, typer.Option(
+        help="Folder of the speaker's motion NPZ files (for P-FD); default DIR/speaker when --gt is a dyadic "
+        "dataset folder (a listener's ground truth).")] = None,
     flame: Annotated[str | None, typer.Option(help="Evaluate on FLAME vertices (or EHEAD_FLAME).")] = None,
     flame_landmarks: FlameLandmarks = None,
     flame_masks: Annotated[str | None, typer.Option(
@@ -360,6 +531,10 @@ def eval_(
     vgg: Annotated[str | None, typer.Option(help="VGG16 weights, torchvision layout, for LPIPS (or EHEAD_VGG).")]
     = None,
     lpips: Annotated[str | None, typer.Option(help="LPIPS v0.1 vgg.pth linear layers (or EHEAD_LPIPS).")] = None,
+    emoca: Emoca = None,
+    vq_checkpoint: Annotated[Path | None, typer.Option(
+        help="A listener checkpoint or run folder: also report its VQ-VAE's Rec., Commit. and PPL (mm-listener "
+        "section 7) on the ground-truth listeners of --gt (a dyadic dataset; --split, default test).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
     threads: Threads = None,
 ) -> None:
@@ -372,6 +547,14 @@ def eval_(
         raise ConfigError("--pred-video and --gt-video go together")
     set_threads(threads)
     dev = resolve_device(device)
+    if speaker is None and (gt / "manifest.csv").is_file() and (gt / "speaker").is_dir():
+        speaker = gt / "speaker"  # a dyadic dataset: the listener's interlocutor, for P-FD
+        err_console.print(f"P-FD against the speaker's motion in {speaker}", markup=False, highlight=False)
+    affect = None
+    if emoca is not None:
+        from ehead_cli.listener.tokens import EmocaEmotion
+
+        affect = EmocaEmotion(emoca).affect
     lpips_model = None
     if vgg or lpips:
         from ehead_cli.assets import resolve
@@ -381,10 +564,31 @@ def eval_(
     report = ev.evaluate(pred, gt, metrics, convention=convention, out_dir=out, baseline=baseline, split=split,
                          image_dirs=(pred_video, gt_video) if pred_video else None, speaker_dir=speaker,
                          face=load_face_model(flame, device=dev, landmarks=flame_landmarks, masks=flame_masks),
-                         device=dev, lpips_model=lpips_model,
+                         device=dev, lpips_model=lpips_model, affect_estimator=affect,
                          progress=lambda line: err_console.print(line, markup=False, highlight=False))
     ev.print_report(report, console, err_console=err_console)
+    if vq_checkpoint is not None:
+        _vq_report(vq_checkpoint, gt, split or "test", out, dev)
     raise typer.Exit(report.exit_code)
+
+
+def _vq_report(checkpoint: Path, gt: Path, split: str, out: Path | None, dev) -> None:
+    """``ehead eval --vq-checkpoint``: the VQ-VAE metrics, a table and ``out/vq.json``."""
+    from ehead_cli.io.atomic import atomic_path
+    from ehead_cli.listener.checkpoint import load_listener
+    from ehead_cli.listener.generate import vq_metrics
+
+    values = vq_metrics(load_listener(checkpoint, device=dev), gt, split)
+    table = Table(title=f"VQ-VAE of {checkpoint} on the {split} listeners of {gt}")
+    for col in ("Rec. exp (L2)", "Rec. pose (L2)", "Commit. (MSE)", "PPL"):
+        table.add_column(col, justify="right")
+    table.add_row(*(f"{values[k]:.4g}" for k in ("rec_exp", "rec_pose", "commit", "perplexity")))
+    console.print(table)
+    if out is not None:
+        with atomic_path(out / "vq.json") as tmp:
+            tmp.write_text(json.dumps({"checkpoint": str(checkpoint), "data": str(gt), "split": split, **values},
+                                      indent=2) + "\n")
+        console.print(f"wrote {out / 'vq.json'}")
 
 
 @app.command()
@@ -421,6 +625,7 @@ def prepare(
 
 @app.command()
 def bench(
+    ctx: typer.Context,
     fps: Annotated[bool, typer.Option("--fps", help="Measure throughput and latency (frames/s, ms).")] = False,
     preset: Annotated[str, typer.Option(help="Model preset to measure.")] = "paper",
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
@@ -444,12 +649,37 @@ def bench(
     threads: Threads = None,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Write the results as JSON (a .json file, or a folder: named after the device).")] = None,
+    family: Family = None,
+    checkpoint: Annotated[Path | None, typer.Option(
+        help="Listener: the checkpoint or run folder to time (required: no listener ships yet).")] = None,
 ) -> None:
-    """Throughput and latency of motion generation alone and end to end (renderer and MP4 included)."""
+    """Throughput and latency of motion generation alone and end to end (renderer and MP4 included); with
+    --family listener, listener frames/s (the KV-cached LM, at each batch size)."""
     from ehead_cli.bench.report import print_bench
     from ehead_cli.bench.run import BenchConfig, run_bench, write_json
     from ehead_cli.devices import native_bf16, resolve_device
 
+    if family == "listener":
+        from ehead_cli.bench.listener import (
+            ListenerBenchConfig,
+            print_listener_bench,
+            run_listener_bench,
+            write_listener_json,
+        )
+
+        _refuse(_given(ctx, "preset", "steps", "audio_encoder", "render", "dtype", "compile", "size",
+                       "render_batch_sizes"), "applies to --family embodiedhead")
+        lcfg = ListenerBenchConfig(checkpoint=str(checkpoint) if checkpoint else None,
+                                   device=str(resolve_device(device)),
+                                   batch_sizes=checks.int_list(batch_sizes, "--batch-sizes"), seconds=seconds,
+                                   repeats=repeats, threads=set_threads(threads))
+        result = run_listener_bench(lcfg, progress=lambda msg: err_console.print(msg, markup=False, highlight=False))
+        print_listener_bench(result, console)
+        if json_out is not None:
+            console.print(f"wrote {write_listener_json(result, json_out)}")
+        return
+    _refuse(_given(ctx, "checkpoint"), "applies to --family listener (EmbodiedHead's bench times random weights of "
+            "--preset)")
     if not fps:
         raise ConfigError("nothing to measure: pass --fps")
     if dtype not in ("fp32", "bf16", "auto"):

@@ -82,3 +82,74 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
             if p.abs().sum() == 0:
                 p.copy_(torch.randn_like(p) * 0.02)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", model, {"note": "random weights for tests"})
+
+
+# --- the listener family: a small dyadic dataset and its tiny runs, trained once per session ----------
+LISTENER_TEST_CLIP = "dyad024_en"  # a test-split clip of sample_data/dyadic (11 s)
+LISTENER_VAL_CONFIG = """[train_vq]
+val_every = 1
+
+[train_lm]
+val_every = 1
+keep_best = true
+"""
+
+
+def ehead_main(*args: str) -> int:
+    """Run the ``ehead`` command line in this process (as a user types it); returns the exit status."""
+    import sys
+
+    from ehead_cli.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["ehead", *args])
+        mp.setenv("COLUMNS", "200")
+        try:
+            main()
+        except SystemExit as e:
+            return e.code if isinstance(e.code, int) else 1
+    return 0
+
+
+@pytest.fixture(scope="session")
+def dyadic_subset(tmp_path_factory) -> Path:
+    """The committed dyadic sample data through a smaller manifest (every listener once in training, one
+    val and one test clip): the same files, less audio to decode."""
+    import pandas as pd
+
+    sample = REPO / "sample_data" / "dyadic"
+    root = tmp_path_factory.mktemp("dyadic-subset")
+    table = pd.read_csv(sample / "manifest.csv")
+    train = table[table["split"] == "train"].groupby("identity").head(1)
+    subset = pd.concat([train, table[table["split"] == "val"].head(1), table[table["id"] == LISTENER_TEST_CLIP]])
+    assert (subset["id"] == LISTENER_TEST_CLIP).sum() == 1 and set(subset["split"]) == {"train", "val", "test"}
+    subset.to_csv(root / "manifest.csv", index=False)
+    for folder in ("clips", "speaker"):
+        (root / folder).symlink_to(sample / folder)
+    return root
+
+
+@pytest.fixture(scope="session")
+def listener_runs(tmp_path_factory, dyadic_subset) -> Path:
+    """The three listener stages, tiny preset, trained through the command line: vq (2 steps), tokens
+    (the codebooks alone) and lm on the tokens run (2 steps), validating every step, lm keeping best/.
+    Stage lm must reuse the tokens run's codebooks: fitting any here fails."""
+    from ehead_cli.listener import train as listener_train
+
+    root = tmp_path_factory.mktemp("listener-runs")
+    cfg = root / "val.toml"
+    cfg.write_text(LISTENER_VAL_CONFIG)
+    data = str(dyadic_subset)
+    common = ("--family", "listener", "--data", data, "--config", str(cfg), "--threads", "1")
+    assert ehead_main("train", *common, "--stage", "vq", "--preset", "tiny", "--out", str(root / "vq")) == 0
+    assert ehead_main("train", *common, "--stage", "tokens", "--vq", str(root / "vq"),
+                      "--out", str(root / "tokens")) == 0
+
+    def refit(*_args, **_kw):
+        raise AssertionError("stage lm refitted the token codebooks of --vq")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(listener_train, "fit_token_codebooks", refit)
+        assert ehead_main("train", *common, "--stage", "lm", "--vq", str(root / "tokens"), "--out",
+                          str(root / "lm")) == 0
+    return root

@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 
 from ehead_cli.errors import InputError
 from ehead_cli.io.motionfile import load_motion
 from ehead_cli.layout import EXPR, JAW, LISTEN, MOTION_FPS, ROT, SAMPLE_RATE, SPEAK
-from ehead_cli.listener.data import LMWindows, VQWindows, fit_identities, fit_norm, load_dyads
+from ehead_cli.listener.data import LMWindows, TensorDict, VQWindows, fit_identities, fit_norm, load_dyads
 from ehead_cli.listener.importers import (
     deca_to_motion,
     import_dualtalk,
@@ -147,9 +148,11 @@ def test_committed_dyadic_sample_data_is_usable():
     norm = fit_norm(train, 1e-3)
     ids = fit_identities(train, norm)
     w = VQWindows(train[:3], norm, ids, 32, seed=0)
-    b1, b2 = w.batch(7, 4), w.batch(7, 4)
+    b1 = TensorDict.collate([w[i] for i in range(4)])
     assert b1["motion"].shape == (4, 32, 115) and b1["stats"].shape == (4, 230)
-    assert (b1["motion"] == b2["motion"]).all()  # a batch is a function of (seed, step)
+    assert (b1["motion"] == TensorDict.collate([w[i] for i in range(4)])["motion"]).all()  # (seed, epoch, index)
+    w.set_epoch(1)
+    assert any(not torch.equal(w[i]["motion"], b1["motion"][i]) for i in range(4))  # the jitter changes by epoch
     assert abs(train[0].n_frames / MOTION_FPS - float(train[0].meta["duration"])) < 0.1
     with pytest.raises(InputError):
         LMWindows([], 4)

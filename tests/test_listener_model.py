@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from ehead_cli.errors import ConfigError
-from ehead_cli.listener.config import LMConfig, StageConfig, VQConfig, load_preset
+from ehead_cli.listener.config import LMConfig, VQConfig, load_preset, stage_config
 from ehead_cli.listener.lm import ListenerLM, Vocab, group_tokens, sample_logits, window_sequence
 from ehead_cli.listener.vqvae import VQVAE, Quantized, Quantizer, smooth_l1, vq_loss_terms
+from ehead_cli.train.config import lr_at, phase_at
 
 TINY_VQ = VQConfig(codebook_size=16, code_dim=8, width=16, levels=3, depth=1, identity=True, identity_dim=4,
                    window=32)
@@ -210,14 +211,24 @@ def test_presets_load_and_the_paper_schedules_are_the_supplements():
     assert (lm.batch_size, lm.betas) == (8, (0.5, 0.99))
     assert [(p.steps, p.lr, p.objective) for p in lm.phases] == [
         (60_000, 5e-5, "pre"), (150_000, 5e-5, "full"), (50_000, 2.5e-6, "full")]
-    assert lm.lr_at(59_999 + 1000) == 5e-5 and lm.phase_at(60_000)[0].objective == "full"
-    assert lm.lr_at(210_000) == 2.5e-6
+    assert (vq.steps, lm.steps, vq.ema_decay, lm.ema_decay, vq.weight_decay) == (300_000, 260_000, 0.0, 0.0, 0.0)
+    assert lr_at(lm, 0) == 5e-5 / 1000 and lr_at(lm, 59_999) == 5e-5  # 1000 warm-up steps, then the phase's lr
+    assert phase_at(lm, 59_999)[1].objective == "pre" and phase_at(lm, 60_000)[1].objective == "full"
+    assert lr_at(lm, 209_999) == 5e-5 and lr_at(lm, 210_000) == 2.5e-6 and lr_at(lm, 259_999) == 2.5e-6
+    assert lr_at(vq, 199_999) == 2e-4 and lr_at(vq, 200_000) == 1e-5
     for name in ("small", "tiny"):
         assert load_preset(name).vq.rate == 8
     with pytest.raises(ConfigError):
         load_preset("tiny", overrides={"vq": {"levels": 0}})
-    with pytest.raises(ConfigError):
-        StageConfig.from_dict({"phases": [{"steps": 0, "lr": 1.0}], "batch_size": 1}, "x", "train_vq")
+    with pytest.raises(ConfigError, match="steps >= 1"):
+        stage_config({"phases": [{"steps": 0, "lr": 1.0}], "batch_size": 1}, "x", "train_vq")
+    with pytest.raises(ConfigError, match="objective 'fine'"):
+        stage_config({"phases": [{"steps": 1, "lr": 1.0, "objective": "fine"}], "batch_size": 1}, "x", "train_lm")
+    with pytest.raises(ConfigError, match=r"steps \(5\) must equal the phases' total \(1 steps\)"):
+        stage_config({"phases": [{"steps": 1, "lr": 1.0}], "steps": 5, "batch_size": 1}, "x", "train_vq")
+    # new phases replace the totals derived from the old ones
+    short = load_preset("small", overrides={"train_lm": {"phases": [{"steps": 3, "lr": 1e-4, "objective": "full"}]}})
+    assert (short.train_lm.steps, short.train_lm.lr) == (3, 1e-4)
 
 
 def test_long_sequences_are_encoded_in_training_windows_and_decoded_with_crossfades(monkeypatch):

@@ -1,12 +1,12 @@
-"""Both training stages for two steps on the committed dyadic sample data, exact resume, generation
-on a sample dyad (NPZ, side-by-side MP4, seeds, batching), evaluation wiring and the speed function."""
+"""The listener's training stages for two steps on the committed dyadic sample data (trained through the
+command line by the ``listener_runs`` fixture), exact resume, generation on a sample dyad (NPZ,
+side-by-side MP4, seeds, batching), evaluation wiring."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -21,66 +21,71 @@ from ehead_cli.listener.generate import (
     ListenerJob,
     dataset_jobs,
     evaluate_listener,
-    listener_fps,
     run_listener_jobs,
     vq_metrics,
 )
-from ehead_cli.listener.train import read_metrics, train_lm, train_vq
-from tests.conftest import REPO
+from ehead_cli.listener.train import train_lm, train_vq
+from ehead_cli.train.logging import read_metrics
+from tests.conftest import LISTENER_TEST_CLIP, REPO
 
 SAMPLE = REPO / "sample_data" / "dyadic"
-TEST_CLIP = "dyad024_en"  # a test-split clip (11 s)
+TEST_CLIP = LISTENER_TEST_CLIP
+VAL_VQ = {"train_vq": {"val_every": 1}}  # = LISTENER_VAL_CONFIG, which the listener_runs fixture trained with
+VAL_LM = {"train_lm": {"val_every": 1, "keep_best": True}}
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """The committed sample data, a subset of its clips (every listener in training, one val and one test
-    clip): the same files through a smaller manifest, so the tests decode less audio."""
-    root = tmp_path_factory.mktemp("dyadic-subset")
-    table = pd.read_csv(SAMPLE / "manifest.csv")
-    train = table[table["split"] == "train"].groupby("identity").head(1)
-    subset = pd.concat([train, table[table["split"] == "val"].head(1), table[table["id"] == TEST_CLIP]])
-    assert (subset["id"] == TEST_CLIP).sum() == 1 and set(subset["split"]) == {"train", "val", "test"}
-    subset.to_csv(root / "manifest.csv", index=False)
-    for folder in ("clips", "speaker"):
-        (root / folder).symlink_to(SAMPLE / folder)
-    return root
+@pytest.fixture
+def data(dyadic_subset) -> Path:
+    return dyadic_subset
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, data):
-    root = tmp_path_factory.mktemp("listener-runs")
-    train_vq(data, root / "vq", preset="tiny", progress=False, val_every=1)
-    train_lm(data, root / "lm", vq=root / "vq" / "checkpoint", preset="tiny", progress=False, val_every=2)
-    return root
+@pytest.fixture
+def runs(listener_runs) -> Path:
+    return listener_runs
 
 
 def test_both_stages_train_two_steps_and_write_their_runs(runs, data):
     vq_rows = read_metrics(runs / "vq")
-    assert [r["step"] for r in vq_rows if r["split"] == "train"] == [1, 2]
-    assert all(np.isfinite(r["loss"]) for r in vq_rows) and {r["split"] for r in vq_rows} == {"train", "val"}
-    lm_rows = [r for r in read_metrics(runs / "lm") if r["split"] == "train"]
+    assert [r["step"] for r in vq_rows] == [1, 2] and all("val_loss" in r for r in vq_rows)
+    assert all(np.isfinite(r["loss"]) and r["phase"] == 0 for r in vq_rows)
+    for name in ("config.toml", "loss.png", "state/state.safetensors", "checkpoint/model.safetensors"):
+        assert (runs / "vq" / name).is_file(), name
+    assert not (runs / "vq" / "best").exists()  # keep_best is off for stage vq
+    lm_rows = read_metrics(runs / "lm")
     assert [r["phase"] for r in lm_rows] == [0, 1]  # one step of L_pre, one of L
+    assert [r["lr"] for r in lm_rows] == [5e-4, 1e-3]  # the warm-up over the phases' lr
     assert lm_rows[0]["loss"] != lm_rows[0]["ce_listener"]  # L_pre averages every modality
     assert lm_rows[1]["loss"] == pytest.approx(lm_rows[1]["ce_listener"])
-    val = [r for r in read_metrics(runs / "lm") if r["split"] == "val"]
-    best_step = min(val, key=lambda r: r["ce_listener"])["step"]
+    best_step = min(lm_rows, key=lambda r: r["val_ce_listener"])["step"]
     assert load_listener(runs / "lm" / "best").meta["step"] == best_step  # best/: lowest validation listener CE
+    assert load_listener(runs / "lm").meta["step"] == best_step  # a run folder resolves to best/
     model = load_listener(runs / "lm" / "checkpoint")
     assert model.lm is not None and model.codebooks is not None and len(model.identities) == 6
     assert set(model.meta["identity_shapes"]) == set(model.identities)
+    assert model.meta["stage"] == "lm" and model.meta["step"] == 2 and model.meta["weights"] == "last"
     with pytest.raises(InputError, match="already holds"):
         train_vq(data, runs / "vq", preset="tiny", progress=False)
+    with pytest.raises(InputError, match="not a listener stage-lm run"):
+        train_lm(None, runs / "vq", resume=True, progress=False)
+
+
+def _assert_same_state(a: Path, b: Path) -> None:
+    straight = load_file(str(a / "state" / "state.safetensors"))
+    resumed = load_file(str(b / "state" / "state.safetensors"))
+    assert straight.keys() == resumed.keys()
+    for k in straight:
+        assert torch.equal(resumed[k], straight[k]), k  # bit for bit
 
 
 def test_resume_continues_exactly(tmp_path, runs, data):
-    train_vq(data, tmp_path / "a", preset="tiny", progress=False, stop_after=1, val_every=1)
-    train_vq(data, tmp_path / "a", resume=True, progress=False, val_every=1)
-    straight = load_file(str(runs / "vq" / "state" / "state.safetensors"))
-    resumed = load_file(str(tmp_path / "a" / "state" / "state.safetensors"))
-    assert straight.keys() == resumed.keys()
-    for k in straight:
-        torch.testing.assert_close(resumed[k], straight[k], msg=k)
+    train_vq(data, tmp_path / "a", preset="tiny", progress=False, stop_after=1, overrides=VAL_VQ)
+    train_vq(None, tmp_path / "a", resume=True, progress=False)
+    _assert_same_state(runs / "vq", tmp_path / "a")
+    # stage lm across its phase switch: pre-training step 1, then resume into the full objective
+    train_lm(data, tmp_path / "b", vq=runs / "vq", preset="tiny", progress=False, stop_after=1, overrides=VAL_LM)
+    train_lm(None, tmp_path / "b", resume=True, progress=False)
+    _assert_same_state(runs / "lm", tmp_path / "b")
+    assert [r["phase"] for r in read_metrics(tmp_path / "b")] == [0, 1]
 
 
 @pytest.mark.slow  # renders video / synthesises and encodes a dyad: about 4 s
@@ -131,9 +136,3 @@ def test_evaluation_wiring_and_vq_metrics(tmp_path, runs, data):
     assert report.frames["listening"] == sum(len(j.speaker) for j in jobs)
     vq = vq_metrics(load_listener(runs / "vq" / "checkpoint"), data, "test")
     assert vq["rec_exp"] > 0 and vq["commit"] > 0 and 1.0 <= vq["perplexity"] <= 32
-
-
-def test_speed_function_reports_frames_per_second(runs):
-    gen = ListenerGenerator.from_checkpoint(runs / "lm" / "checkpoint")
-    out = listener_fps(gen, seconds=2.0, repeats=1)
-    assert out["frames"] == 50 and out["frames_per_s"] > 0 and out["lm_frames_per_s"] > 0

@@ -11,9 +11,10 @@ language model predicts the listener's tokens from the speaker's motion, speech 
 ``data``        dyadic dataset folders -> VQ windows and LM token windows
 ``importers``   DualTalk and Learning-to-Listen layouts -> a dyadic dataset folder
 ``checkpoint``  listener checkpoint folders (config.json + model.safetensors)
-``train``       the two training stages and a small loop
-``generate``    generation, video, evaluation wiring, speed
+``train``       the training stages as tasks of the shared loop (ehead_cli.train.loop)
+``generate``    generation, video, evaluation wiring (speed: ehead_cli.bench.listener)
 ``ablation``    the supplement's Table 2 on a dyadic dataset
 
-``python -m ehead_cli.listener --help`` runs each for development (the ehead CLI wires them in).
+``ehead train / generate / eval / bench --family listener`` run them; ``python -m ehead_cli.listener
+ablation`` runs the ablation.
 """

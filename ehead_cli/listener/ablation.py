@@ -25,7 +25,9 @@ from ehead_cli.io.atomic import atomic_path
 from ehead_cli.io.motionfile import save_motion
 from ehead_cli.listener.checkpoint import load_listener
 from ehead_cli.listener.generate import ListenerGenerator, dataset_jobs, evaluate_listener, vq_metrics
-from ehead_cli.listener.train import BEST_DIR, CHECKPOINT_DIR, STATE_DIR, train_lm, train_vq
+from ehead_cli.listener.train import train_lm, train_vq
+from ehead_cli.model.checkpoint import RUN_BEST, RUN_CHECKPOINT
+from ehead_cli.train.state import STATE_DIR
 
 VARIANTS = {  # name: (multimodal, identity)
     "naive": (False, False),
@@ -46,9 +48,9 @@ KEYS = ("l2_exp", "l2_pose", "fd_exp", "fd_pose", "pfd_exp", "pfd_pose", "variat
 
 def _finished(run: Path, stage: str) -> bool:
     """True when ``run``'s checkpoint has reached its stage's last step."""
-    if not (run / CHECKPOINT_DIR / "config.json").is_file():
+    if not (run / RUN_CHECKPOINT / "config.json").is_file():
         return False
-    model = load_listener(run / CHECKPOINT_DIR)
+    model = load_listener(run / RUN_CHECKPOINT)
     sched = model.cfg.train_vq if stage == "vq" else model.cfg.train_lm
     return model.meta.get("stage") == stage and model.meta.get("step") == sched.steps
 
@@ -85,18 +87,19 @@ def run_ablation(data: str | Path, out: str | Path, preset: str = "small", split
         for name, ident in (("vq_id", True), ("vq_plain", False)):
             if not _finished(out / name, "vq"):
                 train_vq(data, out / name, preset=preset, overrides={"vq": {"identity": ident}}, progress=False,
-                         val_every=250, resume=(out / name / STATE_DIR).is_dir())
+                         resume=(out / name / STATE_DIR).is_dir())
                 log(f"trained {name}")
         for name, (mm, ident) in VARIANTS.items():
             if not _finished(out / name, "lm"):
-                vq = out / ("vq_id" if ident else "vq_plain") / CHECKPOINT_DIR
-                train_lm(data, out / name, vq=vq, preset=preset, overrides={"lm": {"multimodal": mm}},
-                         progress=False, val_every=VAL_EVERY, resume=(out / name / STATE_DIR).is_dir())
+                vq = out / ("vq_id" if ident else "vq_plain") / RUN_CHECKPOINT
+                train_lm(data, out / name, vq=vq, preset=preset,
+                         overrides={"lm": {"multimodal": mm}, "train_lm": {"val_every": VAL_EVERY, "keep_best": True}},
+                         progress=False, resume=(out / name / STATE_DIR).is_dir())
                 log(f"trained {name}")
     results = {}
     for name in VARIANTS:
-        results[name] = evaluate_checkpoint(out / name / BEST_DIR, data, out / name / "eval", split, seeds)
-        results[name]["best_step"] = load_listener(out / name / BEST_DIR).meta.get("step")
+        results[name] = evaluate_checkpoint(out / name / RUN_BEST, data, out / name / "eval", split, seeds)
+        results[name]["best_step"] = load_listener(out / name / RUN_BEST).meta.get("step")
         log(f"evaluated {name}: " + ", ".join(f"{k} {results[name]['mean'][k]:.4g}" for k in KEYS[:6]))
     with atomic_path(out / "results.json") as tmp:
         tmp.write_text(json.dumps(results, indent=1))

@@ -29,6 +29,7 @@ from ehead_cli.listener.data import MotionNorm
 from ehead_cli.listener.lm import ListenerLM
 from ehead_cli.listener.tokens import TokenCodebooks
 from ehead_cli.listener.vqvae import VQVAE
+from ehead_cli.model.checkpoint import RUN_BEST, RUN_CHECKPOINT
 
 FORMAT = "ehead-listener-checkpoint"
 VERSION = 1
@@ -61,16 +62,23 @@ class ListenerModel:
         return self
 
 
-def save_listener(folder: str | os.PathLike, model: ListenerModel, meta: dict[str, Any] | None = None) -> Path:
+def save_listener(folder: str | os.PathLike, model: ListenerModel, meta: dict[str, Any] | None = None,
+                  weights: dict[str, dict[str, torch.Tensor]] | None = None,
+                  dtype: torch.dtype = torch.float32) -> Path:
+    """Write ``model`` to ``folder`` (atomically). ``weights`` ({"vq": state dict, "lm": state dict})
+    replaces those parts' weights (the training loop's averaged copy); ``dtype`` stores the floating
+    weights in another precision (float16 for a shipped checkpoint; loading gives float32)."""
     folder = Path(folder)
-    tensors = {f"vq.{k}": v for k, v in model.vq.state_dict().items()}
+    weights = weights or {}
+    tensors = {f"vq.{k}": v for k, v in weights.get("vq", model.vq.state_dict()).items()}
     lm_info = None
     if model.codebooks is not None:
         tensors.update(model.codebooks.tensors())
     if model.lm is not None:
-        tensors.update({f"lm.{k}": v for k, v in model.lm.state_dict().items()})
+        tensors.update({f"lm.{k}": v for k, v in weights.get("lm", model.lm.state_dict()).items()})
         lm_info = {"offset": model.lm.vocab.offset, "gpt2_config": model.lm.gpt.config.to_dict()}
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+               for k, v in tensors.items()}
     # GPT-2 ties its output layer to the token embedding: safetensors refuses shared storage
     seen: dict[int, str] = {}
     for k in list(tensors):
@@ -95,8 +103,21 @@ def _json_default(x: Any) -> Any:
     raise TypeError(f"cannot store {type(x).__name__} in config.json")
 
 
-def read_listener_config(folder: str | os.PathLike) -> dict[str, Any]:
+def listener_folder(folder: str | os.PathLike) -> Path:
+    """``folder`` itself, or for a training run folder (``ehead train --family listener --out RUN_DIR``)
+    its ``best/`` when the run kept one (``keep_best``: the lowest validation loss), else its
+    ``checkpoint/`` (the last step): ``--checkpoint`` and ``--vq`` accept either."""
     folder = Path(folder)
+    if (folder / CONFIG_NAME).is_file():
+        return folder
+    for sub in (RUN_BEST, RUN_CHECKPOINT):
+        if (folder / sub / CONFIG_NAME).is_file():
+            return folder / sub
+    return folder
+
+
+def read_listener_config(folder: str | os.PathLike) -> dict[str, Any]:
+    folder = listener_folder(folder)
     path = folder / CONFIG_NAME
     if not path.is_file():
         raise InputError(f"{folder}: not a listener checkpoint folder (no {CONFIG_NAME}; --checkpoint)")
@@ -106,7 +127,7 @@ def read_listener_config(folder: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"{path}: unreadable checkpoint config ({err})") from None
     if config.get("format") != FORMAT:
         raise InputError(f"{path}: not a listener checkpoint (format {config.get('format')!r}); "
-                         "EmbodiedHead checkpoints go with --family ehead")
+                         "an EmbodiedHead checkpoint goes without --family listener")
     if config.get("version") != VERSION:
         raise InputError(f"{path}: listener checkpoint version {config.get('version')} is not supported "
                          f"(need {VERSION})")
@@ -114,8 +135,9 @@ def read_listener_config(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_listener(folder: str | os.PathLike, device: str | torch.device = "cpu") -> ListenerModel:
-    """Rebuild the listener of ``folder`` in float32 on ``device``, in eval mode."""
-    folder = Path(folder)
+    """Rebuild the listener of ``folder`` (a checkpoint or a run folder: ``listener_folder``) in float32
+    on ``device``, in eval mode."""
+    folder = listener_folder(folder)
     config = read_listener_config(folder)
     try:
         cfg = ListenerConfig.from_dict(config["config"], source=str(folder / CONFIG_NAME))

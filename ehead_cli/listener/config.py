@@ -2,9 +2,10 @@
 
 Presets are TOML files in ``models/presets/listener/`` (``paper``, ``small``, ``tiny``) with the
 sections ``[vq]`` (VQConfig), ``[tokens]`` (TokenConfig), ``[lm]`` (LMConfig), ``[train_vq]`` and
-``[train_lm]`` (StageConfig). Every field is validated here, in one place; unknown fields are a
-ConfigError naming the file. A checkpoint's ``config.json`` stores the resolved configs, so the
-folder alone rebuilds the model.
+``[train_lm]`` (``ehead_cli.train.config.TrainConfig`` with ``phases``: the schedules the shared
+training loop runs; ``stage_config`` fills in the listener's defaults). Every field is validated
+here, in one place; unknown fields are a ConfigError naming the file. A checkpoint's ``config.json``
+stores the resolved configs, so the folder alone rebuilds the model.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from ehead_cli.errors import ConfigError
 from ehead_cli.model.config import check_fields, load_toml, models_dir
+from ehead_cli.train.config import TrainConfig
 
 PRESET_DIR = "listener"  # under models/presets/
 SPEECH_KINDS = ("kmeans", "speechtokenizer")
@@ -148,86 +150,29 @@ class LMConfig:
         return self
 
 
-@dataclass(frozen=True)
-class Phase:
-    """A stretch of training at one learning rate and objective (``pre``: next-token loss on every
-    token; ``full``: on the listener's tokens only)."""
+# The listener's schedules are ``TrainConfig`` sections run by the shared loop; the fields a section
+# leaves out default to these (LM-listener's, whose models keep no EMA and the VQ-VAE no weight decay)
+# rather than to Stage I's.
+STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "train_vq": {"betas": (0.9, 0.99), "weight_decay": 0.0},
+    "train_lm": {"betas": (0.5, 0.99), "weight_decay": 1e-6},
+}
+COMMON_DEFAULTS: dict[str, Any] = {"warmup_steps": 1000, "ema_decay": 0.0, "grad_clip": 1.0, "workers": 0,
+                                   "log_every": 50, "ckpt_every": 5000, "val_every": 0, "val_windows": 256}
 
-    steps: int
-    lr: float
-    objective: str = "full"
 
-
-@dataclass(frozen=True)
-class StageConfig:
-    """One stage's schedule: AdamW with ``betas`` over consecutive ``phases``.
-
-    batch_size:    windows per step (VQ: 256, LM: 8 in the supplement)
-    warmup_steps:  linear warm-up of the first phase's lr (LM-listener's default: 1000)
-    weight_decay:  AdamW decay (LM-listener: 0 for the VQ-VAE, 1e-6 for the LM)
-    grad_clip:     max global gradient norm (0 disables)
-    log_every, ckpt_every: steps between metrics rows / saved states
-    seed:          initialisation, window order and corruption
-    """
-
-    phases: tuple[Phase, ...]
-    batch_size: int
-    betas: tuple[float, float]
-    warmup_steps: int = 1000
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    log_every: int = 50
-    ckpt_every: int = 5000
-    seed: int = 0
-
-    @property
-    def steps(self) -> int:
-        return sum(p.steps for p in self.phases)
-
-    def phase_at(self, step: int) -> tuple[Phase, int]:
-        """(phase, its index) of 0-based optimiser step ``step``."""
-        start = 0
-        for i, p in enumerate(self.phases):
-            if step < start + p.steps:
-                return p, i
-            start += p.steps
-        return self.phases[-1], len(self.phases) - 1
-
-    def lr_at(self, step: int) -> float:
-        """Constant per phase (the supplement's schedules are step decays: LM-listener's MultiStepLR,
-        gamma 0.05), with a linear warm-up at the very start."""
-        phase, _ = self.phase_at(step)
-        if step < self.warmup_steps:
-            return phase.lr * (step + 1) / self.warmup_steps
-        return phase.lr
-
-    def validate(self, section: str) -> StageConfig:
-        if not self.phases:
-            raise ConfigError(f"{section}.phases must list at least one phase")
-        for p in self.phases:
-            if p.steps < 1 or not p.lr > 0 or p.objective not in OBJECTIVES:
-                raise ConfigError(f"{section}: each phase needs steps >= 1, lr > 0 and objective in "
-                                  f"{', '.join(OBJECTIVES)}; got {p}")
-        if self.batch_size < 1 or self.log_every < 1 or self.ckpt_every < 1 or self.warmup_steps < 0:
-            raise ConfigError(f"{section}: batch_size, log_every, ckpt_every must be >= 1, warmup_steps >= 0")
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["phases"] = [dataclasses.asdict(p) for p in self.phases]
-        d["betas"] = list(self.betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str, section: str) -> StageConfig:
-        check_fields(cls, d, source, section)
-        d = dict(d)
-        try:
-            phases = tuple(Phase(**p) for p in d.pop("phases", ()))
-            betas = tuple(float(b) for b in d.pop("betas", (0.9, 0.99)))
-            return cls(phases=phases, betas=betas, **d).validate(section)  # type: ignore[arg-type]
-        except TypeError as err:
-            raise ConfigError(f"{source}: [{section}] {err}") from None
+def stage_config(d: dict[str, Any], source: str, section: str) -> TrainConfig:
+    """A ``[train_vq]`` / ``[train_lm]`` section -> TrainConfig, the listener's defaults filled in;
+    the LM's phase objectives must be "pre" or "full" ("" = "full")."""
+    cfg = TrainConfig.from_dict({**COMMON_DEFAULTS, **STAGE_DEFAULTS[section], **d}, source, section)
+    if not cfg.phases:
+        raise ConfigError(f"{source}: [{section}] needs phases = [{{ steps = N, lr = X }}, ...]")
+    if section == "train_lm":
+        bad = [p.objective for p in cfg.phases if p.objective not in ("", *OBJECTIVES)]
+        if bad:
+            raise ConfigError(f"{source}: [{section}] phase objective {bad[0]!r}: choose one of "
+                              f"{', '.join(OBJECTIVES)}")
+    return cfg
 
 
 @dataclass(frozen=True)
@@ -238,13 +183,15 @@ class ListenerConfig:
     vq: VQConfig = field(default_factory=VQConfig)
     tokens: TokenConfig = field(default_factory=TokenConfig)
     lm: LMConfig = field(default_factory=LMConfig)
-    train_vq: StageConfig = field(default_factory=lambda: StageConfig((Phase(1, 1e-4),), 8, (0.9, 0.99)))
-    train_lm: StageConfig = field(default_factory=lambda: StageConfig((Phase(1, 1e-4),), 8, (0.5, 0.99)))
+    train_vq: TrainConfig = field(default_factory=lambda: stage_config(
+        {"phases": [{"steps": 1, "lr": 1e-4}], "batch_size": 8}, "defaults", "train_vq"))
+    train_lm: TrainConfig = field(default_factory=lambda: stage_config(
+        {"phases": [{"steps": 1, "lr": 1e-4}], "batch_size": 8}, "defaults", "train_lm"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"preset": self.preset, "vq": dataclasses.asdict(self.vq), "tokens": dataclasses.asdict(self.tokens),
-                "lm": dataclasses.asdict(self.lm), "train_vq": self.train_vq.to_dict(),
-                "train_lm": self.train_lm.to_dict()}
+                "lm": dataclasses.asdict(self.lm), "train_vq": _train_dict(self.train_vq),
+                "train_lm": _train_dict(self.train_lm)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> ListenerConfig:
@@ -261,18 +208,35 @@ class ListenerConfig:
                 raise ConfigError(f"{source}: [{name}] {err}") from None
         for name in ("train_vq", "train_lm"):
             if name in d:
-                parts[name] = StageConfig.from_dict(d[name], source, name)
+                parts[name] = stage_config(d[name], source, name)
         return cls(**parts)
 
     def replace(self, **sections: Any) -> ListenerConfig:
         """A copy with whole sections or fields replaced: ``replace(vq={"identity": False})``."""
-        d = self.to_dict()
-        for name, value in sections.items():
-            if isinstance(value, dict) and isinstance(d.get(name), dict):
-                d[name] = {**d[name], **value}
-            else:
-                d[name] = value
-        return ListenerConfig.from_dict(d, source="replace()")
+        return ListenerConfig.from_dict(merge_sections(self.to_dict(), sections), source="replace()")
+
+
+def merge_sections(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra``'s sections over ``base``'s, field by field (a non-table value replaces). New
+    ``phases`` without ``steps`` / ``lr`` also replace the totals derived from the old ones."""
+    out = dict(base)
+    for section, values in extra.items():
+        if isinstance(values, dict) and isinstance(out.get(section), dict):
+            old = dict(out[section])
+            if "phases" in values:
+                for derived in ("steps", "lr"):
+                    if derived not in values:
+                        old.pop(derived, None)
+            out[section] = {**old, **values}
+        else:
+            out[section] = values
+    return out
+
+
+def _train_dict(cfg: TrainConfig) -> dict[str, Any]:
+    d = dataclasses.asdict(cfg)
+    d["betas"] = list(cfg.betas)
+    return d
 
 
 def preset_path(name: str) -> Path:
@@ -293,10 +257,6 @@ def load_preset(name: str, config_file: str | Path | None = None, overrides: dic
     data: dict[str, Any] = {"preset": name, **load_toml(path)}
     source = str(path)
     for extra in ([load_toml(Path(config_file))] if config_file else []) + ([overrides] if overrides else []):
-        for section, values in extra.items():
-            if isinstance(values, dict) and isinstance(data.get(section), dict):
-                data[section] = {**data[section], **values}
-            else:
-                data[section] = values
+        data = merge_sections(data, extra)
         source = str(config_file or source)
     return ListenerConfig.from_dict(data, source=source)

@@ -9,8 +9,9 @@ Folder (what ``python -m ehead_cli.sampledata.dyadic`` and the importers write):
 
 The listener's ``clips/<id>.npz`` is the avatar's motion of an ordinary ehead dataset folder, so
 ``ehead eval --gt DIR --speaker DIR/speaker`` evaluates a listener's predictions directly. A clip's
-lengths may differ by one frame; the common length is used. Batches are functions of (seed, step):
-resuming never changes what a step sees.
+lengths may differ by one frame; the common length is used. The windows are datasets for the shared
+training loop (``ehead_cli.train.loop``): every item is a function of (seed, epoch, index), so
+resuming, the worker count and the number of processes never change what a step sees.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+from torch.utils.data import Dataset
 
 from ehead_cli.errors import InputError
 from ehead_cli.io.audio import load_audio
@@ -151,10 +153,47 @@ def fit_identities(dyads: list[Dyad], norm: MotionNorm) -> dict[str, np.ndarray]
     return {k: identity_stats(np.concatenate(v)) for k, v in sorted(by_id.items())}
 
 
-class VQWindows:
+class TensorDict(dict):
+    """A training item or batch: named tensors (what the training loop moves to its device)."""
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> TensorDict:
+        return TensorDict({k: v.to(device, non_blocking=non_blocking) for k, v in self.items()})
+
+    @classmethod
+    def collate(cls, items: list[dict[str, torch.Tensor]]) -> TensorDict:
+        """Stack items (every item has the same keys) into a batch."""
+        return cls({k: torch.stack([it[k] for it in items]) for k in items[0]})
+
+
+class _Slots(Dataset):
+    """A dataset of ``slots`` whose items are functions of (seed, epoch, index): the shared loop's
+    exact resume on any number of processes. ``repeat_to`` repeats the slots for a batch larger than
+    the dataset (each repetition draws its own randomness)."""
+
+    slots: list
+    seed: int
+    epoch: int = 0
+    repeat: int = 1
+
+    def __len__(self) -> int:
+        return len(self.slots) * self.repeat
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def repeat_to(self, n: int) -> int:
+        self.repeat = max(1, -(-n // len(self.slots)))
+        return self.repeat
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+
+class VQWindows(_Slots):
     """VQ-VAE training windows: every ``window``-frame stretch (stride window / 4) of the listeners'
     and the speakers' motion, with the identity statistics of whoever moves (a listener: its
-    identity's pooled statistics; a speaker: its own clip's). ``batch(step, size)`` draws a seeded batch."""
+    identity's pooled statistics; a speaker: its own clip's). An item is {"motion" (window, 115),
+    "stats" (230,)}, its start jittered inside its stride by (seed, epoch, index)."""
 
     def __init__(self, dyads: list[Dyad], norm: MotionNorm, identities: dict[str, np.ndarray], window: int,
                  seed: int = 0, speakers: bool = True):
@@ -169,25 +208,16 @@ class VQWindows:
                 spk = norm.apply(d.speaker)
                 self.motions.append(spk)
                 self.stats.append(identity_stats(spk))
-        stride = max(1, window // 4)
-        self.slots = [(i, s) for i, m in enumerate(self.motions) for s in range(0, len(m) - window + 1, stride)]
+        self.stride = max(1, window // 4)
+        self.slots = [(i, s) for i, m in enumerate(self.motions) for s in range(0, len(m) - window + 1, self.stride)]
         if not self.slots:
             raise InputError(f"no clip is at least {window} frames long for VQ training")
 
-    def __len__(self) -> int:
-        return len(self.slots)
-
-    def batch(self, step: int, size: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, step])
-        picks = rng.integers(0, len(self.slots), size)
-        offsets = rng.integers(0, max(1, self.window // 4), size)  # jitter inside the stride
-        xs, st = [], []
-        for p, o in zip(picks, offsets, strict=True):
-            i, s = self.slots[p]
-            s = min(s + int(o), len(self.motions[i]) - self.window)
-            xs.append(self.motions[i][s: s + self.window])
-            st.append(self.stats[i])
-        return {"motion": torch.from_numpy(np.stack(xs)), "stats": torch.from_numpy(np.stack(st))}
+    def __getitem__(self, index: int) -> TensorDict:
+        i, s = self.slots[index % len(self.slots)]
+        s = min(s + int(self._rng(index).integers(0, self.stride)), len(self.motions[i]) - self.window)
+        return TensorDict(motion=torch.from_numpy(self.motions[i][s: s + self.window]),
+                          stats=torch.from_numpy(self.stats[i]))
 
 
 @dataclass
@@ -205,33 +235,36 @@ class DyadTokens:
         return len(self.speaker)
 
 
-class LMWindows:
+class LMWindows(_Slots):
     """LM training windows of ``groups`` consecutive token groups (any start group) of the clips that
-    have that many; ``batch(step, size)`` draws a seeded batch."""
+    have that many. An item holds the window's "listener", "speaker" (groups,), "speech" (groups, n)
+    and "emotion" (groups,) tokens, and with ``corrupt`` (the teacher-forcing corruption, training
+    only) "listener_in": each listener token kept with probability ``pkeep`` and otherwise a random
+    code of ``n_codes``, drawn from (seed, epoch, index)."""
 
-    def __init__(self, clips: list[DyadTokens], groups: int, seed: int = 0):
+    def __init__(self, clips: list[DyadTokens], groups: int, seed: int = 0, pkeep: float = 1.0,
+                 n_codes: int = 0):
         self.clips = [c for c in clips if c.n_groups >= groups]
         self.skipped = [c.id for c in clips if c.n_groups < groups]
         if not self.clips:
             raise InputError(f"no clip has {groups} token groups for LM training (lower lm.window_groups)")
-        self.groups, self.seed = groups, seed
+        self.groups, self.seed, self.pkeep, self.n_codes = groups, seed, pkeep, n_codes
         self.slots = [(i, s) for i, c in enumerate(self.clips) for s in range(c.n_groups - groups + 1)]
 
-    def __len__(self) -> int:
-        return len(self.slots)
-
-    def batch(self, step: int, size: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, step])
-        out: dict[str, list[np.ndarray]] = {"listener": [], "speaker": [], "speech": [], "emotion": []}
-        for p in rng.integers(0, len(self.slots), size):
-            i, s = self.slots[p]
-            c, e = self.clips[i], s + self.groups
-            out["listener"].append(c.listener[s:e])
-            out["speaker"].append(c.speaker[s:e])
-            if c.speech is not None:
-                out["speech"].append(c.speech[s:e])
-                out["emotion"].append(c.emotion[s:e])
-        return {k: torch.from_numpy(np.stack(v)).long() for k, v in out.items() if v}
+    def __getitem__(self, index: int) -> TensorDict:
+        i, s = self.slots[index % len(self.slots)]
+        c, e = self.clips[i], s + self.groups
+        item = TensorDict(listener=torch.from_numpy(c.listener[s:e]).long(),
+                          speaker=torch.from_numpy(c.speaker[s:e]).long())
+        if c.speech is not None:
+            item["speech"] = torch.from_numpy(c.speech[s:e]).long()
+            item["emotion"] = torch.from_numpy(c.emotion[s:e]).long()
+        if self.pkeep < 1.0:
+            rng = self._rng(index)
+            keep = rng.random(self.groups) < self.pkeep
+            item["listener_in"] = torch.from_numpy(np.where(keep, c.listener[s:e],
+                                                            rng.integers(0, self.n_codes, self.groups))).long()
+        return item
 
 
 def whole_groups(n_frames: int, rate: int) -> int:

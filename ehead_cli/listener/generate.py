@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ehead_cli.devices import resolve_device
 from ehead_cli.errors import EheadError, InputError
 from ehead_cli.io.audio import load_audio
 from ehead_cli.io.motionfile import Motion, load_motion, save_motion
@@ -33,13 +34,21 @@ from ehead_cli.layout import LISTEN, MOTION_FPS, N_SHAPE, SAMPLE_RATE, SAMPLES_P
 from ehead_cli.listener.checkpoint import ListenerModel, load_listener
 from ehead_cli.listener.data import identity_stats, load_dyads, pad_to_groups
 from ehead_cli.listener.tokens import SpeakerTokenizer
+from ehead_cli.model.config import models_dir
+
+DEFAULT_LISTENER = "ehead-listener-small"  # under models/: the shipped listener checkpoint
+
+
+def default_listener() -> Path:
+    return models_dir() / DEFAULT_LISTENER
 
 
 @dataclass
 class ListenerJob:
     """One generation job. wave (N,) 16 kHz speaker audio; speaker (T, 115) speaker motion; identity: a
     trained identity's name, a reference motion NPZ path of the listener, or None; speaker_shape for the
-    side-by-side video; out: output path stem (``out.npz``, ``out.mp4``)."""
+    side-by-side video; out: output path stem (``out.npz``, ``out.mp4``); error: why the job cannot run
+    (reported, skipped); seconds: its share of the generation time plus its writing time."""
 
     name: str
     wave: np.ndarray
@@ -49,6 +58,7 @@ class ListenerJob:
     out: Path | None = None
     outputs: list[Path] = field(default_factory=list)
     error: str | None = None
+    seconds: float = 0.0
 
     @classmethod
     def from_files(cls, speaker_audio: str | Path, speaker_motion: str | Path, identity: str | Path | None = None,
@@ -63,6 +73,29 @@ class ListenerJob:
         name = name or Path(speaker_motion).stem
         out = Path(out_dir) / name if out_dir is not None else None
         return cls(name, np.pad(wave, (0, max(0, n - len(wave))))[:n], m.motion, identity, m.shape, out)
+
+
+def jobs_from_pairs(speaker_audio: list[Path], speaker_motion: list[Path], identity: str | Path | None,
+                    out_dir: str | Path) -> list[ListenerJob]:
+    """One job per (``--speaker-audio``, ``--speaker-motion``) pair, named after the motion file; a pair
+    whose files cannot be read becomes a job with its one-line ``error`` (the others still run)."""
+    if len(speaker_audio) != len(speaker_motion):
+        raise InputError(f"give one --speaker-motion per --speaker-audio: got {len(speaker_audio)} --speaker-audio "
+                         f"and {len(speaker_motion)} --speaker-motion")
+    jobs = []
+    for audio, motion in zip(speaker_audio, speaker_motion, strict=True):
+        try:
+            jobs.append(ListenerJob.from_files(audio, motion, identity, out_dir))
+        except InputError as err:
+            name = Path(motion).stem
+            jobs.append(ListenerJob(name, np.zeros(0, np.float32), np.zeros((0, 115), np.float32), identity,
+                                    out=Path(out_dir) / name, error=str(err)))
+    seen: dict[Path, str] = {}
+    for j in jobs:
+        if j.error is None and j.out in seen:
+            j.error = f"its output {j.out}.npz is also written by job {seen[j.out]}; give each job its own file name"
+        seen.setdefault(j.out, j.name)
+    return jobs
 
 
 class ListenerGenerator:
@@ -80,10 +113,21 @@ class ListenerGenerator:
                           if model.cfg.lm.multimodal else None)
 
     @classmethod
-    def from_checkpoint(cls, folder: str | os.PathLike, device: str | torch.device = "cpu",
+    def from_checkpoint(cls, folder: str | os.PathLike | None = None, device: str | torch.device | None = None,
                         speech_tokenizer: str | os.PathLike | None = None,
                         emoca: str | os.PathLike | None = None) -> ListenerGenerator:
-        return cls(load_listener(folder, device=device), device, speech_tokenizer, emoca)
+        """A listener checkpoint or stage-lm run folder (None: the shipped ``models/ehead-listener-small``)
+        on ``device`` (default: cuda when available)."""
+        dev = resolve_device(device)
+        if folder is None:
+            folder = default_listener()
+            if not (folder / "config.json").is_file():
+                raise InputError(f"the shipped listener checkpoint {folder} is missing; pass --checkpoint "
+                                 "RUN_DIR (a stage-lm run of ehead train --family listener)")
+            from ehead_cli.io.manifest import verify_files
+
+            verify_files(models_dir(), folder)
+        return cls(load_listener(folder, device=dev), dev, speech_tokenizer, emoca)
 
     # --- identity --------------------------------------------------------------------------------------
     def identity(self, identity: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
@@ -177,16 +221,30 @@ def write_listener_outputs(job: ListenerJob, motion: Motion, renderer=None, side
 
 def run_listener_jobs(gen: ListenerGenerator, jobs: list[ListenerJob], *, temperature: float = 1.0,
                       top_k: int | None = None, seed: int = 0, renderer=None, side_by_side: bool = False,
-                      video: bool = True) -> list[ListenerJob]:
-    """Generate (batched) and write every job (what ``ehead generate --family listener`` calls); a job
-    whose outputs fail keeps its one-line ``error``, the others are still written."""
+                      video: bool = True, console=None) -> list[ListenerJob]:
+    """Generate (all good jobs in one batch) and write every job (what ``ehead generate --family
+    listener`` calls); a job whose outputs fail keeps its one-line ``error``, the others are still
+    written. ``console``: a rich console for the progress bar (only on a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     good = [j for j in jobs if j.error is None]
-    motions = gen.generate(good, temperature=temperature, top_k=top_k, seed=seed) if good else []
-    for j, m in zip(good, motions, strict=True):
-        try:
-            write_listener_outputs(j, m, renderer, side_by_side, video)
-        except EheadError as err:
-            j.error = str(err)
+    if not good:
+        return jobs
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True, disable=console is None or not console.is_terminal) as bar:
+        bar.add_task(f"listener motion, {len(good)} job(s) in one batch", total=None)
+        t0 = time.perf_counter()
+        motions = gen.generate(good, temperature=temperature, top_k=top_k, seed=seed)
+        gen_s, frames = time.perf_counter() - t0, sum(len(j.speaker) for j in good)
+        task = bar.add_task("writing", total=len(good))
+        for j, m in zip(good, motions, strict=True):
+            t1 = time.perf_counter()
+            try:
+                write_listener_outputs(j, m, renderer, side_by_side, video)
+            except EheadError as err:
+                j.error = str(err)
+            j.seconds = time.perf_counter() - t1 + gen_s * len(j.speaker) / frames
+            bar.advance(task)
     return jobs
 
 
@@ -249,36 +307,3 @@ def vq_metrics(model: ListenerModel, data: str | Path, split: str = "test") -> d
     return {"rec_exp": sum(rec_exp) / total, "rec_pose": sum(rec_pose) / total,
             "commit": commitment(np.concatenate(z_e), np.concatenate(z_q)),
             "perplexity": perplexity(np.concatenate(codes), model.cfg.vq.codebook_size)}
-
-
-# --- speed ------------------------------------------------------------------------------------------------
-def listener_fps(gen: ListenerGenerator, seconds: float = 20.0, batch: int = 1, repeats: int = 3,
-                 seed: int = 0) -> dict[str, float]:
-    """Frames of listener motion per second at ``batch`` jobs of ``seconds`` of synthetic speaker input,
-    end to end (tokenisation, LM with the KV cache, decoding), after one warm-up; the median of
-    ``repeats``. Also the LM alone (the sampling loop)."""
-    rng = np.random.default_rng(seed)
-    T = int(seconds * MOTION_FPS)
-    jobs = [ListenerJob(f"bench{i}", (0.05 * rng.standard_normal(T * SAMPLES_PER_FRAME)).astype(np.float32),
-                        (0.02 * rng.standard_normal((T, 115))).astype(np.float32)) for i in range(batch)]
-    gen.generate(jobs[:1], seed=seed)  # warm-up
-    times = []
-    for k in range(repeats):
-        t = time.perf_counter()
-        gen.generate(jobs, seed=seed + k)
-        times.append(time.perf_counter() - t)
-    m, r = gen.model, gen.rate
-    G = -(-T // r)
-    speaker = torch.randint(0, m.cfg.vq.codebook_size, (batch, G), device=gen.device)
-    sp = em = None
-    if m.cfg.lm.multimodal:
-        sp = torch.randint(0, m.cfg.tokens.speech_codes, (batch, G, m.cfg.tokens.speech_per_group), device=gen.device)
-        em = torch.randint(0, m.cfg.tokens.emotion_codes, (batch, G), device=gen.device)
-    lm_times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        m.lm.sample(speaker, sp, em)
-        lm_times.append(time.perf_counter() - t)
-    return {"frames_per_s": batch * T / float(np.median(times)),
-            "lm_frames_per_s": batch * T / float(np.median(lm_times)),
-            "batch": batch, "frames": T, "threads": torch.get_num_threads()}

@@ -184,15 +184,20 @@ class ListenerLM(nn.Module):
     def loss(self, batch: dict[str, torch.Tensor], objective: str = "full",
              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Cross-entropy of a batch of windows. batch: ``listener``, ``speaker`` (B, G) codes, ``speech``
-        (B, G, n), ``emotion`` (B, G) (multimodal only). Returns loss, ce per modality, listener accuracy."""
+        (B, G, n), ``emotion`` (B, G) (multimodal only), and optionally ``listener_in`` (B, G): the
+        corrupted listener tokens to read (the training data draws them, ``data.LMWindows``); without
+        it a model in training mode corrupts the inputs itself with ``generator``. Returns loss, ce per
+        modality, listener accuracy."""
         v = self.vocab
         target_groups = group_tokens(v, batch["speaker"], batch["listener"], batch.get("speech"), batch.get("emotion"))
         seq = window_sequence(v, target_groups)  # (B, L)
-        inp = seq.clone()
-        if self.training and self.cfg.pkeep < 1.0:
+        inp = seq
+        corrupted = batch.get("listener_in")
+        if corrupted is None and self.training and self.cfg.pkeep < 1.0:
             keep = torch.rand(batch["listener"].shape, generator=generator, device=seq.device) < self.cfg.pkeep
             rand = torch.randint(0, v.n_motion, batch["listener"].shape, generator=generator, device=seq.device)
             corrupted = torch.where(keep, batch["listener"], rand)
+        if corrupted is not None:
             inp_groups = group_tokens(v, batch["speaker"], corrupted, batch.get("speech"), batch.get("emotion"))
             inp = window_sequence(v, inp_groups)
         logits, _ = self.logits(inp[:, :-1])  # position p predicts token p + 1

@@ -1,48 +1,48 @@
-"""Training of both listener stages: what a stage is (model, loss of a batch, data) apart from the loop.
+"""Training of the listener's stages on the shared loop (``ehead_cli.train.loop.fit``).
 
-    train_vq(data, out, preset="small")                         # stage vq: the VQ-VAE
-    train_lm(data, out, vq=VQ_CHECKPOINT, preset="small")        # stage lm: token codebooks + the LM
+    train_vq(data, out, preset="small")                  # stage vq: the VQ-VAE
+    fit_tokens(data, out, vq="runs/vq", preset="small")  # optional: the token codebooks on their own
+    train_lm(data, out, vq="runs/vq", preset="small")    # stage lm: token codebooks (unless --vq has
+                                                         # them) + the LM on the VQ-VAE's codes
 
-A stage is a ``Stage``: ``module`` (what the optimiser updates), ``loss(batch, objective)`` -> dict
-with "loss", ``batch(step, size)`` (a function of the step: exact resume), ``save(folder, step)``
-(a listener checkpoint). ``run_stage`` is a small loop of its own (AdamW with the stage's betas,
-the phases' learning rates and objectives, gradient clipping, a rich progress bar, metrics.csv,
-resume from ``state/``); the shared training loop can drive the same ``Stage`` objects.
+Each stage is a ``Task`` of the shared loop (as ``ehead_cli.train.stage1`` is Stage I's), so both get
+what Stage I gets: AdamW with the stage's betas over its schedule's phases (``TrainConfig.phases``:
+each phase's constant lr after the warm-up; the LM's phases also switch its objective, through the
+``begin_step`` hook), gradient clipping, bf16 autocast on GPUs, torchrun DDP, validation, ``best/``
+(``keep_best``), exact resume, metrics.csv + TensorBoard + loss.png, the progress bar, Ctrl-C saving
+the state. The listener's schedules keep no EMA (``ema_decay = 0``: neither paper uses one), so the
+checkpoints hold the weights of their step.
 
-Run folder of a stage:
+Run folder of a stage (the loop's, plus the listener checkpoint format):
 
-    RUN_DIR/config.toml     the resolved listener config and the command, written first
-    RUN_DIR/metrics.csv     step, phase, lr, the loss terms, it/s (validation rows: split = val)
-    RUN_DIR/state/          model + AdamW state + step, safetensors (``resume=True`` continues exactly)
-    RUN_DIR/checkpoint/     the listener checkpoint of the last step (what the next stage reads)
-    RUN_DIR/best/           the checkpoint of the step with the lowest validation ``Stage.select`` loss
-                            (the VQ-VAE's loss, the LM's listener cross-entropy), when validating
+    RUN_DIR/config.toml     the run record: command, data, the resolved listener config, the schedule
+    RUN_DIR/metrics.csv     step, the loss terms, grad norm, lr, it/s, val_loss (+ val_ce_listener), phase
+    RUN_DIR/state/          the exact training state (``--resume RUN_DIR``)
+    RUN_DIR/checkpoint/     the listener checkpoint of the last saved step (VQ-VAE; after stage lm
+                            also the token codebooks and the LM: the folder alone rebuilds the listener)
+    RUN_DIR/best/           with keep_best: the checkpoint of the lowest validation loss (the VQ-VAE's
+                            total, the LM's listener cross-entropy), which a run folder resolves to
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import math
-import time
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ehead_cli.devices import resolve_device
-from ehead_cli.errors import InputError
-from ehead_cli.io.atomic import atomic_dir
+from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.listener.checkpoint import ListenerModel, load_listener, save_listener
-from ehead_cli.listener.config import ListenerConfig, StageConfig, load_preset
+from ehead_cli.listener.config import ListenerConfig, load_preset, merge_sections
 from ehead_cli.listener.data import (
     Dyad,
+    DyadIndex,
     DyadTokens,
     LMWindows,
+    TensorDict,
     VQWindows,
     fit_identities,
     fit_norm,
@@ -52,70 +52,100 @@ from ehead_cli.listener.data import (
 from ehead_cli.listener.lm import ListenerLM
 from ehead_cli.listener.tokens import SpeakerTokenizer, fit_token_codebooks
 from ehead_cli.listener.vqvae import VQVAE
+from ehead_cli.model.checkpoint import RUN_CHECKPOINT
 from ehead_cli.model.config import load_toml
-from ehead_cli.train.config import dump_toml
-from ehead_cli.train.logging import progress_bar
+from ehead_cli.train.config import TrainConfig, dump_toml, phase_at
+from ehead_cli.train.distributed import Dist, setup_processes
+from ehead_cli.train.loop import Run, fit, param_groups
+from ehead_cli.train.state import RUN_CONFIG, STATE_DIR, read_record
 
-RUN_CONFIG = "config.toml"
-METRICS = "metrics.csv"
-STATE_DIR = "state"
-CHECKPOINT_DIR = "checkpoint"
-BEST_DIR = "best"
-VAL_BATCHES = 4  # fixed validation batches: "steps" VAL_STEP0 .. VAL_STEP0 + 3 of the validation sampler
-VAL_STEP0 = 2**31
+FAMILY = "listener"
+STAGES = ("vq", "tokens", "lm")
 
 
-@dataclass
-class Stage:
-    """One training stage, independent of the loop that drives it."""
+class TrainedPart(nn.Module):
+    """The module a stage trains, as the loop's ``Task.model``: its state dict (persistent buffers
+    such as the quantiser's code usage included) without tied duplicates (GPT-2's output layer is its
+    token embedding), which ``full_state`` puts back for the checkpoint."""
 
-    name: str
-    module: nn.Module
-    loss: Callable[[dict[str, torch.Tensor], str], dict[str, torch.Tensor]]
-    batch: Callable[[int, int], dict[str, torch.Tensor]]
-    save: Callable[[Path, int], None]
-    keys: tuple[str, ...]
-    schedule: StageConfig
-    val_batch: Callable[[int, int], dict[str, torch.Tensor]] | None = None
-    select: str = "loss"  # the validation term whose lowest value picks best/
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+        first: dict[int, str] = {}
+        self.tied: dict[str, str] = {}  # duplicate name -> the name kept
+        for k, v in module.state_dict(keep_vars=True).items():
+            if id(v) in first:
+                self.tied[k] = first[id(v)]
+            else:
+                first[id(v)] = k
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.module.state_dict().items() if k not in self.tied}
+
+    @torch.no_grad()
+    def load_trainable_(self, state: dict[str, torch.Tensor]) -> None:
+        own = self.module.state_dict(keep_vars=True)
+        for k, v in state.items():
+            own[k].copy_(v)
+
+    def full_state(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {**weights, **{dup: weights[src] for dup, src in self.tied.items()}}
 
 
 # --- stage vq ------------------------------------------------------------------------------------------
-def vq_stage(cfg: ListenerConfig, train: list[Dyad], val: list[Dyad],
-             device: torch.device) -> tuple[Stage, ListenerModel]:
-    """The VQ-VAE stage: normalisation and identity statistics fitted on ``train``; windows of listener
-    and speaker motion (both are tokenised by the same encoder)."""
-    norm = fit_norm(train, cfg.vq.std_floor)
-    identities = fit_identities(train, norm)
-    torch.manual_seed(cfg.train_vq.seed)
-    vq = VQVAE(cfg.vq).to(device)
-    shapes = {d.identity: [float(x) for x in d.listener_shape] for d in train}  # for rendering a named identity
-    model = ListenerModel(cfg, norm, identities, vq, meta={"identity_shapes": shapes})
-    windows = VQWindows(train, norm, identities, cfg.vq.window, cfg.train_vq.seed)
-    val_windows = VQWindows(val, norm, {**identities, **fit_identities(val, norm)}, cfg.vq.window,
-                            cfg.train_vq.seed + 1) if val else None
+class VQStep(nn.Module):
+    """One forward: the VQ-VAE's loss terms (eqs. 2-6) of a batch of windows, and the batch's code perplexity."""
 
-    def loss(batch: dict[str, torch.Tensor], objective: str) -> dict[str, torch.Tensor]:
-        out = vq(batch["motion"].to(device), batch["stats"].to(device) if cfg.vq.identity else None)
-        out["perplexity"] = _batch_perplexity(out["codes"], cfg.vq.codebook_size)
+    def __init__(self, vq: VQVAE):
+        super().__init__()
+        self.vq = vq
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.vq(batch["motion"], batch["stats"] if self.vq.cfg.identity else None)
+        out["perplexity"] = batch_perplexity(out["codes"], self.vq.cfg.codebook_size)
         return {k: v for k, v in out.items() if k not in ("recon", "codes")}
 
-    def save(folder: Path, step: int) -> None:
-        save_listener(folder, model, meta={**model.meta, "stage": "vq", "step": step})
 
-    stage = Stage("vq", vq, loss, windows.batch, save, ("loss", "embed", "commit", "rec", "veloc", "perplexity"),
-                  cfg.train_vq, val_windows.batch if val_windows else None)
-    return stage, model
-
-
-def _batch_perplexity(codes: torch.Tensor, k: int) -> torch.Tensor:
+def batch_perplexity(codes: torch.Tensor, k: int) -> torch.Tensor:
     p = torch.bincount(codes.reshape(-1), minlength=k).float()
     p = p / p.sum()
     nz = p[p > 0]
     return torch.exp(-(nz * nz.log()).sum())
 
 
-# --- stage lm ------------------------------------------------------------------------------------------
+class VQTask:
+    """Stage vq as the loop's ``Task``: normalisation and identity statistics fitted on ``train``;
+    windows of listener and speaker motion (both are tokenised by the same encoder)."""
+
+    loss_keys = ("loss", "embed", "commit", "rec", "veloc", "perplexity")
+    plot = (("loss", "rec", "veloc", "commit"), "VQ-VAE loss (eq. 6)")
+    collate = staticmethod(TensorDict.collate)
+    select = "loss"
+
+    def __init__(self, cfg: ListenerConfig, train: list[Dyad], val: list[Dyad], device: torch.device):
+        tc = cfg.train_vq
+        norm = fit_norm(train, cfg.vq.std_floor)
+        identities = fit_identities(train, norm)
+        torch.manual_seed(tc.seed)
+        vq = VQVAE(cfg.vq).to(device)
+        shapes = {d.identity: [float(x) for x in d.listener_shape] for d in train}  # for rendering a named identity
+        self.listener = ListenerModel(cfg, norm, identities, vq, meta={"identity_shapes": shapes})
+        self.model = TrainedPart(vq)
+        self.loss_module = VQStep(vq)
+        self.train_set = VQWindows(train, norm, identities, cfg.vq.window, tc.seed)
+        self.val_set = None
+        if val and tc.val_every and tc.val_windows:
+            self.val_set = VQWindows(val, norm, {**identities, **fit_identities(val, norm)}, cfg.vq.window, tc.seed + 1)
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        return param_groups(self.model, weight_decay)
+
+    def save_checkpoint(self, folder: Path, weights: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        save_listener(folder, self.listener, meta={**self.listener.meta, "stage": "vq", **meta},
+                      weights={"vq": self.model.full_state(weights)})
+
+
+# --- the token codebooks -------------------------------------------------------------------------------
 @torch.no_grad()
 def tokenize_dyads(model: ListenerModel, tokenizer: SpeakerTokenizer | None, dyads: list[Dyad],
                    device: torch.device, progress: Callable[[str], None] | None = None) -> list[DyadTokens]:
@@ -140,8 +170,9 @@ def tokenize_dyads(model: ListenerModel, tokenizer: SpeakerTokenizer | None, dya
 
 def fit_tokenizer(model: ListenerModel, train: list[Dyad], speech_tokenizer: str | None = None,
                   emoca: str | None = None) -> SpeakerTokenizer:
-    """Fit the offline token codebooks on ``train`` (stored in ``model.codebooks``) and return the
-    speaker tokeniser (SpeechTokenizer / EMOCA from their local paths when the config names them)."""
+    """Fit the offline token codebooks on ``train`` (stored in ``model.codebooks``) unless the model
+    has them, and return the speaker tokeniser (SpeechTokenizer / EMOCA from their local paths when
+    the config names them)."""
     cfg = model.cfg
     if model.codebooks is None:
         model.codebooks = fit_token_codebooks([d.wave() for d in train], [d.speaker for d in train], cfg.tokens,
@@ -149,268 +180,232 @@ def fit_tokenizer(model: ListenerModel, train: list[Dyad], speech_tokenizer: str
     return SpeakerTokenizer(cfg.tokens, cfg.vq.rate, model.codebooks, speech_tokenizer, emoca)
 
 
-def lm_stage(model: ListenerModel, train: list[DyadTokens], val: list[DyadTokens], device: torch.device,
-             pretrained: str | None = None) -> Stage:
-    cfg = model.cfg
-    torch.manual_seed(cfg.train_lm.seed)
-    lm = ListenerLM(cfg.lm, cfg.vq.codebook_size, cfg.tokens.speech_codes, cfg.tokens.emotion_codes,
-                    cfg.tokens.speech_per_group, pretrained=pretrained).to(device)
-    model.lm = lm
-    model.vq.eval().requires_grad_(False)
-    windows = LMWindows(train, cfg.lm.window_groups, cfg.train_lm.seed)
-    val_windows = None
-    if val and any(c.n_groups >= cfg.lm.window_groups for c in val):
-        val_windows = LMWindows(val, cfg.lm.window_groups, cfg.train_lm.seed + 1)
-    def loss(batch: dict[str, torch.Tensor], objective: str) -> dict[str, torch.Tensor]:
-        if not cfg.lm.multimodal:
-            batch = {k: v for k, v in batch.items() if k in ("listener", "speaker")}
-        return lm.loss({k: v.to(device) for k, v in batch.items()}, objective)
+# --- stage lm ------------------------------------------------------------------------------------------
+class LMStep(nn.Module):
+    """One forward: the LM's cross-entropies of a batch of token windows under ``objective``
+    ("pre": every token, "full": the listener's; the task sets it per phase)."""
 
-    def save(folder: Path, step: int) -> None:
-        save_listener(folder, model, meta={**model.meta, "stage": "lm", "step": step})
+    def __init__(self, lm: ListenerLM):
+        super().__init__()
+        self.lm = lm
+        self.objective = "full"
 
-    keys = ("loss", "ce_listener", "acc") + (("ce_speaker", "ce_speech", "ce_emotion") if cfg.lm.multimodal
-                                              else ("ce_speaker",))
-    return Stage("lm", lm, loss, windows.batch, save, keys, cfg.train_lm, val_windows.batch if val_windows else None,
-                 select="ce_listener")
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self.lm.cfg.multimodal:
+            batch = {k: v for k, v in batch.items() if k not in ("speech", "emotion")}
+        return self.lm.loss(batch, self.objective)
 
 
-# --- the loop --------------------------------------------------------------------------------------------
-def run_stage(stage: Stage, out: Path, *, resume: bool = False, progress: bool = True,
-              stop_after: int | None = None, val_every: int = 0) -> int:
-    """Train ``stage`` to its last step (or ``stop_after`` more steps); returns the final step. Writes
-    metrics.csv, state/ and checkpoint/ under ``out``."""
-    sched = stage.schedule
-    params = [p for p in stage.module.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": sched.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=sched.phases[0].lr, betas=sched.betas)
-    step = _load_state(out, stage.module, opt) if resume else 0
-    if not resume:
-        _write_header(out, stage.keys)
-    end = sched.steps if stop_after is None else min(sched.steps, step + stop_after)
-    console = _console()
-    bar = progress_bar(progress, console)
-    task = bar.add_task(stage.name, total=sched.steps, completed=step, loss=float("nan"), lr=0.0) if bar else None
-    meter: dict[str, float] = {}
-    n_meter, t_last = 0, time.perf_counter()
-    best = _best_so_far(out, stage.select)
-    stage.module.train()
-    try:
-        if bar:
-            bar.start()
-        while step < end:
-            phase, index = sched.phase_at(step)
-            lr = sched.lr_at(step)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            torch.manual_seed(sched.seed * 1_000_003 + step)  # dropout, corruption, code resets: exact on resume
-            losses = stage.loss(stage.batch(step, sched.batch_size), phase.objective)
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            if sched.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, sched.grad_clip)
-            opt.step()
-            step += 1
-            value = float(losses["loss"].detach())
-            if not math.isfinite(value):
-                raise RuntimeError(f"{stage.name}: loss became {value} at step {step}; lower the learning rate")
-            for k in stage.keys:
-                if k in losses:
-                    meter[k] = meter.get(k, 0.0) + float(losses[k].detach())
-            n_meter += 1
-            if step % sched.log_every == 0 or step == end:
-                now = time.perf_counter()
-                row = {k: v / n_meter for k, v in meter.items()}
-                row.update(step=step, split="train", phase=index, lr=lr, it_s=n_meter / max(now - t_last, 1e-9))
-                _append(out, stage.keys, row)
-                if bar:
-                    bar.update(task, completed=step, loss=row["loss"], lr=lr)
-                meter, n_meter, t_last = {}, 0, now
-            if stage.val_batch is not None and val_every and (step % val_every == 0 or step == end):
-                val = validate(stage, phase.objective)
-                _append(out, stage.keys, {**val, "step": step, "split": "val", "phase": index, "lr": lr})
-                if val[stage.select] < best:  # early-stopping selection, as LM-listener keeps its best model
-                    best = val[stage.select]
-                    stage.save(out / BEST_DIR, step)
-            if step % sched.ckpt_every == 0 or step == end:
-                _save_state(out, stage.module, opt, step)
-                stage.save(out / CHECKPOINT_DIR, step)
-    finally:
-        if bar:
-            bar.stop()
-    return step
+class LMTask:
+    """Stage lm as the loop's ``Task``: the LM (built, or kept from a resumed run) on the frozen
+    VQ-VAE's tokens; the phases' objectives switch in ``begin_step``."""
+
+    plot = (("loss", "ce_listener"), "cross-entropy (nats)")
+    collate = staticmethod(TensorDict.collate)
+    select = "ce_listener"
+
+    def __init__(self, model: ListenerModel, train: list[DyadTokens], val: list[DyadTokens], device: torch.device,
+                 pretrained: str | None = None):
+        cfg = model.cfg
+        self.tc = tc = cfg.train_lm
+        if model.lm is None:
+            torch.manual_seed(tc.seed)
+            model.lm = ListenerLM(cfg.lm, cfg.vq.codebook_size, cfg.tokens.speech_codes, cfg.tokens.emotion_codes,
+                                  cfg.tokens.speech_per_group, pretrained=pretrained).to(device)
+        model.vq.eval().requires_grad_(False)
+        self.listener = model
+        self.model = TrainedPart(model.lm)
+        self.loss_module = LMStep(model.lm)
+        self.loss_keys = ("loss", "ce_listener", "acc", "ce_speaker") + (
+            ("ce_speech", "ce_emotion") if cfg.lm.multimodal else ())
+        self.train_set = LMWindows(train, cfg.lm.window_groups, tc.seed, cfg.lm.pkeep, cfg.vq.codebook_size)
+        self.val_set = None
+        if val and tc.val_every and tc.val_windows and any(c.n_groups >= cfg.lm.window_groups for c in val):
+            self.val_set = LMWindows(val, cfg.lm.window_groups, tc.seed + 1)  # uncorrupted
+
+    def begin_step(self, step: int) -> None:
+        _, phase = phase_at(self.tc, step)
+        self.loss_module.objective = phase.objective or "full"
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        return param_groups(self.model, weight_decay)
+
+    def save_checkpoint(self, folder: Path, weights: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        save_listener(folder, self.listener, meta={**self.listener.meta, "stage": "lm", **meta},
+                      weights={"lm": self.model.full_state(weights)})
 
 
-@torch.no_grad()
-def validate(stage: Stage, objective: str) -> dict[str, float]:
-    """Mean loss terms over ``VAL_BATCHES`` fixed validation batches, in eval mode."""
-    stage.module.eval()
-    sums: dict[str, float] = {}
-    for i in range(VAL_BATCHES):
-        for k, v in stage.loss(stage.val_batch(VAL_STEP0 + i, stage.schedule.batch_size), objective).items():
-            if k in stage.keys:
-                sums[k] = sums.get(k, 0.0) + float(v) / VAL_BATCHES
-    stage.module.train()
-    return sums
-
-
-def _best_so_far(out: Path, key: str) -> float:
-    """The lowest validation ``key`` in ``out``'s metrics.csv (inf when none): resuming keeps best/ honest."""
-    if not (out / METRICS).is_file():
-        return math.inf
-    vals = [r[key] for r in read_metrics(out) if r.get("split") == "val" and key in r]
-    return min(vals, default=math.inf)
-
-
+# --- entry points (what `ehead train --family listener --stage vq|tokens|lm` calls) --------------------------
 def _console():
     from rich.console import Console
 
     return Console(stderr=True)
 
 
-def _columns(keys: tuple[str, ...]) -> tuple[str, ...]:
-    return ("step", "split", "phase", "lr", *keys, "it_s")
+def _say(dd: Dist, console, text: str) -> None:
+    if dd.main:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _write_header(out: Path, keys: tuple[str, ...]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / METRICS, "w", newline="") as f:
-        csv.writer(f).writerow(_columns(keys))
+def _new_run(out: Path) -> None:
+    if (out / STATE_DIR).exists() or (out / RUN_CHECKPOINT).exists():
+        raise InputError(f"{out}: already holds a training run; use --resume {out} or another --out")
 
 
-def _append(out: Path, keys: tuple[str, ...], row: dict[str, Any]) -> None:
-    with open(out / METRICS, "a", newline="") as f:
-        csv.writer(f).writerow(["" if row.get(c) is None else row[c] if c in ("step", "split", "phase")
-                                else f"{row[c]:.6g}" for c in _columns(keys)])
+def read_run(out: Path, stage: str) -> dict[str, Any]:
+    """The record of the listener run ``out`` of ``stage`` (InputError when it is another kind of run)."""
+    record = read_record(out)
+    if record.get("family") != FAMILY or record.get("stage") != stage:
+        what = (f"a listener stage-{record.get('stage')} run" if record.get("family") == FAMILY
+                else "an EmbodiedHead run")
+        raise InputError(f"{out}: {what}, not a listener stage-{stage} run")
+    return record
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    with open(Path(run_dir) / METRICS) as f:
-        return [{k: (v if k == "split" else float(v)) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+def _record(cfg: ListenerConfig, stage: str, data: Path, command: str, **extra: Any) -> dict[str, Any]:
+    train = cfg.train_vq if stage == "vq" else cfg.train_lm
+    return {"command": command, "family": FAMILY, "stage": stage,
+            "data": {"dir": str(data.resolve()), **{k: v for k, v in extra.items() if v is not None}},
+            "listener": cfg.to_dict(), "train": dataclasses.asdict(train)}
 
 
-def _save_state(out: Path, module: nn.Module, opt: torch.optim.Optimizer, step: int) -> None:
-    tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()}
-    osd = opt.state_dict()
-    scalars: dict[str, Any] = {"step": step, "param_groups": osd["param_groups"], "opt_steps": {}}
-    for pid, st in osd["state"].items():
-        for name, val in st.items():
-            if name == "step":
-                scalars["opt_steps"][str(pid)] = float(val)
-            else:
-                tensors[f"opt.{pid}.{name}"] = val.detach().cpu().contiguous()
-    with atomic_dir(out / STATE_DIR) as tmp:
-        save_file(tensors, str(tmp / "state.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(scalars))
-
-
-def _load_state(out: Path, module: nn.Module, opt: torch.optim.Optimizer) -> int:
-    state = out / STATE_DIR
-    if not (state / "state.json").is_file():
-        raise InputError(f"{out}: no saved training state to resume (--resume expects a run folder)")
-    tensors = load_file(str(state / "state.safetensors"))
-    scalars = json.loads((state / "state.json").read_text())
-    module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    opt_state: dict[int, dict[str, Any]] = {}
-    for key, val in tensors.items():
-        if key.startswith("opt."):
-            _, pid, name = key.split(".", 2)
-            opt_state.setdefault(int(pid), {})[name] = val
-    for pid, st in scalars["opt_steps"].items():
-        opt_state.setdefault(int(pid), {})["step"] = torch.tensor(st)
-    opt.load_state_dict({"state": opt_state, "param_groups": scalars["param_groups"]})
-    return int(scalars["step"])
-
-
-# --- entry points (what `ehead train --family listener --stage vq|lm` calls) --------------------------------
-def _resolve(out: Path, preset: str, config_file: str | Path | None,
-             overrides: dict[str, Any] | None) -> ListenerConfig:
-    if (out / STATE_DIR).exists():
-        raise InputError(f"{out}: already holds a training run; resume it or choose another --out")
-    return load_preset(preset, config_file, overrides)
-
-
-def _write_run_config(out: Path, cfg: ListenerConfig, data: Path, command: str, extra: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    d = cfg.to_dict()
-    for section in ("train_vq", "train_lm"):  # TOML tables cannot hold a list of tables inline here
-        d[section] = {**d[section], "phases": json.dumps(d[section]["phases"])}
-    text = dump_toml({"command": command, "data": {"dir": str(data.resolve()), **extra}, "listener": d})
-    (out / RUN_CONFIG).write_text(text)
-
-
-def _run_config_listener(out: Path) -> dict[str, Any]:
-    run = load_toml(out / RUN_CONFIG)
-    d = run["listener"]
-    for section in ("train_vq", "train_lm"):
-        d[section] = {**d[section], "phases": json.loads(d[section]["phases"])}
-    return run
-
-
-def train_vq(data: str | Path, out: str | Path, preset: str = "small", config_file: str | Path | None = None,
-             overrides: dict[str, Any] | None = None, resume: bool = False, device: str | None = None,
-             progress: bool = True, stop_after: int | None = None, val_every: int = 0, command: str = "") -> Path:
-    """Stage vq: train the VQ-VAE on ``data`` (a dyadic dataset folder); returns ``out``. Its
-    checkpoint/ is the input of ``train_lm(vq=...)``."""
-    out, data = Path(out), Path(data)
-    dev = resolve_device(device)
-    if resume:
-        cfg = ListenerConfig.from_dict(_run_config_listener(out)["listener"], source=str(out / RUN_CONFIG))
-    else:
-        cfg = _resolve(out, preset, config_file, overrides)
-    index = load_dyads(data, min_frames=cfg.vq.window)
-    train, val = index.split("train"), index.split("val")
-    if not train:
+def _dyads(data: Path, min_frames: int, dd: Dist, console) -> DyadIndex:
+    index = load_dyads(data, min_frames=min_frames)
+    for p in index.problems:
+        _say(dd, console, f"skipped {p}")
+    if not index.split("train"):
         raise InputError(f"{data}: no usable training clips (split 'train')")
-    if not resume:
-        _write_run_config(out, cfg, data, command, {"stage": "vq"})
-    stage, _ = vq_stage(cfg, train, val, dev)
-    run_stage(stage, out, resume=resume, progress=progress, stop_after=stop_after, val_every=val_every)
+    return index
+
+
+def _fill(task, tc: TrainConfig, dd: Dist, console, what: str) -> None:
+    """Repeat a training set smaller than one batch (as Stage I does), saying so."""
+    if len(task.train_set) < tc.batch_size:
+        n = len(task.train_set)
+        factor = task.train_set.repeat_to(tc.batch_size)
+        _say(dd, console, f"note: only {n} {what} for batch_size {tc.batch_size}; each appears {factor} times per "
+                          "epoch")
+
+
+def train_vq(data: str | Path | None, out: str | Path, preset: str = "small", config_file: str | Path | None = None,
+             overrides: dict[str, Any] | None = None, resume: bool = False, device: str | None = None,
+             progress: bool = True, stop_after: int | None = None, command: str = "") -> Path:
+    """Stage vq: train the VQ-VAE on ``data`` (a dyadic dataset folder) into the run folder ``out``
+    (``resume``: continue ``out`` exactly; ``data`` then defaults to the run's). ``overrides``:
+    {section: {field: value}} over the preset and ``config_file``. Returns ``out``, which
+    ``train_lm(vq=out)`` reads."""
+    out = Path(out)
+    dd, dev = setup_processes(device)
+    console = _console()
+    if resume:
+        record = read_run(out, "vq")
+        cfg = ListenerConfig.from_dict(merge_sections(record["listener"], overrides or {}),
+                                       source=str(out / STATE_DIR))
+        data = Path(data or record["data"]["dir"])
+    else:
+        if data is None:
+            raise ConfigError("stage vq needs --data DIR")
+        _new_run(out)
+        cfg = load_preset(preset, config_file, overrides)
+        data = Path(data)
+    index = _dyads(data, cfg.vq.window, dd, console)
+    task = VQTask(cfg, index.split("train"), index.split("val"), dev)
+    _fill(task, cfg.train_vq, dd, console, "VQ windows")
+    run = Run(out, cfg.train_vq, dd, dev, _record(cfg, "vq", data, command), resume=resume, console=console,
+              label="train vq")
+    return fit(task, run, stop_after=stop_after, progress=progress)
+
+
+def _lm_config(model: ListenerModel, source: str, preset: str | None, config_file: str | Path | None,
+               overrides: dict[str, Any] | None) -> ListenerConfig:
+    """The ``[tokens]``, ``[lm]`` and ``[train_lm]`` sections from ``preset`` / ``config_file`` /
+    ``overrides`` when given, else from the VQ checkpoint's config; ``[vq]`` is always the checkpoint's."""
+    if preset:
+        cfg = load_preset(preset, config_file, overrides)
+    else:
+        d = model.cfg.to_dict()
+        for extra in ([load_toml(Path(config_file))] if config_file else []) + ([overrides] if overrides else []):
+            d = merge_sections(d, extra)
+        cfg = ListenerConfig.from_dict(d, source=str(config_file or source))
+    return cfg.replace(vq=model.cfg.to_dict()["vq"])
+
+
+def _vq_model(vq: str | Path | None, device: torch.device, cfg_args: tuple, dd: Dist, console) -> ListenerModel:
+    """The listener model of ``vq`` with the stage-lm config; its token codebooks are kept only when
+    they were fitted with the same ``[tokens]`` settings."""
+    if vq is None:
+        raise ConfigError("stage lm needs --vq VQ_RUN (the stage-vq run folder or a listener checkpoint)")
+    model = load_listener(vq, device=device)
+    cfg = _lm_config(model, str(vq), *cfg_args)
+    if model.codebooks is not None:
+        if model.cfg.tokens == cfg.tokens:
+            _say(dd, console, f"using the token codebooks of {vq}")
+        else:
+            _say(dd, console, f"note: {vq} holds token codebooks of other [tokens] settings; fitting new ones")
+            model.codebooks = None
+    model.cfg, model.lm = cfg, None
+    return model
+
+
+def fit_tokens(data: str | Path, out: str | Path, vq: str | Path, preset: str | None = None,
+               config_file: str | Path | None = None, overrides: dict[str, Any] | None = None,
+               device: str | None = None, command: str = "") -> Path:
+    """Fit the token codebooks (the offline speech and affect k-means of ``[tokens]``) on ``data``'s
+    training split on their own: writes ``out/checkpoint`` (the VQ-VAE of ``vq`` with the codebooks),
+    which ``train_lm(vq=out)`` then uses as they are. Returns ``out``."""
+    out, data = Path(out), Path(data)
+    dd, dev = setup_processes(device)
+    console = _console()
+    _new_run(out)
+    model = _vq_model(vq, dev, (preset, config_file, overrides), dd, console)
+    model.codebooks = None  # refitted: that is this command's job
+    if model.cfg.tokens.speech != "kmeans" and model.cfg.tokens.emotion != "kmeans":
+        raise ConfigError("nothing to fit: [tokens] uses SpeechTokenizer and EMOCA, whose codes need no codebook")
+    index = _dyads(data, model.cfg.vq.rate, dd, console)
+    fit_tokenizer(model, index.split("train"))
+    if dd.main:
+        record = _record(model.cfg, "tokens", data, command, vq=str(Path(vq).resolve()))
+        record.pop("train")
+        save_listener(out / RUN_CHECKPOINT, model, meta={**model.meta, "stage": "tokens", "data": record["data"]["dir"],
+                                                        "command": command})
+        (out / RUN_CONFIG).write_text(dump_toml(record))
     return out
 
 
-def train_lm(data: str | Path, out: str | Path, vq: str | Path, preset: str | None = None,
+def train_lm(data: str | Path | None, out: str | Path, vq: str | Path | None = None, preset: str | None = None,
              config_file: str | Path | None = None, overrides: dict[str, Any] | None = None, resume: bool = False,
              device: str | None = None, lm_path: str | None = None, speech_tokenizer: str | None = None,
-             emoca: str | None = None, progress: bool = True, stop_after: int | None = None, val_every: int = 0,
+             emoca: str | None = None, progress: bool = True, stop_after: int | None = None,
              command: str = "") -> Path:
-    """Stage lm: fit the token codebooks on the training split, tokenise every clip and train the LM on
-    top of the VQ-VAE checkpoint ``vq`` (its ``[vq]`` and normalisation are kept; the ``[tokens]``,
-    ``[lm]`` and ``[train_lm]`` sections come from ``preset`` / ``config_file`` / ``overrides`` when
-    given, else from the VQ checkpoint's config). Returns ``out``; out/checkpoint is the full listener."""
-    out, data = Path(out), Path(data)
-    dev = resolve_device(device)
-    model = load_listener(vq, device=dev)
-    model.lm = None
+    """Stage lm: fit the token codebooks on the training split (unless ``vq`` holds matching ones),
+    tokenise every clip and train the LM on top of the VQ-VAE of ``vq`` (a stage-vq run folder or a
+    listener checkpoint; its ``[vq]`` and normalisation are kept; the other sections come from
+    ``preset`` / ``config_file`` / ``overrides`` when given, else from ``vq``'s config). ``resume``
+    continues ``out`` from its own checkpoint (VQ-VAE, codebooks, LM architecture) and state.
+    Returns ``out``; out/checkpoint (and out/best) is the whole listener."""
+    out = Path(out)
+    dd, dev = setup_processes(device)
+    console = _console()
     if resume:
-        cfg = ListenerConfig.from_dict(_run_config_listener(out)["listener"], source=str(out / RUN_CONFIG))
+        record = read_run(out, "lm")
+        model = load_listener(out / RUN_CHECKPOINT, device=dev)
+        model.cfg = ListenerConfig.from_dict(merge_sections(record["listener"], overrides or {}),
+                                             source=str(out / STATE_DIR))
+        data = Path(data or record["data"]["dir"])
+        vq = vq or record["data"].get("vq")
     else:
-        if (out / STATE_DIR).exists():
-            raise InputError(f"{out}: already holds a training run; resume it or choose another --out")
-        if preset:
-            cfg = load_preset(preset, config_file, overrides)
-        else:  # the VQ checkpoint's config, then --config sections, then overrides
-            d = model.cfg.to_dict()
-            for extra in ([load_toml(Path(config_file))] if config_file else []) + ([overrides] if overrides else []):
-                for section, values in extra.items():
-                    d[section] = {**d.get(section, {}), **values} if isinstance(values, dict) else values
-            cfg = ListenerConfig.from_dict(d, source=str(config_file or vq))
-        cfg = cfg.replace(vq=model.cfg.to_dict()["vq"])  # the VQ-VAE is the checkpoint's
-    model.cfg = cfg
-    index = load_dyads(data, min_frames=cfg.vq.rate)
+        if data is None:
+            raise ConfigError("stage lm needs --data DIR")
+        _new_run(out)
+        data = Path(data)
+        model = _vq_model(vq, dev, (preset, config_file, overrides), dd, console)
+    cfg = model.cfg
+    index = _dyads(data, cfg.vq.rate, dd, console)
     train, val = index.split("train"), index.split("val")
-    if not train:
-        raise InputError(f"{data}: no usable training clips (split 'train')")
-    if resume:  # the codebooks of the run, not refitted
-        model.codebooks = load_listener(out / CHECKPOINT_DIR).codebooks
     tokenizer = fit_tokenizer(model, train, speech_tokenizer, emoca) if cfg.lm.multimodal else None
-    if not resume:
-        _write_run_config(out, cfg, data, command, {"stage": "lm", "vq": str(Path(vq).resolve())})
     toks = tokenize_dyads(model, tokenizer, train + val, dev)
-    train_toks, val_toks = toks[: len(train)], toks[len(train):]
-    stage = lm_stage(model, train_toks, val_toks, dev, pretrained=lm_path)
-    run_stage(stage, out, resume=resume, progress=progress, stop_after=stop_after, val_every=val_every)
-    return out
-
+    task = LMTask(model, toks[: len(train)], toks[len(train):], dev, pretrained=None if resume else lm_path)
+    _fill(task, cfg.train_lm, dd, console, "LM windows")
+    record = _record(cfg, "lm", data, command, vq=str(Path(vq).resolve()) if vq else None, lm=lm_path)
+    run = Run(out, cfg.train_lm, dd, dev, record, resume=resume, console=console, label="train lm")
+    return fit(task, run, stop_after=stop_after, progress=progress)

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -159,10 +160,12 @@ class Quantizer(nn.Module):
         self.reset_threshold = cfg.reset_threshold
 
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
-        """(..., C) -> (...) index of the nearest code (squared Euclidean distance)."""
-        flat = z.reshape(-1, z.shape[-1])
-        cb = self.codebook
-        d = (flat * flat).sum(1, keepdim=True) - 2.0 * flat @ cb.t() + (cb * cb).sum(1)[None]
+        """(..., C) -> (...) index of the nearest code (squared Euclidean distance, in float32 even
+        under bf16 autocast: the expanded distance cancels and would flip near ties)."""
+        with torch.autocast(z.device.type, enabled=False):
+            flat = z.reshape(-1, z.shape[-1]).float()
+            cb = self.codebook.float()
+            d = (flat * flat).sum(1, keepdim=True) - 2.0 * flat @ cb.t() + (cb * cb).sum(1)[None]
         return d.argmin(1).view(z.shape[:-1])
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
@@ -179,13 +182,26 @@ class Quantizer(nn.Module):
 
     @torch.no_grad()
     def _reset_dead(self, z: torch.Tensor, codes: torch.Tensor) -> None:
+        """Count the batch's codes, update the usage EMA, re-seed the dead codes from random encoder
+        outputs of the batch. In a process group (torchrun) every process does the same: the counts
+        are summed over the processes, the outputs gathered into the global batch's order (the shared
+        loop gives process r items r, r + N, ... of it) and process 0's random picks broadcast, so the
+        codebooks stay identical and equal a single process's on the same global batch."""
         counts = torch.bincount(codes.reshape(-1), minlength=self.codebook.shape[0]).float()
+        flat = z.reshape(-1, z.shape[-1])
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if world > 1:
+            dist.all_reduce(counts)
+            parts = [torch.empty_like(z) for _ in range(world)]
+            dist.all_gather(parts, z.contiguous())
+            flat = torch.stack(parts, 1).reshape(-1, z.shape[-1])  # (B/N, N, T', C): global item j N + r
         self.usage.mul_(USAGE_DECAY).add_(counts, alpha=1 - USAGE_DECAY)
         dead = (self.usage < self.reset_threshold).nonzero().squeeze(1)
         if dead.numel():
-            flat = z.reshape(-1, z.shape[-1])
             pick = torch.randint(0, flat.shape[0], (dead.numel(),), device=z.device)
-            self.codebook.data[dead] = flat[pick]
+            if world > 1:
+                dist.broadcast(pick, src=0)
+            self.codebook.data[dead] = flat[pick].to(self.codebook.dtype)
             self.usage[dead] = self.reset_threshold
 
 

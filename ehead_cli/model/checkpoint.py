@@ -29,6 +29,7 @@ VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 RUN_CHECKPOINT = "checkpoint"  # a training run folder's checkpoint sub-folder
+RUN_BEST = "best"  # its checkpoint of the best validation (train.keep_best)
 
 
 def save_checkpoint(folder: str | os.PathLike, model: EmbodiedHead, meta: dict[str, Any] | None = None,
@@ -74,6 +75,8 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise InputError(f"{path}: unreadable checkpoint config ({err})") from None
+    if config.get("format") == "ehead-listener-checkpoint":
+        raise InputError(f"{path}: a listener checkpoint; add --family listener")
     if config.get("format") != FORMAT:
         raise InputError(f"{path}: not an ehead checkpoint config (format {config.get('format')!r})")
     if config.get("version") != VERSION:

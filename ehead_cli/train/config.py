@@ -1,5 +1,10 @@
 """The run configuration: the training schedule (``TrainConfig``, the ``[train]`` section of a preset),
-the learning-rate schedule, and resolving preset -> ``--config FILE.toml`` -> flags into one config."""
+the learning-rate schedule, and resolving preset -> ``--config FILE.toml`` -> flags into one config.
+
+A schedule is either a warm-up followed by one decay (Stage I) or a warm-up followed by consecutive
+``phases``, each at its own constant learning rate and with the objective the task trains in it
+(the listener's step schedules: VQ-VAE 200k at 2e-4 then 100k at 1e-5; LM pre-training, full
+objective, decayed full objective)."""
 
 from __future__ import annotations
 
@@ -15,8 +20,19 @@ from ehead_cli.model.flow import REDUCTIONS
 
 
 @dataclass(frozen=True)
+class Phase:
+    """A stretch of a piecewise-constant schedule: ``steps`` optimiser steps at learning rate ``lr``,
+    training ``objective`` (a name the task interprets, e.g. the listener LM's "pre" / "full"; "" is
+    the task's own single objective)."""
+
+    steps: int
+    lr: float
+    objective: str = ""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """Stage-I schedule. Field by field:
+    """A training schedule (Stage I's numbers are the defaults). Field by field:
 
     steps:          optimiser steps in total (paper 80k)
     batch_size:     windows per step over all processes (paper 64)
@@ -39,6 +55,11 @@ class TrainConfig:
     compile:        wrap the network in torch.compile
     loss_reduction: "mean" (each group's squared error averaged over its dimensions, the default) or
                     "sum" (the literal squared norm of eq. 6); see ehead_cli.model.flow.flow_loss
+    phases:         () or consecutive ``Phase``s: after the warm-up each phase's constant lr instead of a
+                    decay (decay must be "constant"); steps is their total and lr the first one's
+                    when not given
+    keep_best:      also keep RUN_DIR/best/: the checkpoint of the validation with the lowest value of
+                    the task's selection term (``Task.select``, the total loss by default)
     """
 
     steps: int = 80_000
@@ -61,8 +82,13 @@ class TrainConfig:
     precision: str = "auto"
     compile: bool = False
     loss_reduction: str = "mean"
+    phases: tuple[Phase, ...] = ()
+    keep_best: bool = False
 
     def validate(self) -> TrainConfig:
+        for p in self.phases:
+            if not isinstance(p.steps, int) or p.steps < 1 or not p.lr > 0 or not isinstance(p.objective, str):
+                raise ConfigError(f"train.phases: each phase needs steps >= 1, lr > 0 and a string objective; got {p}")
         for name in ("steps", "batch_size", "window_stride", "log_every", "ckpt_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -78,23 +104,58 @@ class TrainConfig:
             raise ConfigError("train.ema_decay must be in [0, 1)")
         if self.warmup_steps < 0 or self.workers < 0 or self.val_every < 0 or self.val_windows < 0:
             raise ConfigError("train.warmup_steps, workers, val_every and val_windows must be >= 0")
+        if self.phases:
+            total = sum(p.steps for p in self.phases)
+            if self.steps != total:
+                raise ConfigError(f"train.steps ({self.steps}) must equal the phases' total ({total} steps)")
+            if self.decay != "constant":
+                raise ConfigError("train.decay must be constant with phases (each phase has its own lr)")
         return self
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str) -> TrainConfig:
-        check_fields(cls, d, source, "train")
+    def from_dict(cls, d: dict[str, Any], source: str, section: str = "train") -> TrainConfig:
+        check_fields(cls, d, source, section)
         d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(float(b) for b in d["betas"])
-        return cls(**d).validate()
+        if d.get("phases"):
+            try:
+                d["phases"] = tuple(p if isinstance(p, Phase) else Phase(**p) for p in d["phases"])
+            except TypeError as err:
+                raise ConfigError(f"{source}: [{section}] phases: {err}") from None
+            d.setdefault("steps", sum(p.steps for p in d["phases"]))
+            d.setdefault("lr", d["phases"][0].lr)
+            d.setdefault("decay", "constant")
+        else:
+            d["phases"] = ()
+        try:
+            return cls(**d).validate()
+        except ConfigError as err:
+            if section == "train":
+                raise
+            raise ConfigError(f"{source}: [{section}] {err}") from None
+
+
+def phase_at(cfg: TrainConfig, step: int) -> tuple[int, Phase | None]:
+    """(index, phase) of 0-based optimiser step ``step``; (0, None) for a schedule without phases.
+    Steps past the end belong to the last phase."""
+    start = 0
+    for i, p in enumerate(cfg.phases):
+        if step < start + p.steps:
+            return i, p
+        start += p.steps
+    return (len(cfg.phases) - 1, cfg.phases[-1]) if cfg.phases else (0, None)
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Learning rate for optimiser step ``step`` (0-based)."""
+    """Learning rate for optimiser step ``step`` (0-based): a linear warm-up, then the decay, or with
+    ``phases`` the current phase's constant lr (the warm-up ramps the phase it falls in)."""
+    _, phase = phase_at(cfg, step)
+    peak = cfg.lr if phase is None else phase.lr
     if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+        return peak * (step + 1) / cfg.warmup_steps
     if cfg.decay == "constant":
-        return cfg.lr
+        return peak
     span = max(1, cfg.steps - cfg.warmup_steps)
     p = min(1.0, (step - cfg.warmup_steps) / span)
     floor = cfg.lr * cfg.min_lr_ratio
@@ -133,6 +194,8 @@ def _toml_value(v: Any) -> str:
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table (e.g. a phase inside a list)
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items() if x is not None) + " }"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 

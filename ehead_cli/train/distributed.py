@@ -32,6 +32,19 @@ def init_distributed(device: str) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def setup_processes(device: str | None) -> tuple[Dist, torch.device]:
+    """The process group (``init_distributed``) and this process's device: ``device`` (default cuda
+    when available), on CUDA with many processes the local rank's GPU."""
+    from ehead_cli.devices import resolve_device
+
+    name = str(resolve_device(device))
+    dd = init_distributed(name)
+    if name.startswith("cuda") and dd.world > 1:
+        name = f"cuda:{dd.local_rank}"
+        torch.cuda.set_device(dd.local_rank)
+    return dd, torch.device(name)
+
+
 def all_mean(x: torch.Tensor, d: Dist) -> torch.Tensor:
     if d.world > 1:
         x = x.clone()

@@ -17,11 +17,12 @@ TRAILING_COLUMNS = ("grad_norm", "lr", "it_s", "val_loss")
 
 
 class MetricsLog:
-    """``RUN_DIR/metrics.csv``: step, the task's loss terms, grad norm, lr, it/s, validation loss."""
+    """``RUN_DIR/metrics.csv``: step, the task's loss terms, grad norm, lr, it/s, validation loss, then
+    ``extra`` columns (a selection term's validation value, the schedule's phase)."""
 
-    def __init__(self, out: Path, loss_keys: Sequence[str]):
+    def __init__(self, out: Path, loss_keys: Sequence[str], extra: Sequence[str] = ()):
         self.path = out / METRICS
-        self.columns = ("step", *loss_keys, *TRAILING_COLUMNS)
+        self.columns = ("step", *loss_keys, *TRAILING_COLUMNS, *extra)
 
     def write_header(self) -> None:
         with open(self.path, "w", newline="") as f:
@@ -38,8 +39,9 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
 
 
-def plot_losses(out: Path, keys: Sequence[str], ylabel: str) -> None:
-    """loss.png: the training loss terms ``keys`` (the total first) and the validation loss against the step."""
+def plot_losses(out: Path, keys: Sequence[str], ylabel: str, val_label: str = "val loss (EMA)") -> None:
+    """loss.png: the training loss terms ``keys`` (the total first) and the validation loss against the
+    step (and a task's validation selection term, ``val_<term>``, when metrics.csv has one)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -54,7 +56,10 @@ def plot_losses(out: Path, keys: Sequence[str], ylabel: str) -> None:
         ax.plot(steps, [r.get(key, math.nan) for r in rows], label=key, lw=1.5 if key == keys[0] else 0.8)
     val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
     if val:
-        ax.plot(*zip(*val, strict=True), "o-", label="val loss (EMA)", color="black", ms=3)
+        ax.plot(*zip(*val, strict=True), "o-", label=val_label, color="black", ms=3)
+    for key in sorted({k for r in rows for k in r if k.startswith("val_") and k != "val_loss"}):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        ax.plot(*zip(*pts, strict=True), "s--", label=key.replace("_", " ", 1), color="dimgray", ms=3)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)

@@ -8,8 +8,12 @@ the sampler order is torch's DistributedSampler with (seed, epoch), and a step's
 order follows from the step number alone. So an interrupted and resumed run sees exactly the batches
 of an uninterrupted one, on any number of processes and DataLoader workers.
 
+Randomness inside a step (dropout, a quantiser's dead-code resets) comes from torch's generator,
+seeded before every step from (seed, step, rank), so it too is exact on resume.
+
 Many GPUs / nodes: launch with ``torchrun --nproc_per_node=N -m ehead_cli train ...``. The batch
-size is global and split evenly across processes; rank 0 writes all files.
+size is global and split evenly across processes: rank r gets items r, r + N, r + 2N, ... of the
+global batch (DistributedSampler's interleaving); rank 0 writes all files.
 """
 
 from __future__ import annotations
@@ -21,17 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ehead_cli.devices import native_bf16
 from ehead_cli.errors import ConfigError
-from ehead_cli.model.checkpoint import RUN_CHECKPOINT
-from ehead_cli.train.config import TrainConfig, dump_toml, lr_at
+from ehead_cli.model.checkpoint import RUN_BEST, RUN_CHECKPOINT
+from ehead_cli.train.config import TrainConfig, dump_toml, lr_at, phase_at
 from ehead_cli.train.distributed import Dist, all_mean, all_sum_, barrier
 from ehead_cli.train.ema import EMA
-from ehead_cli.train.logging import MetricsLog, plot_losses, progress_bar, tensorboard
+from ehead_cli.train.logging import METRICS, MetricsLog, plot_losses, progress_bar, read_metrics, tensorboard
 from ehead_cli.train.state import RUN_CONFIG, load_state, save_state
 
 RECORD_ONLY = ("stats",)  # parts of the run record kept in state/ but too bulky for config.toml
@@ -48,6 +53,12 @@ class Task(Protocol):
     plot           (terms drawn in loss.png, the y-axis label)
     train_set      a Dataset with ``set_epoch(epoch)``; ``val_set`` likewise, or None
     collate        the DataLoader's collate_fn; batches have ``.to(device, non_blocking=...)``
+
+    Optional (looked up with defaults):
+    select         the validation term that picks best/ (default "loss"); logged as ``val_<select>``
+                   beside ``val_loss`` when it is another term
+    begin_step     ``begin_step(step)``, called before each optimiser step (0-based): a task whose
+                   objective changes with the schedule's phases switches it here
     """
 
     model: nn.Module
@@ -87,6 +98,12 @@ class Run:
     resume: bool = False
     console: Any = None
     notes: list[str] = field(default_factory=list)
+    label: str = "train"  # the progress bar's
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of torch's generator for optimiser step ``step`` on process ``rank``."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
 
 
 def fit(task: Task, run: Run, stop_after: int | None = None, progress: bool = True) -> Path:
@@ -95,7 +112,10 @@ def fit(task: Task, run: Run, stop_after: int | None = None, progress: bool = Tr
     cfg, dd, dev, out = run.cfg, run.dd, run.device, run.out
     if cfg.batch_size % dd.world:
         raise ConfigError(f"--batch-size {cfg.batch_size} must be divisible by the {dd.world} processes")
-    log = MetricsLog(out, task.loss_keys)
+    select = getattr(task, "select", "loss")
+    begin_step = getattr(task, "begin_step", None)
+    extra = ((f"val_{select}",) if select != "loss" else ()) + (("phase",) if cfg.phases else ())
+    log = MetricsLog(out, task.loss_keys, extra)
     step_module: nn.Module = task.loss_module
     if dd.world > 1:
         step_module = nn.parallel.DistributedDataParallel(
@@ -123,19 +143,23 @@ def fit(task: Task, run: Run, stop_after: int | None = None, progress: bool = Tr
                                  seed=cfg.seed, drop_last=True)
     steps_per_epoch = len(sampler) // per_rank
 
+    def meta(step: int) -> dict[str, Any]:
+        return {"step": step, "data": run.record.get("data", {}).get("dir", ""),
+                "command": run.record.get("command", ""), "weights": "EMA" if cfg.ema_decay > 0 else "last",
+                "train": run.record.get("train", {})}
+
     def save(step: int) -> None:
         save_state(out, task.model, ema, opt, step, run.record)
-        task.save_checkpoint(out / RUN_CHECKPOINT, ema.shadow,
-                             {"step": step, "data": run.record.get("data", {}).get("dir", ""),
-                              "command": run.record.get("command", ""), "weights": "EMA",
-                              "train": run.record.get("train", {})})
+        task.save_checkpoint(out / RUN_CHECKPOINT, ema.shadow, meta(step))
+
+    best = _best_so_far(out, select) if cfg.keep_best and dd.main else math.inf
 
     writer = tensorboard(out) if dd.main else None
     meter: dict[str, float] = {}
     n_meter, t_last, step = 0, time.perf_counter(), start
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    bar = progress_bar(progress and dd.main, run.console)
-    bar_task = bar.add_task("train", total=cfg.steps, completed=start, loss=float("nan"), lr=0.0) if bar else None
+    bar = progress_bar(progress and dd.main, run.console, run.label)
+    bar_task = bar.add_task(run.label, total=cfg.steps, completed=start, loss=float("nan"), lr=0.0) if bar else None
     step_module.train()
     try:
         if bar:
@@ -154,6 +178,9 @@ def fit(task: Task, run: Run, stop_after: int | None = None, progress: bool = Tr
                 lr = lr_at(cfg, step)
                 for g in opt.param_groups:
                     g["lr"] = lr * g.get("lr_scale", 1.0)
+                if begin_step is not None:
+                    begin_step(step)
+                torch.manual_seed(step_seed(cfg.seed, step, dd.rank))
                 batch = batch.to(dev, non_blocking=True)
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                     losses = step_module(batch)
@@ -171,13 +198,21 @@ def fit(task: Task, run: Run, stop_after: int | None = None, progress: bool = Tr
                 n_meter += 1
                 if not math.isfinite(vals[0]):
                     raise RuntimeError(f"loss became {vals[0]} at step {step}; lower --lr or check the data")
-                val_loss = None
+                val = None
                 if task.val_set is not None and (step % cfg.val_every == 0 or step == cfg.steps):
-                    val_loss = validate(task, ema, cfg, dev, use_bf16, dd)
-                if step % cfg.log_every == 0 or step == end or val_loss is not None:
+                    val = validate(task, ema, cfg, dev, use_bf16, dd)
+                    if dd.main and cfg.keep_best and val[select] < best:
+                        best = val[select]
+                        task.save_checkpoint(out / RUN_BEST, ema.shadow, meta(step))
+                if step % cfg.log_every == 0 or step == end or val is not None:
                     now = time.perf_counter()
                     row = {k: meter[k] / n_meter for k in meter}
-                    row.update(step=step, lr=lr, it_s=n_meter / max(now - t_last, 1e-9), val_loss=val_loss)
+                    row.update(step=step, lr=lr, it_s=n_meter / max(now - t_last, 1e-9),
+                               val_loss=None if val is None else val["loss"])
+                    if select != "loss":
+                        row[f"val_{select}"] = None if val is None else val[select]
+                    if cfg.phases:
+                        row["phase"] = phase_at(cfg, step - 1)[0]
                     if dd.main:
                         log.append(row)
                         if writer is not None:
@@ -200,15 +235,25 @@ def fit(task: Task, run: Run, stop_after: int | None = None, progress: bool = Tr
         if writer is not None:
             writer.close()
     if dd.main and step >= cfg.steps:
-        plot_losses(out, *task.plot)
+        plot_losses(out, *task.plot, val_label="val loss (EMA)" if cfg.ema_decay > 0 else "val loss")
     barrier(dd)
     return out
 
 
+def _best_so_far(out: Path, select: str) -> float:
+    """The lowest validation ``select`` term in ``out``'s metrics.csv (inf when none): a resumed run
+    replaces best/ only with a better one."""
+    if not (out / METRICS).is_file():
+        return math.inf
+    key = "val_loss" if select == "loss" else f"val_{select}"
+    return min((r[key] for r in read_metrics(out) if key in r), default=math.inf)
+
+
 @torch.no_grad()
-def validate(task: Task, ema: EMA, cfg: TrainConfig, dev: torch.device, use_bf16: bool, dd: Dist) -> float:
-    """Mean loss of the EMA weights on ``cfg.val_windows`` fixed items spread evenly over the
-    validation set (the same noise every time)."""
+def validate(task: Task, ema: EMA, cfg: TrainConfig, dev: torch.device, use_bf16: bool,
+             dd: Dist) -> dict[str, float]:
+    """Mean loss terms (``task.loss_keys``) of the EMA weights on ``cfg.val_windows`` fixed items
+    spread evenly over the validation set (the same noise every time)."""
     ds = task.val_set
     n = min(cfg.val_windows, len(ds))
     idx = [round(i * (len(ds) - 1) / max(1, n - 1)) for i in range(n)]
@@ -217,16 +262,17 @@ def validate(task: Task, ema: EMA, cfg: TrainConfig, dev: torch.device, use_bf16
     live = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
     ema.copy_to(model)
     task.loss_module.eval()
-    total, count = torch.zeros((), device=dev), torch.zeros((), device=dev)
+    total = torch.zeros(len(task.loss_keys), device=dev)
+    count = torch.zeros((), device=dev)
     for i in range(0, len(idx), VAL_BATCH):
         items = [ds[j] for j in idx[i:i + VAL_BATCH]]
         batch = task.collate(items).to(dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = task.loss_module(batch)["loss"]
-        total += loss.float() * len(items)
+            losses = task.loss_module(batch)
+        total += torch.stack([losses[k].detach().float() for k in task.loss_keys]) * len(items)
         count += len(items)
     model.load_trainable_(live)
     task.loss_module.train()
     all_sum_(total, dd)
     all_sum_(count, dd)
-    return float(total / count.clamp_min(1))
+    return dict(zip(task.loss_keys, (total / count.clamp_min(1)).tolist(), strict=True))

@@ -23,7 +23,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ehead_cli.devices import resolve_device
 from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.io.dataset import Clip, load_index
 from ehead_cli.model.checkpoint import save_checkpoint
@@ -35,7 +34,7 @@ from ehead_cli.model.stats import MotionStats
 from ehead_cli.model.windows import WindowBatch
 from ehead_cli.train.config import TrainConfig, resolve_config
 from ehead_cli.train.data import WindowDataset, fit_stats
-from ehead_cli.train.distributed import init_distributed
+from ehead_cli.train.distributed import setup_processes
 from ehead_cli.train.loop import Run, fit, param_groups
 from ehead_cli.train.state import STATE_DIR, read_record
 
@@ -100,12 +99,7 @@ def train(data: str | Path | None, out: str | Path, preset_name: str = "small", 
     simulate an interruption); the state is saved first.
     """
     out = Path(out)
-    device = str(resolve_device(device))
-    dd = init_distributed(device)
-    if device.startswith("cuda") and dd.world > 1:
-        device = f"cuda:{dd.local_rank}"
-        torch.cuda.set_device(dd.local_rank)
-    dev = torch.device(device)
+    dd, dev = setup_processes(device)
 
     stats = None
     if resume:  # the model config, statistics and schedule the run was trained with: one source
