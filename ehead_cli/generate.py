@@ -8,7 +8,10 @@ A clip of N frames is generated in windows of T = 100 frames, in order. Window k
   speaks), and their generated motion is dropped;
 * history: the previous 75 generated frames, normalised; before the first frame the history is
   padded with the reference frame in the listening state (the training padding rule,
-  ehead_cli.data);
+  ehead_cli.data); the normalised reference is clipped to +-REFERENCE_CLIP standard deviations of
+  the training set, so a reference from other data (a tracked real person on a model trained on
+  synthetic motion, whose unused dimensions have the floor std 1e-3) stays in the range the model
+  knows instead of sending it thousands of deviations away;
 * noise: x0 ~ N(0, I) from a generator seeded by (seed, k), so a job's result does not depend on
   which other jobs share its batch;
 * sampling: N Euler steps (default 4) of the rectified flow from t = 0 to 1, the per-window
@@ -37,12 +40,13 @@ from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.flow import euler_sample, time_grid
 from ehead_cli.layout import LISTEN, MOTION_DIM, MOTION_FPS, N_SHAPE, N_SHAPE_REF, SAMPLES_PER_FRAME, n_frames_for
 from ehead_cli.model import EmbodiedHead
-from ehead_cli.motionfile import Motion, load_motion
+from ehead_cli.motionfile import Motion, check_head_centred, load_motion
 from ehead_cli.scheduler import StreamingAudioScheduler
 from ehead_cli.stats import DEFAULT_MAGNITUDE
 
 DEFAULT_CHECKPOINT = "ehead-small-mel"  # under models/: the shipped demo checkpoint
 DEFAULT_STEPS = 4
+REFERENCE_CLIP = 3.0  # standard deviations; see the module docstring
 
 
 def default_checkpoint() -> Path:
@@ -53,17 +57,28 @@ def default_checkpoint() -> Path:
 class Avatar:
     """Who is animated: shape (300,) and an optional raw reference motion frame (115,).
 
-    Without a reference the dataset's mean frame (the model's normalised zero) is used.
+    Without a reference the dataset's mean frame (the model's normalised zero) is used. ``camera``:
+    the video camera of a prepared clip (renders are framed from it); ``renderer``: the neural
+    renderer of an avatar folder (``ehead avatar fit``); ``face_model``: the face model it needs.
     """
 
     shape: np.ndarray = field(default_factory=lambda: np.zeros(N_SHAPE, np.float32))
     reference: np.ndarray | None = None
+    camera: object | None = None
+    renderer: object | None = None
+    face_model: str | None = None
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Avatar:
-        """A shape file (.npy with (300,), or .npz with 'shape') or a motion NPZ (its shape and
-        first frame become the reference)."""
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
+             flame: str | os.PathLike | None = None) -> Avatar:
+        """A shape file (.npy with (300,), or .npz with 'shape'), a motion NPZ (its shape and
+        first frame become the reference; it must be head-centred) or an avatar folder
+        (``ehead avatar fit``; its renderer runs on ``device``, with FLAME from ``flame`` if it needs it)."""
         path = Path(path)
+        if path.is_dir():
+            from ehead_cli.avatar.folder import load_avatar
+
+            return load_avatar(path, device=device, flame=flame).as_generation_avatar()
         if not path.is_file():
             raise InputError(f"{path}: avatar file not found (--avatar)")
         try:
@@ -76,7 +91,8 @@ class Avatar:
                         raise InputError(f"{path}: an avatar .npz needs a 'shape' array (or be a motion NPZ)")
                     return cls(_check_shape(z["shape"], path))
             m = load_motion(path)  # a motion NPZ, validated as one
-            return cls(m.shape, m.motion[0].copy())
+            check_head_centred(m.motion, str(path))
+            return cls(m.shape, m.motion[0].copy(), camera=m.camera)
         except (OSError, ValueError) as err:
             raise InputError(f"{path}: unreadable avatar file ({err})") from None
 
@@ -187,7 +203,8 @@ class Generator:
         avatar = avatar or Avatar()
         stats = self.model.stats
         ref = (torch.zeros(MOTION_DIM) if avatar.reference is None
-               else stats.normalize(torch.as_tensor(avatar.reference, dtype=torch.float32)))
+               else stats.normalize(torch.as_tensor(avatar.reference, dtype=torch.float32))
+               .clamp(-REFERENCE_CLIP, REFERENCE_CLIP))
         L = self.cfg.history_frames
         return _Job(audio, states, avatar, int(seed), tuple(magnitude), n, ref,
                     ref.expand(L, MOTION_DIM).clone(), torch.full((L,), float(LISTEN)))
