@@ -346,6 +346,8 @@ def bench(
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's).")] = None,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Write the results as JSON (a .json file, or a folder: named after the device).")] = None,
+    avatar: Annotated[Path | None, typer.Option(
+        help="Avatar folder (ehead avatar fit): time its renderer and the whole job rendered by it.")] = None,
 ) -> None:
     """Throughput and latency of motion generation alone and end to end (renderer and MP4 included)."""
     from ehead_cli.bench import BenchConfig, print_bench, run_bench, write_json
@@ -363,7 +365,8 @@ def bench(
     cfg = BenchConfig(preset=preset, device=str(dev), batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
                       steps=_int_list(steps, "--steps"), audio_encoder=audio_encoder, render=render, dtype=dtype,
                       compile=compile, size=size, seconds=seconds, repeats=max(1, repeats), threads=threads,
-                      render_batch_sizes=_int_list(render_batch_sizes, "--render-batch-sizes"))
+                      render_batch_sizes=_int_list(render_batch_sizes, "--render-batch-sizes"),
+                      avatar=str(avatar) if avatar else None)
     result = run_bench(cfg, progress=lambda msg: err_console.print(msg, markup=False, highlight=False))
     print_bench(result, console)
     if json_out is not None:

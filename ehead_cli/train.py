@@ -531,11 +531,14 @@ def validate(model: EmbodiedHead, ema: EMA, ds: WindowDataset, cfg: TrainConfig,
 
 def _save_all(out: Path, model: EmbodiedHead, ema: EMA, opt, step: int, cfg: TrainConfig, data: Path,
               command: str) -> None:
-    """The exact training state (for --resume) and the EMA weights as a checkpoint folder."""
+    """The exact training state (for --resume) and the EMA weights as a checkpoint folder; its meta
+    says which face model the motion is for (the avatar folders check it)."""
+    from ehead_cli.prepare.pipeline import dataset_face_model
+
     save_state(out, model, ema, opt, step)
     save_checkpoint(out / CHECKPOINT_DIR, model, state=ema.shadow,
                     meta={"step": step, "data": str(data), "command": command, "weights": "EMA",
-                          "train": dataclasses.asdict(cfg)})
+                          "train": dataclasses.asdict(cfg), "face_model": dataset_face_model(data)})
 
 
 _COLUMNS = ("step", *LOSS_KEYS, "grad_norm", "lr", "it_s", "val_loss")

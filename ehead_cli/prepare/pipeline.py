@@ -318,6 +318,14 @@ def manifest_row(info: dict) -> dict:
     return row
 
 
+def dataset_face_model(out_dir: str | os.PathLike) -> str:
+    """The face model a dataset's motion is for: its prepared clips' ``settings.face`` ("builtin" or
+    "flame"); "builtin" for a folder without prepared clips (the synthetic sample data)."""
+    faces = {(_read_json(p) or {}).get("settings", {}).get("face") for p in (Path(out_dir) / CLIPS).glob("*.json")}
+    faces.discard(None)
+    return "flame" if "flame" in faces else "builtin"
+
+
 def write_manifest(out_dir: Path) -> pd.DataFrame:
     """Rebuild ``manifest.csv`` from every finished clip in ``out_dir/clips`` (atomically)."""
     rows = []
