@@ -29,7 +29,7 @@ FIXED_CHANNELS = 6  # albedo (3) + canonical position (3)
 
 
 class FeatureField(nn.Module):
-    """(C, V) channel-major per-vertex features of ``face`` (C = FIXED_CHANNELS + learned)."""
+    """(V, C) per-vertex features of ``face`` (C = FIXED_CHANNELS + learned)."""
 
     def __init__(self, face: FaceModel, learned: int) -> None:
         super().__init__()
@@ -37,13 +37,14 @@ class FeatureField(nn.Module):
         lo, hi = template.amin(0), template.amax(0)
         canonical = (2 * (template - lo) / (hi - lo).clamp_min(1e-6) - 1).T  # (3, V) in [-1, 1]
         albedo = (2 * face.vertex_colors.detach().float() - 1).T  # (3, V) in [-1, 1]
-        self.register_buffer("fixed", torch.cat([albedo, canonical]).contiguous())  # (6, V)
-        self.learned = nn.Parameter(torch.zeros(learned, face.n_vertices))  # (learned, V)
+        self.register_buffer("fixed", torch.cat([albedo, canonical]).T.contiguous())  # (V, 6)
+        self.learned = nn.Parameter(torch.zeros(face.n_vertices, learned))  # (V, learned)
 
     @property
     def channels(self) -> int:
-        return FIXED_CHANNELS + self.learned.shape[0]
+        return FIXED_CHANNELS + self.learned.shape[1]
 
     def forward(self) -> torch.Tensor:
-        """(C, V) features; learned channels first, then albedo and canonical position."""
-        return torch.cat([self.learned, self.fixed])
+        """(V, C) features, vertex-major (one row gathered per triangle corner); learned channels
+        first, then albedo and canonical position."""
+        return torch.cat([self.learned, self.fixed], 1)

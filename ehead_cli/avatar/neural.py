@@ -39,7 +39,7 @@ from ehead_cli.devices import autocast_dtype
 from ehead_cli.face.base import FaceModel
 from ehead_cli.layout import MOTION_DIM, N_SHAPE, ROT, TRANS
 from ehead_cli.render.clip_camera import ClipCamera
-from ehead_cli.render.rasterizer import Fragments, barycentrics, interpolate, rasterize
+from ehead_cli.render.rasterizer import Fragments, barycentrics, rasterize
 from ehead_cli.render.renderer import is_closed, to_uint8
 from ehead_cli.render.shading import vertex_normals
 
@@ -80,8 +80,8 @@ class NeuralAvatar(nn.Module):
         bg = torch.full((3, S, S), 0.5) if background is None else background.detach().float().clamp(0, 1)
         self.background = nn.Parameter(bg.clone())
         ys, xs = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
-        coords = torch.stack([xs, ys]).float().add(0.5).mul(2.0 / S).sub(1.0)  # (2, S, S) pixel centres
-        self.register_buffer("coords", coords, persistent=False)
+        coords = torch.stack([xs, ys], -1).float().add(0.5).mul(2.0 / S).sub(1.0)  # (S, S, 2) pixel centres
+        self.register_buffer("coords", coords.view(S * S, 2), persistent=False)
         self.cull_backfaces = is_closed(face.faces)  # exact for a closed mesh; FLAME's mouth is open
         self.batch_size = RENDER_BATCH
         self.compute_dtype: torch.dtype | None = None  # the U-Net's autocast dtype; None: devices.autocast_dtype
@@ -113,15 +113,21 @@ class NeuralAvatar(nn.Module):
         faces = self.face.faces
         frags = fragments if fragments is not None else rasterize(points.detach(), faces, S, S, self.camera.near,
                                                                    self.camera.far, self.cull_backfaces)
-        weights, vid = barycentrics(frags, points, faces)  # (3, P) each
+        weights, vid = barycentrics(frags, points, faces)  # (3, P) each, vid flat into N*V
         R = torch.tensor(self.camera.pose, dtype=world.dtype, device=world.device)[:3, :3]
-        normals = R @ vertex_normals(world.view(3, N, V), faces).view(3, N * V)  # camera-space normals
-        attr = torch.cat([self.field().repeat(1, N), normals])  # (C, N*V)
-        pixels = interpolate(attr, weights, vid)  # (C, P)
-        C = attr.shape[0]
-        feat = pixels.new_zeros(C, N * S * S).index_copy(1, frags.pix, pixels).view(C, N, S, S).transpose(0, 1)
+        normals = (R @ vertex_normals(world.view(3, N, V), faces).view(3, N * V)).T  # (N*V, 3) camera space
+        w = weights[..., None]  # (3, P, 1)
+        P = weights.shape[1]
+        feats = (self.field().index_select(0, (vid % V).reshape(-1)).view(3, P, -1) * w).sum(0)  # (P, C_f)
+        nrm = (normals.index_select(0, vid.reshape(-1)).view(3, P, 3) * w).sum(0)  # (P, 3)
+        pix = frags.pix
+        covered = torch.cat([feats, nrm, torch.ones_like(nrm[:, :1]), self.coords.index_select(0, pix % (S * S))], 1)
+        # the U-Net's input, channels-last: features, normal, coverage, pixel coordinates
+        x = covered.new_zeros(N, S * S, covered.shape[1])
+        x[:, :, -2:] = self.coords
+        x = x.view(N * S * S, -1)
+        x = x.index_copy(0, pix, covered).view(N, S, S, -1).permute(0, 3, 1, 2)  # (N, C_in, S, S)
         mask = frags.mask
-        x = torch.cat([feat, mask[:, None].to(feat.dtype), self.coords.expand(N, 2, S, S)], 1)  # (N, C_in, S, S)
         pose = torch.cat([motion[:, ROT] * ROT_SCALE, motion[:, TRANS] * TRANS_SCALE], -1)  # (N, 6)
         if pose_noise is not None:
             pose = pose + pose_noise
