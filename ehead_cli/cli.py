@@ -396,6 +396,9 @@ def avatar_fit(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the unfinished fit of --out.")] = False,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's).")] = None,
+    licence: Annotated[str | None, typer.Option(help="Licence note for the card and manifest (default: the "
+                                                     "person filmed must consent to its use).")] = None,
+    attribution: Annotated[str | None, typer.Option(help="Attribution of the source video, for the card.")] = None,
 ) -> None:
     """Fit a photoreal avatar of the person in VIDEO... (face tracking needs the landmarks extra)."""
     import dataclasses
@@ -406,6 +409,7 @@ def avatar_fit(
     from ehead_cli.avatar.capture import read_capture
     from ehead_cli.avatar.config import SIZES, FitConfig, NeuralConfig
     from ehead_cli.avatar.fit import fit_avatar, load_saved_capture
+    from ehead_cli.avatar.folder import USER_LICENCE
     from ehead_cli.devices import resolve_device
     from ehead_cli.face import load_face_model
 
@@ -433,7 +437,7 @@ def avatar_fit(
         capture = read_capture(videos, face, neural.size, fit_cfg.crop_scale, fit_cfg.holdout, progress=say)
     say(f"{capture.n_frames} frames, {len(capture.train_index)} for training, {len(capture.heldout_index)} held out")
     result = fit_avatar(capture, face, out, neural, fit_cfg, device=dev, vgg=vgg, lpips=lpips, resume=resume,
-                        console=err_console)
+                        console=err_console, licence=licence or USER_LICENCE, attribution=attribution)
     m = result.metrics
     lp = f", LPIPS {m['lpips']:.3f}" if isinstance(m["lpips"], float) else ""
     console.print(f"wrote {out}: held-out PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}, mouth PSNR "

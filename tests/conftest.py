@@ -82,3 +82,16 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
             if p.abs().sum() == 0:
                 p.copy_(torch.randn_like(p) * 0.02)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", model, {"note": "random weights for tests"})
+
+
+@pytest.fixture(scope="session")
+def tiny_avatar(tmp_path_factory):
+    """(AVATAR_DIR, FitResult): a tiny avatar fitted for a few steps on a rendered built-in head
+    (tests/avatar_fixtures.py), shared by the avatar tests."""
+    from avatar_fixtures import TINY, tiny_capture, tiny_fit
+
+    from ehead_cli.avatar.fit import fit_avatar
+    from ehead_cli.face import BuiltinHead
+
+    out = tmp_path_factory.mktemp("avatar") / "person"
+    return out, fit_avatar(tiny_capture(), BuiltinHead(), out, TINY, tiny_fit(steps=30), progress=False)

@@ -26,16 +26,14 @@ from ehead_cli.video import probe_mp4, read_frames
 REPO_SAMPLE = "sample_data/clips/conv009_fr"
 
 
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    out = tmp_path_factory.mktemp("fit") / "person"
-    result = fit_avatar(tiny_capture(), BuiltinHead(), out, TINY, tiny_fit(steps=40), progress=False)
-    return out, result
+@pytest.fixture
+def fitted(tiny_avatar):
+    return tiny_avatar
 
 
 def test_fit_beats_its_first_step_on_held_out_frames(fitted):
     out, result = fitted
-    assert result.steps == 40 and result.metrics["frames"] == 3  # the last 10 % of 30 frames
+    assert result.steps == 30 and result.metrics["frames"] == 3  # the last 10 % of 30 frames
     assert result.metrics["psnr"] > result.first_step["psnr"] + 3.0
     assert result.metrics["ssim"] > result.first_step["ssim"]
     verify_folder(out)
@@ -47,11 +45,11 @@ def test_fit_beats_its_first_step_on_held_out_frames(fitted):
 
 def test_resume_continues_exactly_where_it_stopped(tmp_path):
     cap = tiny_capture()
-    cfg = tiny_fit(steps=20, ckpt_every=10)
+    cfg = tiny_fit(steps=12, ckpt_every=6)
     whole = fit_avatar(cap, BuiltinHead(), tmp_path / "whole", TINY, cfg, progress=False)
 
     def stop(step, _loss):
-        if step == 15:
+        if step == 10:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -60,7 +58,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     saved = load_saved_capture(tmp_path / "cut")
     assert torch.equal(saved.frames, cap.frames)
     resumed = fit_avatar(saved, BuiltinHead(), tmp_path / "cut", TINY, cfg, resume=True, progress=False)
-    assert resumed.steps == 20 and resumed.metrics["psnr"] == pytest.approx(whole.metrics["psnr"], abs=1e-6)
+    assert resumed.steps == 12 and resumed.metrics["psnr"] == pytest.approx(whole.metrics["psnr"], abs=1e-6)
     a = load_avatar(tmp_path / "whole").renderer.trainable_state_dict()
     b = load_avatar(tmp_path / "cut").renderer.trainable_state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from avatar_fixtures import TINY, talking_motion, tiny_capture, tiny_fit
+from avatar_fixtures import TINY, talking_motion, tiny_capture
 
 from ehead_cli.avatar.folder import CONFIG, MANIFEST, WEIGHTS, load_avatar, verify_folder
 from ehead_cli.avatar.losses import ms_ssim
@@ -20,14 +20,9 @@ from ehead_cli.face import BuiltinHead
 from ehead_cli.metrics.image import ssim
 
 
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    """A tiny avatar folder, fitted for a few steps on a rendered built-in head."""
-    from ehead_cli.avatar.fit import fit_avatar
-
-    out = tmp_path_factory.mktemp("avatars") / "tiny"
-    fit_avatar(tiny_capture(), BuiltinHead(), out, TINY, tiny_fit(steps=8), progress=False)
-    return out
+@pytest.fixture
+def fitted(tiny_avatar):
+    return tiny_avatar[0]
 
 
 def random_avatar(dtype=torch.float64, smooth: bool = False) -> NeuralAvatar:

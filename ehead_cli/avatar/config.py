@@ -100,7 +100,7 @@ class FitConfig:
     ssim_weight: float = 0.84
     vgg_weight: float = 0.1
     mouth_weight: float = 2.0
-    coverage_weight: float = 0.1
+    coverage_weight: float = 1.0
     feature_decay: float = 1e-4
     pose_jitter: float = 0.01
     crop_scale: float = 2.4
