@@ -383,7 +383,7 @@ app.add_typer(avatar_app, name="avatar")
 def avatar_fit(
     videos: Annotated[list[Path], typer.Argument(metavar="VIDEO...", help="Videos of one person, one static camera.")],
     out: Annotated[Path, typer.Option(help="Avatar folder to write (AVATAR_DIR).")],
-    steps: Annotated[int | None, typer.Option(help="Optimiser steps (default 3000).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimiser steps (default 1500).")] = None,
     size: Annotated[int, typer.Option(help="Image size: 256 (Stage II's) or 512.")] = 256,
     batch_size: Annotated[int | None, typer.Option(help="Frames per step (default 2).")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate of the image network.")] = None,

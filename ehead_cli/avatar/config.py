@@ -90,7 +90,7 @@ class FitConfig:
     precision:      "auto" (bf16 autocast on GPUs with native bf16, fp32 elsewhere), "bf16" or "fp32"
     """
 
-    steps: int = 3000
+    steps: int = 1500
     batch_size: int = 2
     lr: float = 2e-3
     feature_lr: float = 1e-2

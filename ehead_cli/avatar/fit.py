@@ -54,6 +54,7 @@ from ehead_cli.layout import EXPR, JAW
 from ehead_cli.render.clip_camera import ClipCamera
 
 LR_FLOOR = 0.05
+REST_JAW_QUANTILE = 0.25
 STATE_WEIGHTS, STATE_JSON, STATE_CAPTURE = "state.safetensors", "state.json", "capture.npz"
 
 
@@ -80,9 +81,12 @@ def initial_background(capture: Capture, how: str) -> torch.Tensor:
 
 
 def reference_index(capture: Capture) -> int:
-    """The training frame nearest (expression and jaw) to the capture's median frame: a typical
-    resting face, the generation's reference and the folder's reference.png."""
+    """A typical resting face, the generation's reference and the folder's reference.png: among the
+    training frames with the jaw in its lowest ``REST_JAW_QUANTILE`` (mouth closed), the one nearest
+    (expression and jaw) to their median."""
     idx = capture.train_index
+    jaw = capture.motion[idx, JAW.start]
+    idx = idx[jaw <= np.quantile(jaw, REST_JAW_QUANTILE)]
     m = capture.motion[idx]
     keys = np.concatenate([m[:, EXPR], m[:, JAW]], axis=1)
     return int(idx[np.argmin(((keys - np.median(keys, axis=0)) ** 2).sum(1))])
@@ -214,6 +218,7 @@ def fit_avatar(capture: Capture, face: FaceModel, out: str | os.PathLike, neural
         bar.close()
     sync(dev)
     seconds += time.perf_counter() - t0
+    train_dtype = str(avatar._dtype()).replace("torch.", "")
     avatar.eval()
     metrics = heldout_metrics(avatar, capture, lpips_model)
     ref = reference_index(capture)
@@ -229,7 +234,7 @@ def fit_avatar(capture: Capture, face: FaceModel, out: str | os.PathLike, neural
         "metrics": {**metrics, "first_step": first},
         "meta": {"ehead": __version__, "torch": torch.__version__, "device": _device_name(dev),
                  "threads": torch.get_num_threads(), "seconds": seconds, "steps": step, "vgg": perceptual is not None,
-                 "dtype": str(avatar._dtype()).replace("torch.", "")},
+                 "dtype": train_dtype},
     }
     name = out.name
     files = {

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ehead_cli.avatar.config import NeuralConfig
@@ -49,6 +50,13 @@ ROT_SCALE = 10.0
 TRANS_SCALE = 100.0
 POSE_DIM = 6
 EXTRA_CHANNELS = 3 + 1 + 2  # camera-space normal, coverage mask, pixel coordinates (x, y in [-1, 1])
+
+
+def cpu_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX tiles), where oneDNN's bf16
+    convolutions beat fp32."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe()) if probe is not None else False
 
 
 @dataclass(frozen=True)
@@ -116,10 +124,10 @@ class NeuralAvatar(nn.Module):
         weights, vid = barycentrics(frags, points, faces)  # (3, P) each, vid flat into N*V
         R = torch.tensor(self.camera.pose, dtype=world.dtype, device=world.device)[:3, :3]
         normals = (R @ vertex_normals(world.view(3, N, V), faces).view(3, N * V)).T  # (N*V, 3) camera space
-        w = weights[..., None]  # (3, P, 1)
-        P = weights.shape[1]
-        feats = (self.field().index_select(0, (vid % V).reshape(-1)).view(3, P, -1) * w).sum(0)  # (P, C_f)
-        nrm = (normals.index_select(0, vid.reshape(-1)).view(3, P, 3) * w).sum(0)  # (P, 3)
+        # barycentric interpolation as a weighted embedding-bag sum: one fused gather per attribute
+        w = weights.T.contiguous()  # (P, 3)
+        feats = F.embedding_bag((vid % V).T.contiguous(), self.field(), per_sample_weights=w, mode="sum")  # (P, C_f)
+        nrm = F.embedding_bag(vid.T.contiguous(), normals.contiguous(), per_sample_weights=w, mode="sum")  # (P, 3)
         pix = frags.pix
         covered = torch.cat([feats, nrm, torch.ones_like(nrm[:, :1]), self.coords.index_select(0, pix % (S * S))], 1)
         # the U-Net's input, channels-last: features, normal, coverage, pixel coordinates
@@ -139,7 +147,15 @@ class NeuralAvatar(nn.Module):
         return AvatarImages(image.permute(0, 2, 3, 1), alpha[:, 0], mask, frags)
 
     def _dtype(self) -> torch.dtype:
-        return self.compute_dtype or autocast_dtype(self.device)
+        """The U-Net's autocast dtype: ``compute_dtype`` when set; while fitting, bf16 on GPUs with
+        native bf16 and fp32 elsewhere (``devices.autocast_dtype``); when rendering, also bf16 on CPUs
+        with AMX tile units (Sapphire Rapids and later), where it renders about 1.8x faster with the
+        same held-out PSNR (measured: 33.80 vs 33.80 dB, docs/avatar.md)."""
+        if self.compute_dtype is not None:
+            return self.compute_dtype
+        if not self.training and self.device.type == "cpu" and cpu_native_bf16():
+            return torch.bfloat16
+        return autocast_dtype(self.device)
 
     def _frames(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Bring to (1 or N, 300) and (N, 115) in the avatar's dtype on its device; ValueError on wrong shapes."""
