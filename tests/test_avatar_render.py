@@ -178,3 +178,18 @@ def _rewrite_manifest(path):
         e["size"], e["sha256"] = (path / name).stat().st_size, sha256_file(path / name)
     (path / MANIFEST).write_text(json.dumps({"files": entries}))
     verify_folder(path)
+
+
+def test_shipped_demo_avatar_loads_and_credits_grid():
+    from conftest import REPO
+
+    demo = REPO / "models" / "avatar-grid-bbaf2n"
+    if not demo.is_dir():
+        pytest.skip("no demo avatar in this checkout")
+    loaded = load_avatar(demo)  # verifies every file against its manifest
+    assert loaded.face_model == "builtin" and loaded.renderer.size == 256
+    assert sum(p.stat().st_size for p in demo.iterdir()) < 20 * 2**20
+    card = (demo / "AVATAR_CARD.md").read_text()
+    assert "GRID" in card and "CC BY 4.0" in card
+    entries = json.loads((demo / MANIFEST).read_text())["files"].values()
+    assert all(e["licence"].startswith("CC BY 4.0") for e in entries)

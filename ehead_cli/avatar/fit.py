@@ -228,7 +228,8 @@ def fit_avatar(capture: Capture, face: FaceModel, out: str | os.PathLike, neural
         "fit": cfg.to_dict(),
         "crop": dict(zip(("x0", "y0", "side"), capture.crop, strict=True)),
         "source_camera": capture.source_camera.to_dict(),
-        "sources": [{"path": p, "frames": n} for p, n in capture.sources],
+        # file names only: an avatar folder is shared, the folders it was made in are the user's own
+        "sources": [{"file": Path(p).name, "frames": n} for p, n in capture.sources],
         "landmark_rmse_px": capture.rmse_px if math.isfinite(capture.rmse_px) else None,
         "reference_frame": ref,
         "metrics": {**metrics, "first_step": first},

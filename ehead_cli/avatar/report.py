@@ -91,7 +91,7 @@ def card_text(name: str, config: dict[str, Any], licence: str, attribution: str 
     """The AVATAR_CARD.md of a fitted avatar, from its config.json content."""
     m, fit, meta = config["metrics"], config["fit"], config["meta"]
     first = m.get("first_step", {})
-    sources = "\n".join(f"- `{Path(s['path']).name}`: {s['frames']} frames at 25 fps" for s in config["sources"])
+    sources = "\n".join(f"- `{s['file']}`: {s['frames']} frames at 25 fps" for s in config["sources"])
     lines = [
         f"# Avatar `{name}`",
         "",
