@@ -155,3 +155,29 @@ def test_bad_video_is_one_line_and_nothing_is_written(case, tmp_path, monkeypatc
 def test_rendered_video_is_the_person_the_tests_fit():
     frames, motion, shape, camera = rendered_video(T=4)
     assert frames.shape == (4, camera.height, camera.width, 3) and frames.std() > 20
+
+
+@pytest.mark.slow
+def test_vgg_perceptual_loss_and_lpips_from_local_weight_files(tmp_path):
+    """--vgg / --lpips files in the torchvision and lpips layouts, loaded through the real code: the
+    perceptual term changes the fit and the held-out LPIPS is reported."""
+    from safetensors.torch import save_file
+
+    from ehead_cli.metrics.image import LPIPSVGG, vgg16_features
+
+    torch.manual_seed(0)
+    vgg = {f"features.{k}": v.contiguous() for k, v in vgg16_features().state_dict().items()}
+    save_file(vgg, str(tmp_path / "vgg16.safetensors"))
+    lins = {f"lin{k}.model.1.weight": lin.weight.detach().abs() for k, lin in enumerate(LPIPSVGG().lins)}
+    torch.save(lins, tmp_path / "vgg.pth")
+    cap, cfg = tiny_capture(), tiny_fit(steps=3, log_every=1)
+    losses = {}
+    for name, weights in (("plain", None), ("vgg", str(tmp_path / "vgg16.safetensors"))):
+        logged = []
+        result = fit_avatar(cap, BuiltinHead(), tmp_path / name, TINY, cfg, vgg=weights,
+                            lpips=str(tmp_path / "vgg.pth") if weights else None, progress=False,
+                            on_log=lambda s, v, logged=logged: logged.append(v))
+        losses[name] = logged
+    assert losses["vgg"][0] > losses["plain"][0]  # the same first step plus a perceptual term
+    assert isinstance(result.metrics["lpips"], float) and result.metrics["lpips"] > 0
+    assert "VGG perceptual" in (tmp_path / "vgg" / "AVATAR_CARD.md").read_text()
