@@ -4,8 +4,8 @@ PYTHON ?= python3
 # already has its own (CUDA) build keeps it.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test test-all test-browser lint format sample-data demo bench bench-gpu bench-serve test-gpu \
-	vendor-js
+.PHONY: install test test-all test-browser lint format sample-data demo demo-avatar bench bench-gpu bench-serve \
+	test-gpu vendor-js
 
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH_PIN)"
@@ -40,6 +40,12 @@ sample-data:
 # The main job on a sample clip with the shipped demo model: out/conv009_fr.mp4 and .npz.
 demo:
 	ehead generate --audio sample_data/clips/conv009_fr.flac --states sample_data/clips/conv009_fr.csv --out out/
+
+# The same job rendered by the shipped demo avatar (a real person, fitted on one GRID corpus video):
+# out/avatar/conv009_fr.mp4 at 256 px.
+demo-avatar:
+	ehead generate --audio sample_data/clips/conv009_fr.flac --states sample_data/clips/conv009_fr.csv \
+		--avatar models/avatar-grid-bbaf2n --out out/avatar/
 
 # The CPU benchmark (paper preset, built-in audio encoder; then the listener run LISTENER, default
 # runs/lm, when it exists); the JSON is named after the device.

@@ -121,7 +121,7 @@ def info(
 ) -> None:
     """Model presets and their sizes, and which optional assets are configured and found."""
     from ehead_cli import info as info_lib
-    from ehead_cli.model import config
+    from ehead_cli.model.network import config
 
     if preset is not None:
         data = info_lib.preset_info(config.preset(preset))
@@ -321,7 +321,8 @@ def generate(
     video: Annotated[bool, typer.Option("--video/--no-video", help="Render the MP4 too.")] = True,
     size: Size = 512,
     avatar: Annotated[Path | None, typer.Option(
-        help="Shape file (.npy/.npz) or motion NPZ whose shape and first frame become the reference.")] = None,
+        help="Avatar folder (ehead avatar fit: renders that person, at its own size), shape file (.npy/.npz) or "
+             "motion NPZ whose shape and first frame become the reference.")] = None,
     flame: Annotated[str | None, typer.Option(help="Render with FLAME from this path (or EHEAD_FLAME).")] = None,
     audio_encoder: Annotated[str | None, typer.Option(
         "--audio-encoder", help="mHuBERT-147 folder for checkpoints with a HuBERT encoder (or EHEAD_HUBERT).")]
@@ -384,7 +385,7 @@ def generate(
 
         renderer = Renderer(load_face_model(flame, device=gen.device), size=size)
     _note_interruption(lambda: _kept(job_list))
-    jobs_lib.run_jobs(gen, job_list, seed=seed, renderer=renderer, video=video, console=err_console)
+    jobs_lib.run_jobs(gen, job_list, seed=seed, renderer=renderer, video=video, console=err_console, flame=flame)
     _summary(job_list)
 
 
@@ -446,21 +447,24 @@ def render(
     size: Size = 512,
     flame: Annotated[str | None, typer.Option(help="Render with FLAME from this path (or EHEAD_FLAME).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+    avatar: Annotated[Path | None, typer.Option(
+        help="Avatar folder (ehead avatar fit): render that person (its identity, at its own size).")] = None,
     threads: Threads = None,
 ) -> None:
-    """Render an existing motion NPZ to MP4."""
+    """Render an existing motion NPZ to MP4 (framed from the clip's camera when the NPZ has one)."""
     import numpy as np
 
     from ehead_cli.devices import resolve_device
     from ehead_cli.face import load_face_model
     from ehead_cli.io.audio import load_audio
-    from ehead_cli.io.motionfile import load_motion
+    from ehead_cli.io.motionfile import check_head_centred, load_motion
     from ehead_cli.io.video import write_mp4
     from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, tolerance_frames
     from ehead_cli.render import Renderer
 
     set_threads(threads)
     m = load_motion(motion)
+    check_head_centred(m.motion, str(motion))
     wave = None
     if audio is not None:
         wave = load_audio(audio)
@@ -470,9 +474,21 @@ def render(
                              f"{m.n_frames} frames ({checks.seconds(m.n_frames / MOTION_FPS)})")
         wave = np.pad(wave, (0, max(0, n - len(wave))))[:n]
     dev = resolve_device(device)
-    renderer = Renderer(load_face_model(flame, device=dev), size=size)
+    shape = m.shape
+    if avatar is not None:  # the avatar's own identity: its renderer was fitted on it
+        from ehead_cli.avatar.identity import Avatar
+
+        person = Avatar.load(avatar, device=dev, flame=flame)
+        if person.renderer is None:
+            raise InputError(f"{avatar}: not an avatar folder (--avatar takes the output of ehead avatar fit)")
+        renderer, shape = person.renderer, person.shape
+    else:
+        from ehead_cli.avatar.rendering import framed
+
+        renderer = Renderer(load_face_model(flame, device=dev), size=size)
+        renderer = framed(renderer, m.camera) if m.camera is not None else renderer
     target = out or motion.with_suffix(".mp4")
-    write_mp4(target, renderer.iter_frames(m.shape, m.motion), wave)
+    write_mp4(target, renderer.iter_frames(shape, m.motion), wave)
     console.print(f"wrote {target}")
 
 
@@ -652,6 +668,8 @@ def bench(
     family: Family = None,
     checkpoint: Annotated[Path | None, typer.Option(
         help="Listener: the checkpoint or run folder to time (required: no listener ships yet).")] = None,
+    avatar: Annotated[Path | None, typer.Option(
+        help="Avatar folder (ehead avatar fit): time its renderer and the whole job rendered by it.")] = None,
 ) -> None:
     """Throughput and latency of motion generation alone and end to end (renderer and MP4 included); with
     --family listener, listener frames/s (the KV-cached LM, at each batch size)."""
@@ -693,7 +711,8 @@ def bench(
                       steps=checks.int_list(steps, "--steps", checks.steps), audio_encoder=audio_encoder,
                       render=render, dtype=dtype, compile=compile, size=size, seconds=seconds, repeats=repeats,
                       threads=set_threads(threads),
-                      render_batch_sizes=checks.int_list(render_batch_sizes, "--render-batch-sizes"))
+                      render_batch_sizes=checks.int_list(render_batch_sizes, "--render-batch-sizes"),
+                      avatar=str(avatar) if avatar else None)
     result = run_bench(cfg, progress=lambda msg: err_console.print(msg, markup=False, highlight=False))
     print_bench(result, console)
     if json_out is not None:
@@ -751,6 +770,75 @@ def serve(
                   f"{'; token required' if token else ''}; Ctrl-C stops", markup=False, highlight=False)
     _note_interruption(lambda: "server stopped")
     uvicorn.Server(uvicorn_config(server, host, port)).run()
+
+
+# --- ehead avatar (issue 14): fit a photoreal, person-specific neural avatar ----------------------------
+avatar_app = typer.Typer(help="Person-specific neural avatars: fit one from videos, then render or generate "
+                              "with --avatar AVATAR_DIR.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(avatar_app, name="avatar")
+
+
+@avatar_app.command("fit")
+def avatar_fit(
+    videos: Annotated[list[Path], typer.Argument(metavar="VIDEO...", help="Videos of one person, one static camera.")],
+    out: Annotated[Path, typer.Option(help="Avatar folder to write (AVATAR_DIR).")],
+    steps: Annotated[int | None, typer.Option(help="Optimiser steps (default 1500).",
+                                              callback=lambda v: checks.positive(v, "--steps"))] = None,
+    size: Annotated[int, typer.Option(help="Image size: 256 (Stage II's) or 512.")] = 256,
+    batch_size: Annotated[int | None, typer.Option(help="Frames per step (default 2).",
+                                                   callback=lambda v: checks.positive(v, "--batch-size"))] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate of the image network.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and frame order.")] = 0,
+    flame: Annotated[str | None, typer.Option(help="Track and render with FLAME (or EHEAD_FLAME).")] = None,
+    vgg: Annotated[str | None, typer.Option(help="VGG16 weights (torchvision layout) for the perceptual loss "
+                                                  "(or EHEAD_VGG).")] = None,
+    lpips: Annotated[str | None, typer.Option(help="LPIPS v0.1 vgg.pth: report held-out LPIPS (or EHEAD_LPIPS).")]
+    = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the unfinished fit of --out.")] = False,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    threads: Threads = None,
+    licence: Annotated[str | None, typer.Option(help="Licence note for the card and manifest (default: the "
+                                                     "person filmed must consent to its use).")] = None,
+    attribution: Annotated[str | None, typer.Option(help="Attribution of the source video, for the card.")] = None,
+) -> None:
+    """Fit a photoreal avatar of the person in VIDEO... (face tracking needs the landmarks extra)."""
+    import dataclasses
+
+    from ehead_cli.assets import ASSETS
+    from ehead_cli.avatar.capture import read_capture
+    from ehead_cli.avatar.config import SIZES, FitConfig, NeuralConfig
+    from ehead_cli.avatar.fit import fit_avatar, load_saved_capture
+    from ehead_cli.avatar.folder import USER_LICENCE
+    from ehead_cli.devices import resolve_device
+    from ehead_cli.face import load_face_model
+
+    set_threads(threads)
+    overrides = {k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("lr", lr)) if v is not None}
+    fit_cfg = dataclasses.replace(FitConfig(seed=seed), **overrides).validate()
+    if size not in SIZES:
+        raise ConfigError(f"--size must be one of {', '.join(map(str, SIZES))}, got {size}")
+    neural = NeuralConfig(size=size).validate()
+    dev = resolve_device(device)
+    vgg = vgg or ASSETS["vgg"].configured()
+    lpips = lpips or ASSETS["lpips"].configured()
+    face = load_face_model(flame, device=dev)
+    say = lambda msg: err_console.print(msg, markup=False, highlight=False)  # noqa: E731
+    if resume:
+        capture = load_saved_capture(out)
+        given = sorted(str(Path(v).expanduser().resolve()) for v in videos)
+        if given != sorted(str(Path(p).resolve()) for p, _ in capture.sources):
+            raise ConfigError(f"--resume: {out} was being fitted from other videos "
+                              f"({', '.join(Path(p).name for p, _ in capture.sources)})")
+    else:
+        capture = read_capture(videos, face, neural.size, fit_cfg.crop_scale, fit_cfg.holdout, progress=say)
+    say(f"{capture.n_frames} frames, {len(capture.train_index)} for training, {len(capture.heldout_index)} held out")
+    result = fit_avatar(capture, face, out, neural, fit_cfg, device=dev, vgg=vgg, lpips=lpips, resume=resume,
+                        console=err_console, licence=licence or USER_LICENCE, attribution=attribution)
+    m = result.metrics
+    lp = f", LPIPS {m['lpips']:.3f}" if isinstance(m["lpips"], float) else ""
+    console.print(f"wrote {out}: held-out PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}, mouth PSNR "
+                  f"{m['mouth_psnr']:.2f} dB{lp} ({result.seconds / 60:.1f} min)")
+# --- end of ehead avatar -------------------------------------------------------------------------------------
 
 
 def _terminate(signum, frame) -> None:

@@ -153,3 +153,15 @@ def listener_runs(tmp_path_factory, dyadic_subset) -> Path:
         assert ehead_main("train", *common, "--stage", "lm", "--vq", str(root / "tokens"), "--out",
                           str(root / "lm")) == 0
     return root
+
+@pytest.fixture(scope="session")
+def tiny_avatar(tmp_path_factory):
+    """(AVATAR_DIR, FitResult): a tiny avatar fitted for a few steps on a rendered built-in head
+    (tests/avatar_fixtures.py), shared by the avatar tests."""
+    from avatar_fixtures import TINY, tiny_capture, tiny_fit
+
+    from ehead_cli.avatar.fit import fit_avatar
+    from ehead_cli.face import BuiltinHead
+
+    out = tmp_path_factory.mktemp("avatar") / "person"
+    return out, fit_avatar(tiny_capture(), BuiltinHead(), out, TINY, tiny_fit(steps=30), progress=False)

@@ -19,11 +19,13 @@ import soundfile as sf
 from test_prepare_ingest import nearest_source_frame, write_test_video
 
 from ehead_cli.errors import AssetError, ConfigError, InputError
+from ehead_cli.face import BuiltinHead
 from ehead_cli.io.dataset import load_index, split_for
 from ehead_cli.io.motionfile import load_motion
 from ehead_cli.io.states import load_states
 from ehead_cli.layout import LISTEN, MOTION_FPS, SAMPLE_RATE, SPEAK, n_frames_for
-from ehead_cli.prepare.gagavatar import load_gagavatar_track
+from ehead_cli.prepare.gagavatar import load_gagavatar_track, track_intrinsics
+from ehead_cli.prepare.head_centred import head_centred
 from ehead_cli.prepare.pipeline import assign_ids, prepare
 from ehead_cli.prepare.smoothing import scores_to_states
 
@@ -102,10 +104,16 @@ def test_dataset_contract_and_broken_files_reported_and_skipped(videos, tmp_path
         np.testing.assert_array_equal(load_states(f"{clip}.states.csv", T), motion.states)
         scores = pd.read_csv(f"{clip}.scores.csv")
         assert len(scores) == T and scores["score"].between(0, 1).all()
-    # the 30 fps track was resampled onto 25 fps with the video: frame i holds source frame round(1.2 i)
+    # the 30 fps track was resampled onto 25 fps with the video: frame i holds source frame round(1.2 i),
+    # made head-centred with the tracker's camera stored beside it (docs/formats.md)
     track = load_gagavatar_track(tracks / "talk_30fps")
     motion = load_motion(out / "clips" / "talk_30fps.npz")
-    np.testing.assert_array_equal(motion.motion, track.motion[[nearest_source_frame(i, 30) for i in range(50)]])
+    expected, camera = head_centred(BuiltinHead(), track.shape, track.motion[[nearest_source_frame(i, 30)
+                                                                              for i in range(50)]],
+                                    *track_intrinsics())
+    np.testing.assert_array_equal(motion.motion, expected)
+    np.testing.assert_allclose(motion.camera.pose, camera.pose, atol=1e-6)
+    assert motion.camera.focal == pytest.approx(camera.focal) and abs(camera.pose[2][3] + 1.8) < 1e-3  # 1.8 m away
     np.testing.assert_array_equal(motion.shape, track.shape)
 
     index = load_index(out)  # what `ehead train --data` reads

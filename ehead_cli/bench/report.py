@@ -13,6 +13,8 @@ _TABLES = (
      (("steps", "{steps}"), ("p50 (ms)", "{p50_ms:.1f}"), ("p95 (ms)", "{p95_ms:.1f}"))),
     ("built-in renderer (frames/s)", "render",
      (("batch", "{batch}"), ("size", "{size} px"), ("frames/s", "{render_fps:,.0f}"))),
+    ("neural avatar renderer (frames/s)", "avatar",
+     (("batch", "{batch}"), ("size", "{size} px"), ("frames/s", "{avatar_fps:,.1f}"))),
     ("end to end: audio -> motion -> rendered MP4 with audio, one stream", "end_to_end",
      (("steps", "{steps}"), ("size", "{size} px"), ("frames/s", "{end_to_end_fps:.1f}"),
       ("x real time", "{realtime_factor:.2f}"))),
@@ -28,7 +30,7 @@ def print_bench(result: dict[str, Any], console) -> None:
                   f"threads {env['threads']}, compile {env['compile']}, preset {env['preset']}, "
                   f"audio encoder {env['audio_encoder']}, load average {env['load_average_before']}")
     for title, key, columns in _TABLES:
-        if not res[key]:
+        if not res.get(key):
             continue
         t = Table(title=title)
         for heading, _ in columns:

@@ -8,7 +8,9 @@ as the median over repetitions:
 * latency: one stream's 100-frame window, audio encoding included, p50 and p95 in milliseconds;
 * renderer: frames/s of the built-in rasteriser on the built-in head at ``size`` px, batched;
 * end to end: one stream of ``seconds`` of audio -> motion -> rendered frames -> an MP4 file with
-  the audio (H.264 + AAC), frames/s of the whole job.
+  the audio (H.264 + AAC), frames/s of the whole job;
+* with ``--avatar AVATAR_DIR``: the neural avatar renderer's frames/s per batch size, and the end-to-
+  end job rendered by it (the avatar's identity and reference frame as the generation's reference).
 
 Weights are random (speed does not depend on them). ``--audio-encoder hubert`` builds HuBERT base,
 the mHuBERT-147 architecture, with random weights; ``mel`` swaps the preset's encoder for the
@@ -61,6 +63,7 @@ class BenchConfig:
     warmup: int = 3
     threads: int | None = None
     render_batch_sizes: tuple[int, ...] = field(default=(1, 16))
+    avatar: str | None = None  # an avatar folder: time its renderer and the job rendered by it
 
 
 def device_name(device: torch.device) -> str:
@@ -89,6 +92,8 @@ def device_slug(info: dict[str, Any]) -> str:
         base += f"-{info['dtype']}"
     if info.get("compile"):
         base += "-compile"
+    if info.get("avatar"):
+        base += "-avatar"
     return f"{kind}-{base}"[:80]
 
 
@@ -180,15 +185,26 @@ def end_to_end_row(cfg: BenchConfig, gen, steps: int) -> dict[str, Any]:
     audio = (rng.normal(size=n) * 0.1).astype(np.float32)
     T = -(-n // SAMPLES_PER_FRAME)
     states = np.where((np.arange(T) // 50) % 2 == 0, 1, -1).astype(np.int8)
-    renderer = Renderer(load_face_model(None, device=gen.device), size=cfg.size)
+    person = _avatar(cfg, gen.device)
+    renderer = person.renderer if person else Renderer(load_face_model(None, device=gen.device), size=cfg.size)
     with tempfile.TemporaryDirectory() as tmp:
         def job() -> None:
-            m = gen.generate(audio, states)
+            m = gen.generate(audio, states, person)
             write_mp4(Path(tmp) / "bench.mp4", renderer.iter_frames(m.shape, m.motion), audio)
 
         times = time_calls(job, gen.device, max(1, cfg.repeats // 5), 1)
-    return {"steps": steps, "size": cfg.size, "seconds_of_audio": cfg.seconds,
+    return {"steps": steps, "size": person.renderer.size if person else cfg.size, "seconds_of_audio": cfg.seconds,
+            "renderer": "avatar" if person else "mesh",
             "end_to_end_fps": T / float(np.median(times)), "realtime_factor": cfg.seconds / float(np.median(times))}
+
+
+def _avatar(cfg: BenchConfig, device: torch.device):
+    """The ``generate.Avatar`` of ``--avatar`` (with its neural renderer), or None."""
+    if not cfg.avatar:
+        return None
+    from ehead_cli.avatar.identity import Avatar
+
+    return Avatar.load(cfg.avatar, device=device)
 
 
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -203,10 +219,11 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         "ehead": __version__, "torch": torch.__version__, "python": platform.python_version(),
         "device_type": device.type, "device_name": device_name(device), "threads": torch.get_num_threads(),
         "dtype": cfg.dtype, "compile": cfg.compile, "preset": cfg.preset, "audio_encoder": cfg.audio_encoder,
+        "avatar": cfg.avatar,
         "load_average_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    results: dict[str, Any] = {"motion": [], "latency": [], "render": [], "end_to_end": []}
+    results: dict[str, Any] = {"motion": [], "latency": [], "render": [], "avatar": [], "end_to_end": []}
     gen = build_generator(cfg, cfg.steps[0])  # one model; only the number of Euler steps changes
     for steps in cfg.steps:
         say(f"motion, {steps} step(s)")
@@ -219,6 +236,11 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     if cfg.render:
         say("renderer")
         results["render"] = render_rows(cfg, device)
+    if cfg.avatar:
+        from ehead_cli.avatar.rendering import time_avatar
+
+        say("avatar renderer")
+        results["avatar"] = time_avatar(_avatar(cfg, device).renderer, cfg.render_batch_sizes, repeats=cfg.repeats)
     info["load_average_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     model_cfg = gen.cfg  # the same model for every step count
     return {"settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},

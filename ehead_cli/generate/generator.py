@@ -8,7 +8,10 @@ A clip of N frames is generated in windows of T = 100 frames, in order. Window k
   speaks), and their generated motion is dropped;
 * history: the previous 75 generated frames, normalised; before the first frame the history is
   padded with the reference frame in the listening state (the history padding rule of
-  ``ehead_cli.model.windows``, which training uses too);
+  ``ehead_cli.model.windows``, which training uses too); the normalised reference is clipped to
+  +-REFERENCE_CLIP standard deviations of the training set, so a reference from other data (a tracked
+  real person on a model trained on synthetic motion, whose unused dimensions have the floor std 1e-3)
+  stays in the range the model knows instead of sending it thousands of deviations away;
 * noise: x0 ~ N(0, I) from a generator seeded by (seed, k), so a job's result does not depend on
   which other jobs share its batch;
 * sampling: N Euler steps (default 4) of the rectified flow from t = 0 to 1, the per-window
@@ -47,6 +50,7 @@ from ehead_cli.model.windows import WindowBatch, initial_history, window_audio, 
 
 DEFAULT_CHECKPOINT = "ehead-small-mel"  # under models/: the shipped demo checkpoint
 DEFAULT_STEPS = 4
+REFERENCE_CLIP = 3.0  # standard deviations; see the module docstring
 
 
 def default_checkpoint() -> Path:
@@ -157,7 +161,8 @@ class Generator:
         magnitude = self.magnitude if magnitude is None else checks.magnitude(magnitude)
         avatar = avatar or Avatar()
         ref = (torch.zeros(MOTION_DIM) if avatar.reference is None
-               else self.model.stats.normalize(torch.as_tensor(avatar.reference, dtype=torch.float32)))
+               else self.model.stats.normalize(torch.as_tensor(avatar.reference, dtype=torch.float32))
+               .clamp(-REFERENCE_CLIP, REFERENCE_CLIP))
         hist, hist_states = initial_history(ref, self.cfg.history_frames)
         return Job(audio, states, avatar, int(seed), magnitude, len(states), ref, hist, hist_states)
 

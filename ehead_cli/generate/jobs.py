@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ehead_cli.avatar.identity import Avatar
+from ehead_cli.avatar.rendering import avatar_checkpoint_mismatch, renderer_for
 from ehead_cli.errors import EheadError, InputError
 from ehead_cli.generate.auto_states import AUTO, auto_states
 from ehead_cli.generate.generator import Generator
@@ -149,8 +150,9 @@ def two_stream_job(user: Path, agent: Path, segments: Path | None, out_dir: Path
     return job
 
 
-def load_job(job: FileJob) -> None:
-    """Read and validate a job's inputs; on failure set ``job.error`` (one line)."""
+def load_job(job: FileJob, device="cpu", flame=None) -> None:
+    """Read and validate a job's inputs; on failure set ``job.error`` (one line). ``device`` and
+    ``flame`` are where an avatar folder's neural renderer runs and the FLAME file it may need."""
     try:
         if job.audio is None:
             job.audio = load_audio(job.audio_path)
@@ -159,7 +161,7 @@ def load_job(job: FileJob) -> None:
             else:
                 job.states = load_states(job.states_path, n_frames_for(len(job.audio)),
                                          len(job.audio) / SAMPLE_RATE)
-        job.avatar = Avatar.load(job.avatar_path) if job.avatar_path else None
+        job.avatar = Avatar.load(job.avatar_path, device=device, flame=flame) if job.avatar_path else None
         job.out.parent.mkdir(parents=True, exist_ok=True)
         probe = job.out.parent / f".ehead-write-test-{job.out.name}"
         probe.touch()
@@ -173,6 +175,9 @@ def load_job(job: FileJob) -> None:
 def write_outputs(job: FileJob, motion: Motion, renderer, video: bool) -> None:
     """NPZ (and MP4 with the job's audio) for one job; each file atomic."""
     npz = job.out.with_suffix(".npz")
+    if job.avatar is not None and job.avatar.camera is not None:
+        motion.camera = job.avatar.camera  # `ehead render` of the NPZ frames it the same way
+    renderer = renderer_for(job.avatar, renderer)
     save_motion(npz, motion)
     job.outputs.append(npz)
     if "states" in job.extra_outputs:
@@ -188,12 +193,14 @@ def write_outputs(job: FileJob, motion: Motion, renderer, video: bool) -> None:
 
 
 def run_jobs(generator: Generator, jobs: list[FileJob], seed: int = 0, renderer=None, video: bool = True,
-             console=None) -> list[FileJob]:
+             console=None, flame=None) -> list[FileJob]:
     """Validate, generate (batched) and write every job; bad jobs keep their ``error``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     for j in jobs:
-        load_job(j)
+        load_job(j, generator.device, flame)
+        if j.error is None and j.avatar is not None:
+            j.error = avatar_checkpoint_mismatch(j.avatar, j.avatar_path, generator)
     seen: dict[Path, str] = {}
     for j in jobs:
         if j.error is None:

@@ -17,6 +17,7 @@ clips and clips whose lengths disagree are reported by name and left out (``load
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,19 @@ def find_audio(folder: Path, clip_id: str) -> Path | None:
         if p.is_file():
             return p
     return None
+
+
+def face_model_of(root: str | Path) -> str:
+    """The face model a dataset's motion is for: its prepared clips' ``settings.face`` (the
+    ``clips/<id>.json`` that ``ehead prepare`` writes: "builtin" or "flame"); "builtin" for a folder
+    without prepared clips (the synthetic sample data)."""
+    faces = set()
+    for p in clips_dir(root).glob("*.json"):
+        try:
+            faces.add(json.loads(p.read_text()).get("settings", {}).get("face"))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return "flame" if "flame" in faces else "builtin"
 
 
 def is_dataset(root: str | Path) -> bool:

@@ -22,8 +22,13 @@ LICENCE = "Apache-2.0 (this project); trained on the project's synthetic sample_
 
 
 def build_manifest(models: Path) -> dict:
+    """Entries of every shipped file, except those of a folder with its own MANIFEST.json (an avatar
+    folder: it is checked against its own manifest, with its own licence notes)."""
     files = {}
+    own = {m.parent for m in models.rglob(MANIFEST_NAME) if m.parent != models}
     for p in sorted(models.rglob("*")):
+        if own.intersection(p.parents):
+            continue
         if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".") and p.suffix in SHIPPED_SUFFIXES:
             files[p.relative_to(models).as_posix()] = {"size": p.stat().st_size, "sha256": sha256_file(p),
                                                       "licence": LICENCE}

@@ -1,4 +1,10 @@
-"""Motion NPZ files: ``motion`` (T, 115) float32, ``shape`` (300,) float32, ``states`` (T,) int8, ``fps``.
+"""Motion NPZ files: ``motion`` (T, 115) float32, ``shape`` (300,) float32, ``states`` (T,) int8, ``fps``,
+and, for a clip that comes from a video, its camera (``camera_pose`` (4, 4), ``camera_intrinsics`` (5,);
+``ehead_cli.render.clip_camera``).
+
+Motion is head-centred (docs/formats.md): ROT/TRANS move the head about its rest pose.
+``check_head_centred`` turns a file far outside that convention (a camera-space track from an older
+``ehead prepare``: TRANS z ~ -1.2 m) into a one-line error before it is used as a reference or rendered.
 
 The reader checks keys, shapes, dtypes and finiteness and names the file in every error; the
 writer is atomic (temp file in the same folder, then rename).
@@ -14,9 +20,13 @@ import numpy as np
 
 from ehead_cli.errors import InputError, first_line
 from ehead_cli.io.atomic import atomic_path
-from ehead_cli.layout import LISTEN, MOTION_DIM, MOTION_FPS, N_SHAPE, SPEAK
+from ehead_cli.layout import LISTEN, MOTION_DIM, MOTION_FPS, N_SHAPE, ROT, SPEAK, TRANS
+from ehead_cli.render.clip_camera import INTRINSICS_KEY, POSE_KEY, ClipCamera
 
 REQUIRED_KEYS = ("motion", "shape", "states", "fps")
+# Head-centred motion stays near its rest pose; beyond these a file is in another convention.
+MAX_TRANS_M = 0.3  # metres from the rest position
+MAX_ROT_RAD = 1.6  # about 90 degrees from the rest orientation
 
 
 @dataclass
@@ -27,6 +37,7 @@ class Motion:
     shape: np.ndarray
     states: np.ndarray
     fps: float = MOTION_FPS
+    camera: ClipCamera | None = None  # the video's camera, for clips that come from one
 
     def __post_init__(self) -> None:
         self.motion = np.asarray(self.motion, dtype=np.float32)
@@ -58,8 +69,9 @@ class Motion:
 def save_motion(path: str | Path, m: Motion) -> None:
     """Validate and write ``m`` to ``path`` (compressed .npz), atomically."""
     m.validate(str(path))
+    camera = m.camera.to_arrays() if m.camera is not None else {}
     with atomic_path(path) as tmp:
-        np.savez_compressed(tmp, motion=m.motion, shape=m.shape, states=m.states, fps=np.float32(m.fps))
+        np.savez_compressed(tmp, motion=m.motion, shape=m.shape, states=m.states, fps=np.float32(m.fps), **camera)
 
 
 def read_arrays(path: str | Path, what: str = "motion file") -> dict[str, np.ndarray]:
@@ -95,11 +107,32 @@ def load_motion(path: str | Path) -> Motion:
     if missing:
         raise InputError(f"{path}: missing key(s) {', '.join(missing)} (need {', '.join(REQUIRED_KEYS)})")
     data = {k: arrays[k] for k in REQUIRED_KEYS}
+    cam = {k: arrays[k] for k in (POSE_KEY, INTRINSICS_KEY) if k in arrays}
     for key, kinds in (("motion", "f"), ("shape", "f"), ("states", "iu"), ("fps", "fiu")):
         if data[key].dtype.kind not in kinds:
             raise InputError(f"{path}: '{key}' has dtype {data[key].dtype}, expected "
                              f"{'float' if kinds == 'f' else 'integer' if kinds == 'iu' else 'a number'}")
     if data["fps"].size != 1:
         raise InputError(f"{path}: 'fps' must be a scalar")
-    m = Motion(data["motion"], data["shape"], data["states"], float(data["fps"]))
+    camera = None
+    if cam:
+        try:
+            camera = ClipCamera.from_arrays(cam[POSE_KEY], cam[INTRINSICS_KEY])
+        except (KeyError, ValueError, TypeError) as err:
+            raise InputError(f"{path}: invalid camera ({POSE_KEY} (4, 4) and {INTRINSICS_KEY} (5,) go together; "
+                             f"{err})") from None
+    m = Motion(data["motion"], data["shape"], data["states"], float(data["fps"]), camera)
     return m.validate(str(path))
+
+
+def check_head_centred(motion: np.ndarray, source: str) -> None:
+    """InputError (one line) when (T, 115) ``motion`` is far outside the head-centred convention."""
+    motion = np.asarray(motion)
+    trans = np.linalg.norm(motion[:, TRANS], axis=-1)
+    rot = np.linalg.norm(motion[:, ROT], axis=-1)
+    for what, values, limit, unit in (("translation", trans, MAX_TRANS_M, "m"), ("rotation", rot, MAX_ROT_RAD, "rad")):
+        if len(values) and float(values.max()) > limit:
+            t = int(values.argmax())
+            raise InputError(f"{source}: head {what} reaches {values[t]:.2f} {unit} at frame {t}, beyond the "
+                             f"head-centred convention's {limit} {unit} (docs/formats.md); a clip prepared by "
+                             f"ehead before the convention holds camera-space poses: prepare it again")

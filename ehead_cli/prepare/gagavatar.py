@@ -31,6 +31,10 @@ Conversion to our layout (FLAME convention, y up, the face looking toward +z):
   tracker's exactly, a non-zero global pose included. Without it the vertices are off by
   (M - I) J0, which grows with the turn angle and the root joint's distance from the origin.
 * shape <- the per-coefficient median of shapecode over the clip's frames.
+
+This is the tracker's camera space; ``ehead prepare`` then makes it head-centred with
+``prepare.head_centred`` and stores the tracker's camera (``track_intrinsics``: its square
+``TRACK_IMAGE_SIZE`` crops seen with the NDC focal length ``FOCAL_NDC``) next to the motion.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from ehead_cli.layout import EXPR, EYES, JAW, MOTION_DIM, N_EXPR, N_SHAPE, ROT, 
 
 VERTS_SCALE = 5.0  # GAGAvatar_track multiplies FLAME vertices (metres) by this
 FOCAL_NDC = 12.0  # its camera focal length, in NDC units (for a renderer that wants the same view)
+TRACK_IMAGE_SIZE = 512  # pixels: the square face crops the tracker fits (its default image size)
 P3D_TO_OURS = np.diag([-1.0, 1.0, -1.0])  # PyTorch3D view frame -> ours (x right, y up, z to viewer)
 TRACK_FILES = ("smoothed.pkl", "optim.pkl")  # in a tracker output folder, smoothed preferred
 FIELDS: dict[str, tuple[int, ...]] = {
@@ -185,6 +190,12 @@ def gagavatar_to_motion(frames: Mapping[str, Mapping[str, np.ndarray]], source: 
         keys=keys,
         frame_index=np.array([frame_number(k) for k in keys], dtype=np.int64),
     )
+
+
+def track_intrinsics(size: int = TRACK_IMAGE_SIZE) -> tuple[float, float, float, int, int]:
+    """(focal, cx, cy, height, width) in pixels of the tracker's camera on its square crops:
+    PyTorch3D's NDC focal length covers half the image side per unit."""
+    return FOCAL_NDC * size / 2, size / 2, size / 2, size, size
 
 
 def _field(frame: Mapping[str, np.ndarray], name: str, key: str, source: str) -> np.ndarray:

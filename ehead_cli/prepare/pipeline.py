@@ -8,7 +8,9 @@ Per input video (any container PyAV reads), in a worker:
    ``"gagavatar"``: import ``<gagavatar_track>/<video stem>/`` from the GAGAvatar tracker);
 3. label listening/speaking (``states="vad"``: Silero VAD gated by the tracked mouth motion;
    ``"talknet"``: TalkNet-ASD on the demo's face crops, boxes from the landmarks);
-4. write ``clips/<id>.flac``, ``clips/<id>.npz`` (motion, shape, states), ``clips/<id>.states.csv``
+4. convert the camera-space track to head-centred motion plus the clip's camera
+   (``head_centred``; docs/formats.md);
+5. write ``clips/<id>.flac``, ``clips/<id>.npz`` (motion, shape, states, camera), ``clips/<id>.states.csv``
    (``frame,state``), ``clips/<id>.scores.csv`` (the continuous score and its parts) and, last,
    ``clips/<id>.json`` (source, settings, summary), each atomically.
 
@@ -50,18 +52,19 @@ from ehead_cli.io.motionfile import Motion, save_motion
 from ehead_cli.io.states import write_states
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SPEAK
 from ehead_cli.prepare import ingest
-from ehead_cli.prepare.gagavatar import load_gagavatar_track
+from ehead_cli.prepare.gagavatar import load_gagavatar_track, track_intrinsics
+from ehead_cli.prepare.head_centred import head_centred
 from ehead_cli.prepare.landmarks import detect_landmarks, face_boxes, require_mediapipe
 from ehead_cli.prepare.smoothing import scores_to_states
 from ehead_cli.prepare.talknet import load_talknet, resolve_talknet_path, talknet_face_crops, talknet_scores, to_grey
-from ehead_cli.prepare.tracker import TrackerConfig, fit_landmarks, lip_gap
+from ehead_cli.prepare.tracker import TrackerConfig, fit_landmarks, focal_px, lip_gap
 from ehead_cli.prepare.vad import silero_weights_path, vad_states
 
 STATES_METHODS = ("vad", "talknet")
 TRACKERS = ("landmarks", "gagavatar")
 MEDIA_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".wmv", ".ts",
                   ".mts", ".m2ts", ".3gp", ".ogv")
-PIPELINE_VERSION = 1  # bump when a change makes earlier outputs stale
+PIPELINE_VERSION = 2  # bump when a change makes earlier outputs stale (2: head-centred motion + camera)
 
 
 @dataclass(frozen=True)
@@ -227,9 +230,13 @@ def prepare_clip(source: Path, clip_id: str, clips_dir: Path, options: PrepareOp
         track = fit_landmarks(face, landmarks, cfg)
         motion, shape, gap = track.motion, track.shape, track.lip_gap_m
         summary["landmark_rmse_px"] = float(np.nanmean(track.rmse_px))
+        H, W = track.image_size
+        intrinsics = (focal_px(H, track.fov_deg), 0.5 * W, 0.5 * H, H, W)
     else:
         motion, shape = _import_gagavatar(source, T, audio.start, options, face, single)
         gap = lip_gap(face, shape, motion)
+        intrinsics = track_intrinsics()
+    motion, camera = head_centred(face, shape, motion, *intrinsics)
 
     if options.states == "vad":
         labels = vad_states(audio.audio, T, gap)
@@ -242,7 +249,7 @@ def prepare_clip(source: Path, clip_id: str, clips_dir: Path, options: PrepareOp
     files = clip_files(clips_dir, clip_id)
     with atomic_path(files["audio"]) as tmp:
         sf.write(str(tmp), np.clip(audio.audio, -1.0, 1.0), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    save_motion(files["motion"], Motion(motion, shape, states, MOTION_FPS))
+    save_motion(files["motion"], Motion(motion, shape, states, MOTION_FPS, camera))
     write_states(files["states"], states, layout="frames")
     with atomic_path(files["scores"]) as tmp:
         scores.round(5).to_csv(tmp, index=False)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ehead_cli.errors import ConfigError, InputError
-from ehead_cli.io.dataset import Clip, load_index
+from ehead_cli.io.dataset import Clip, face_model_of, load_index
 from ehead_cli.model.checkpoint import save_checkpoint
 from ehead_cli.model.config import ModelConfig
 from ehead_cli.model.encoders import FeatureCache
@@ -63,8 +63,10 @@ class Stage1Task:
     plot = (("loss", "expression", "jaw", "rotation"), "Stage-I loss (per frame)")
     collate = staticmethod(WindowBatch.collate)
 
-    def __init__(self, model: EmbodiedHead, train_clips: list[Clip], val_clips: list[Clip], cfg: TrainConfig):
+    def __init__(self, model: EmbodiedHead, train_clips: list[Clip], val_clips: list[Clip], cfg: TrainConfig,
+                 face_model: str = "builtin"):
         self.model = model
+        self.face_model = face_model  # which face model the motion is for (avatar folders check it)
         mc = model.cfg
         cache = FeatureCache() if model.encoder.window_local else None
         self.train_set = WindowDataset(train_clips, model.stats, mc.window, mc.history_frames, model.encoder,
@@ -80,7 +82,7 @@ class Stage1Task:
         return param_groups(self.model, weight_decay)
 
     def save_checkpoint(self, folder: Path, weights: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        save_checkpoint(folder, self.model, state=weights, meta=meta)
+        save_checkpoint(folder, self.model, state=weights, meta={**meta, "face_model": self.face_model})
 
 
 def _console():
@@ -138,7 +140,7 @@ def train(data: str | Path | None, out: str | Path, preset_name: str = "small", 
         stats = fit_stats(train_clips, model_cfg.window)
     model = EmbodiedHead(model_cfg, stats, hubert_path=hubert_path)
     model.to(dev)
-    task = Stage1Task(model, train_clips, index.split("val"), train_cfg)
+    task = Stage1Task(model, train_clips, index.split("val"), train_cfg, face_model_of(data))
     if len(task.train_set) < train_cfg.batch_size:
         factor = task.train_set.repeat_to(train_cfg.batch_size)
         if dd.main:

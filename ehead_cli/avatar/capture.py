@@ -1,0 +1,267 @@
+"""A capture: what ``ehead avatar fit`` learns from, made from videos of one person.
+
+``read_capture`` reuses ``ehead prepare``'s ingest (frame-accurate 25 fps frames) and its landmark
+tracker (MediaPipe landmarks + the face-model fit: built-in head by default, FLAME when given),
+then makes the track head-centred with the clip's camera (``prepare.head_centred``), exactly as
+``ehead prepare`` does. Several videos of one person from one static camera are tracked as one
+sequence (one identity shape, one rest pose, one crop).
+
+Checks, each a one-line InputError before any fitting: a video under ``MIN_SECONDS``; a variable
+frame rate (more than ``VFR_TOLERANT_FRACTION`` of the frame intervals off the median by over
+``VFR_INTERVAL_TOLERANCE``); no face; a face in too few frames; two or more faces (MediaPipe face
+detection on ``FACE_COUNT_SAMPLES`` frames spread over the video); videos of different sizes.
+
+``make_capture`` is the part that needs no detector (the tests build captures from clips rendered
+by the built-in head): the face-centred square crop, fixed for the whole capture (a static camera
+sees a static background; the head's motion stays motion in the crop), its camera, the mouth box
+of each frame and the split by time (the last ``holdout`` of each video held out).
+
+Crop: centred ``CROP_RAISE`` face heights above the median centre of the face model's projected 68
+landmarks (the hair is above them, the neck below), ``crop_scale`` face heights (the median
+landmark height, brows to chin) on a side but no larger than the image, moved inside the image,
+rounded to whole pixels, resampled to the avatar's size with
+antialiased bilinear filtering (PyTorch's ``antialias=True``), pixel centres aligned with the crop
+camera (``ClipCamera.crop``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ehead_cli.errors import InputError, first_line
+from ehead_cli.face.base import FaceModel
+from ehead_cli.layout import MOTION_FPS, N_SHAPE
+from ehead_cli.render.clip_camera import ClipCamera
+
+MIN_SECONDS = 1.0
+VFR_INTERVAL_TOLERANCE = 0.25  # relative deviation of a frame interval from the median
+VFR_TOLERANT_FRACTION = 0.05  # intervals allowed beyond it (a dropped frame here and there)
+MIN_FACE_FRACTION = 0.5  # of the frames must have a tracked face
+FACE_COUNT_SAMPLES = 8
+FACE_SCORE = 0.5  # MediaPipe face detection confidence that counts as a face
+MOUTH = slice(48, 68)  # iBUG outer and inner lips
+MOUTH_CORNERS = (48, 54)
+MOUTH_BOX_SCALE = 1.5  # mouth box side, in mouth widths
+CROP_RAISE = 0.15  # the crop's centre sits this many face heights above the landmarks' centre
+
+
+@dataclass
+class Capture:
+    """frames (T, S, S, 3) uint8 crops; motion (T, 115) float32 head-centred; shape (300,);
+    camera: the crop's camera (S x S); source_camera: the video's; crop (x0, y0, side) in video
+    pixels; found (T,) bool frames with a tracked face; mouth (T, 4) int64 x0, y0, x1, y1 boxes in
+    crop pixels; heldout (T,) bool; sources: (path, frames) per video; rmse_px: landmark error."""
+
+    frames: torch.Tensor
+    motion: np.ndarray
+    shape: np.ndarray
+    camera: ClipCamera
+    source_camera: ClipCamera
+    crop: tuple[int, int, int]
+    found: np.ndarray
+    mouth: np.ndarray
+    heldout: np.ndarray
+    sources: list[tuple[str, int]]
+    rmse_px: float = float("nan")
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def train_index(self) -> np.ndarray:
+        return np.flatnonzero(~self.heldout & self.found)
+
+    @property
+    def heldout_index(self) -> np.ndarray:
+        return np.flatnonzero(self.heldout & self.found)
+
+
+# --- checks on a video ----------------------------------------------------------------------------
+def frame_times(path: Path) -> list[Fraction]:
+    """Sorted presentation times (s) of the video packets of ``path``, from demuxing (no decoding)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"{path}: no video stream (an avatar is fitted from a talking-face video)")
+            stream = container.streams.video[0]
+            times = sorted({Fraction(p.pts) * p.time_base for p in container.demux(stream)
+                            if p.pts is not None and p.time_base is not None})
+    except InputError:
+        raise
+    except Exception as err:  # PyAV raises many error types
+        raise InputError(f"{path}: unreadable media file ({type(err).__name__}: {first_line(err)})") from None
+    return times
+
+
+def check_video(path: Path) -> tuple[Fraction, int, tuple[int, int]]:
+    """(start time, frames at 25 fps, (height, width)) of a video fit for an avatar, or InputError."""
+    times = frame_times(path)
+    if len(times) < 2:
+        raise InputError(f"{path}: the video stream holds {len(times)} frame(s); an avatar needs at least "
+                         f"{MIN_SECONDS:g} s of video")
+    intervals = np.array([float(b - a) for a, b in zip(times, times[1:], strict=False)])
+    median = float(np.median(intervals))
+    duration = float(times[-1] - times[0]) + median
+    if duration < MIN_SECONDS:
+        raise InputError(f"{path}: lasts {duration:.2f} s; an avatar needs at least {MIN_SECONDS:g} s of video")
+    off = np.abs(intervals - median) > VFR_INTERVAL_TOLERANCE * median
+    if off.mean() > VFR_TOLERANT_FRACTION:
+        raise InputError(f"{path}: variable frame rate (frame intervals from {1000 * intervals.min():.0f} to "
+                         f"{1000 * intervals.max():.0f} ms); re-encode it at a constant rate, e.g. "
+                         f"ffmpeg -i IN -vf fps=25 OUT.mp4")
+    return times[0], int(math.floor(duration * MOTION_FPS)), _video_size(path)
+
+
+def _video_size(path: Path) -> tuple[int, int]:
+    import av
+
+    with av.open(str(path)) as container:
+        ctx = container.streams.video[0].codec_context
+        return int(ctx.height), int(ctx.width)
+
+
+def count_faces(frames: np.ndarray) -> np.ndarray:
+    """(K,) number of faces MediaPipe face detection (full range) finds in each (K, H, W, 3) frame."""
+    from ehead_cli.prepare.landmarks import quiet_native_logs, require_mediapipe
+
+    require_mediapipe()
+    from mediapipe.python.solutions import face_detection
+
+    counts = []
+    with quiet_native_logs(), face_detection.FaceDetection(model_selection=1,
+                                                          min_detection_confidence=FACE_SCORE) as detector:
+        for frame in frames:
+            result = detector.process(np.ascontiguousarray(frame))
+            counts.append(len(result.detections or []))
+    return np.array(counts)
+
+
+# --- the capture --------------------------------------------------------------------------------------
+def read_capture(videos: list[str | os.PathLike], face: FaceModel, size: int, crop_scale: float,
+                 holdout: float, progress=None) -> Capture:
+    """Videos of one person -> a Capture (module docstring). ``progress(message)`` reports stages."""
+    from ehead_cli.prepare.head_centred import head_centred
+    from ehead_cli.prepare.ingest import read_video_frames
+    from ehead_cli.prepare.landmarks import FaceLandmarks, detect_landmarks, require_mediapipe
+    from ehead_cli.prepare.tracker import TrackerConfig, fit_landmarks, focal_px
+
+    say = progress or (lambda _msg: None)
+    paths = [Path(v).expanduser() for v in videos]
+    for p in paths:
+        if not p.is_file():
+            raise InputError(f"{p}: video not found (VIDEO)")
+    checked = [check_video(p) for p in paths]
+    sizes = {c[2] for c in checked}
+    if len(sizes) > 1:
+        raise InputError(f"the videos have different sizes ({', '.join(f'{w}x{h}' for h, w in sorted(sizes))}); "
+                         f"an avatar is fitted from one static camera")
+    require_mediapipe()
+    frames, marks, sources = [], [], []
+    for p, (start, n, _) in zip(paths, checked, strict=True):
+        say(f"reading {p.name}")
+        video = read_video_frames(p, n, start)  # (n, H, W, 3) uint8 at 25 fps
+        counts = count_faces(video[np.linspace(0, n - 1, min(n, FACE_COUNT_SAMPLES)).round().astype(int)])
+        if (counts == 0).all():
+            raise InputError(f"{p}: no face found in the video")
+        if (counts >= 2).mean() >= 0.5:
+            raise InputError(f"{p}: {int(np.median(counts[counts >= 2]))} faces in the video; an avatar is "
+                             f"fitted from videos of one person alone")
+        say(f"landmarks {p.name}")
+        lm = detect_landmarks(video)
+        if lm.found.mean() < MIN_FACE_FRACTION:
+            raise InputError(f"{p}: a face was tracked in only {100 * lm.found.mean():.0f}% of the frames "
+                             f"(need {100 * MIN_FACE_FRACTION:.0f}%)")
+        frames.append(video)
+        marks.append(lm)
+        sources.append((str(p), n))
+    H, W = sizes.pop()
+    joined = FaceLandmarks(np.concatenate([m.points for m in marks]), np.concatenate([m.found for m in marks]),
+                           np.concatenate([m.iris for m in marks]), (H, W))
+    say("fitting the face model")
+    track = fit_landmarks(face, joined, TrackerConfig())
+    motion, camera = head_centred(face, track.shape, track.motion, focal_px(H, track.fov_deg), 0.5 * W, 0.5 * H, H, W)
+    capture = make_capture(np.concatenate(frames), motion, track.shape, camera, joined.found, face, size, crop_scale,
+                           holdout, [n for _, n in sources])
+    capture.sources = sources
+    capture.rmse_px = float(np.nanmean(track.rmse_px))
+    return capture
+
+
+@torch.no_grad()
+def make_capture(frames: np.ndarray, motion: np.ndarray, shape: np.ndarray, camera: ClipCamera, found: np.ndarray,
+                 face: FaceModel, size: int, crop_scale: float, holdout: float,
+                 lengths: list[int] | None = None) -> Capture:
+    """Crop, cameras, mouth boxes and the split of (T, H, W, 3) frames with their head-centred
+    motion, identity and video camera (module docstring). ``lengths``: frames per video."""
+    T = len(frames)
+    lengths = lengths or [T]
+    if sum(lengths) != T or min(lengths) < 2:
+        raise ValueError(f"video lengths {lengths} do not add up to {T} frames of at least 2 each")
+    landmarks = _projected_landmarks(face, shape, motion, camera)  # (T, 68, 2) video pixels
+    ok = np.asarray(found, bool)
+    box_lo, box_hi = landmarks.min(1), landmarks.max(1)  # (T, 2)
+    centre = np.median(((box_lo + box_hi) / 2)[ok], axis=0)
+    height = float(np.median((box_hi - box_lo)[ok, 1]))
+    H, W = frames.shape[1:3]
+    side = max(8, min(int(round(crop_scale * height)), H, W))
+    # the landmarks span brows to chin: move up to take in the hair, and stay inside the image
+    x0 = int(np.clip(round(centre[0] - side / 2), 0, W - side))
+    y0 = int(np.clip(round(centre[1] - CROP_RAISE * height - side / 2), 0, H - side))
+    crop_camera = camera.crop(x0, y0, side, size)
+    crops = crop_frames(frames, x0, y0, side, size)
+    mouth_px = _projected_landmarks(face, shape, motion, crop_camera)[:, MOUTH]  # (T, 20, 2) crop pixels
+    width = np.linalg.norm(mouth_px[:, 0] - mouth_px[:, MOUTH_CORNERS[1] - MOUTH.start], axis=-1)
+    half = MOUTH_BOX_SCALE * float(np.median(width[ok])) / 2
+    mc = mouth_px.mean(1)
+    mouth = np.stack([mc[:, 0] - half, mc[:, 1] - half, mc[:, 0] + half, mc[:, 1] + half], -1)
+    mouth = np.clip(np.round(mouth), 0, size).astype(np.int64)
+    heldout = np.zeros(T, bool)
+    start = 0
+    for n in lengths:
+        k = max(1, math.ceil(holdout * n))  # the last 10 % of each video, by time
+        heldout[start + n - k: start + n] = True
+        start += n
+    return Capture(crops, np.asarray(motion, np.float32), np.asarray(shape, np.float32)[:N_SHAPE], crop_camera,
+                   camera, (x0, y0, side), ok, mouth, heldout, [("<frames>", n) for n in lengths])
+
+
+def crop_frames(frames: np.ndarray, x0: int, y0: int, side: int, size: int, batch: int = 64) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (T, size, size, 3) uint8 of the square [x0, x0 + side) x [y0, y0 + side)
+    (edge pixels replicated where it reaches outside the image), antialiased bilinear resampling."""
+    T, H, W, _ = frames.shape
+    out = torch.empty(T, size, size, 3, dtype=torch.uint8)
+    pad = (max(0, -x0), max(0, x0 + side - W), max(0, -y0), max(0, y0 + side - H))
+    for a in range(0, T, batch):
+        x = torch.from_numpy(np.ascontiguousarray(frames[a:a + batch])).permute(0, 3, 1, 2).float()
+        if any(pad):
+            x = F.pad(x, pad, mode="replicate")
+        x = x[:, :, y0 + pad[2]: y0 + pad[2] + side, x0 + pad[0]: x0 + pad[0] + side]
+        if side != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        out[a:a + batch] = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return out
+
+
+def _projected_landmarks(face: FaceModel, shape: np.ndarray, motion: np.ndarray, camera: ClipCamera,
+                         batch: int = 256) -> np.ndarray:
+    """(T, 68, 2) pixels of the face model's landmarks of each frame, seen by ``camera``."""
+    like = face.vertex_colors
+    s = torch.as_tensor(np.asarray(shape, np.float32)[:N_SHAPE], dtype=like.dtype, device=like.device)
+    out = []
+    for a in range(0, len(motion), batch):
+        m = torch.as_tensor(np.asarray(motion[a:a + batch], np.float32), dtype=like.dtype, device=like.device)
+        lmk = face.landmarks(face(s, m))  # (t, 68, 3)
+        px = camera.project_channels(lmk.reshape(-1, 3).T.double(), camera.height, camera.width)[:2]
+        out.append(px.T.reshape(-1, 68, 2).cpu().numpy())
+    return np.concatenate(out)
