@@ -33,7 +33,8 @@ class Asset:
 ASSETS: dict[str, Asset] = {a.key: a for a in [
     Asset("flame", "FLAME 2020/2023 head model (generic_model.pkl / flame2023.pkl, or a folder)", "--flame",
           "EHEAD_FLAME", "FLAME licence: register and download at flame.is.tue.mpg.de; not redistributable",
-          "face model for rendering, metrics and tracking", ("generate", "render", "eval", "prepare", "export")),
+          "face model for rendering, metrics and tracking", ("generate", "render", "eval", "prepare", "export",
+                                                               "train")),
     Asset("flame_landmarks", "FLAME 68-point landmark embedding (DECA landmark_embedding.npy)", "--flame-landmarks",
           "EHEAD_FLAME_LANDMARKS", "ships with DECA/EMOCA assets under the FLAME licence",
           "MOD metric and landmark tracking on FLAME", ("eval", "prepare")),
@@ -46,7 +47,7 @@ ASSETS: dict[str, Asset] = {a.key: a for a in [
           "MIT code; weights from the TalkNet-ASD release", "listening/speaking labels in `ehead prepare`",
           ("prepare",)),
     Asset("vgg", "VGG16 backbone weights (torchvision layout state dict)", "--vgg", "EHEAD_VGG",
-          "BSD (torchvision) / CC BY 4.0 (VGG)", "LPIPS metric", ("eval",)),
+          "BSD (torchvision) / CC BY 4.0 (VGG)", "LPIPS metric; Stage II's perceptual loss", ("eval", "train")),
     Asset("lpips", "LPIPS v0.1 linear layers for VGG (vgg.pth of the lpips package)", "--lpips", "EHEAD_LPIPS",
           "BSD-2 (richzhang/PerceptualSimilarity)", "LPIPS metric", ("eval",)),
     Asset("speechtokenizer", "SpeechTokenizer folder (config.json + SpeechTokenizer.pt)", "--speech-tokenizer",

@@ -188,8 +188,20 @@ def train(
     threads: Threads = None,
     family: Family = None,
     stage: Annotated[str | None, typer.Option(
-        help="EmbodiedHead: 1 (Stage I, the default). Listener (required): vq (the VQ-VAE), tokens (the token "
-        "codebooks alone, optional) or lm (codebooks + the language model).")] = None,
+        help="EmbodiedHead: 1 (Stage I, the default) or 2 (Stage II: image-domain refinement of an --init run "
+        "with its renderer). Listener (required): vq (the VQ-VAE), tokens (the token codebooks alone, optional) "
+        "or lm (codebooks + the language model).")] = None,
+    init: Annotated[Path | None, typer.Option(
+        help="--stage 2: the Stage-I run folder (or checkpoint folder) to refine.")] = None,
+    avatar: Annotated[list[str] | None, typer.Option(
+        metavar="AVATAR_DIR|builtin", help="--stage 2: the renderer trained with the DiT: an avatar folder (ehead "
+        "avatar fit; repeat for several people, each rendering the clips of its video) or builtin (the mesh "
+        "renderer).")] = None,
+    vgg: Annotated[str | None, typer.Option(
+        help="--stage 2: VGG16 weights (torchvision layout) for the perceptual loss (or EHEAD_VGG); without them "
+        "1 - MS-SSIM stands in for it.")] = None,
+    flame: Annotated[str | None, typer.Option(
+        help="--stage 2: FLAME (or EHEAD_FLAME), for data and avatars on FLAME.")] = None,
     vq: Annotated[Path | None, typer.Option(
         help="Listener --stage lm / tokens: the stage-vq run folder (or a listener checkpoint) to build on.")] = None,
     lm: Annotated[str | None, typer.Option(
@@ -198,8 +210,9 @@ def train(
     speech_tokenizer: SpeechTokenizer = None,
     emoca: Emoca = None,
 ) -> None:
-    """Train: EmbodiedHead's Stage I (coefficient-space flow matching), or with --family listener one stage of
-    the listener. Use torchrun for many GPUs."""
+    """Train: EmbodiedHead's Stage I (coefficient-space flow matching) or Stage II (--stage 2: joint image-domain
+    refinement of the DiT and the renderer), or with --family listener one stage of the listener. Use torchrun for
+    many GPUs."""
     from ehead_cli.train.stage1 import train as run_train
 
     record = None
@@ -211,12 +224,22 @@ def train(
     if family is not None and record is not None and family != run_family:
         raise ConfigError(f"--resume {resume} is a {run_family} run; leave out --family {family}")
     if (family or run_family) == "listener":
+        _refuse(_given(ctx, "init", "avatar", "vgg", "flame"), "applies to --family embodiedhead --stage 2")
         _train_listener(ctx, data, out, preset, config, batch_size, seed, workers, resume, record, device, compile,
                         threads, stage, vq, lm, speech_tokenizer, emoca)
         return
-    if stage not in (None, "1"):
-        raise ConfigError(f"--stage {stage} is a listener stage: add --family listener (EmbodiedHead trains --stage 1)")
+    if stage not in (None, "1", "2"):
+        raise ConfigError(f"--stage {stage} is a listener stage: add --family listener (EmbodiedHead trains --stage 1 "
+                          "or 2)")
     _refuse(_given(ctx, "vq", "lm", "speech_tokenizer", "emoca"), "applies to --family listener")
+    run_stage = str(record.get("stage", 1)) if record is not None else (stage or "1")
+    if record is not None and stage is not None and stage != run_stage:
+        raise ConfigError(f"--resume {resume} is a stage-{run_stage} run; leave out --stage {stage}")
+    if run_stage == "2":
+        _train_stage2(ctx, data, out, preset, config, steps, batch_size, lr, seed, workers, resume, device, compile,
+                      audio_encoder, threads, init, avatar, vgg, flame)
+        return
+    _refuse(_given(ctx, "init", "avatar", "vgg", "flame"), "applies to --stage 2")
     if resume is None and (data is None or out is None):
         raise ConfigError("ehead train needs --data DIR and --out RUN_DIR (or --resume RUN_DIR)")
     set_threads(threads)
@@ -232,6 +255,30 @@ def train(
                     hubert_path=audio_encoder, command=" ".join(["ehead", *sys.argv[1:]]))
     if int(os.environ.get("RANK", "0")) == 0:
         console.print(f"checkpoint: {run / 'checkpoint'}   metrics: {run / 'metrics.csv'}")
+
+
+def _train_stage2(ctx, data, out, preset, config, steps, batch_size, lr, seed, workers, resume, device, compile,
+                  audio_encoder, threads, init, avatar, vgg, flame) -> None:
+    """``ehead train --stage 2``: Stage II (ehead_cli.train.stage2)."""
+    from ehead_cli.assets import ASSETS
+    from ehead_cli.train.stage2 import train as run_stage2
+
+    if resume is not None:
+        _refuse(_given(ctx, "preset", "config", "seed", "batch_size", "lr", "init", "avatar"),
+                "cannot change a Stage-II run being resumed; only --steps, --workers, --device, --threads")
+    elif data is None or out is None or init is None or not avatar:
+        raise ConfigError("ehead train --stage 2 needs --init RUN_DIR, --avatar AVATAR_DIR|builtin, --data DATASET "
+                          "(with frames) and --out RUN2 (or --resume RUN2)")
+    set_threads(threads)
+    _note_interruption(lambda: None)  # the training loop says where the state is saved
+    overrides = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "workers": workers,
+                 "compile": True if compile else None}
+    run = run_stage2(data, resume or out, init, avatar, preset if _given(ctx, "preset") else None, config, overrides,
+                     resume=resume is not None, device=device, hubert_path=audio_encoder,
+                     vgg=vgg or ASSETS["vgg"].configured(), flame=flame,
+                     command=" ".join(["ehead", *sys.argv[1:]]))
+    if int(os.environ.get("RANK", "0")) == 0:
+        console.print(f"checkpoint (DiT + renderer): {run / 'checkpoint'}   metrics: {run / 'metrics.csv'}")
 
 
 LISTENER_STAGES = ("vq", "tokens", "lm")
@@ -372,6 +419,13 @@ def generate(
     set_threads(threads)
     gen = Generator.from_checkpoint(checkpoint, device=device, hubert_path=audio_encoder, steps=steps,
                                     magnitude=magnitude, batch_size=batch_size)
+    if avatar is None and checkpoint is not None:  # a Stage-II checkpoint renders with its refined renderer
+        from ehead_cli.avatar.folder import checkpoint_avatar
+
+        avatar = checkpoint_avatar(checkpoint)
+        if avatar is not None:
+            err_console.print(f"rendering with the checkpoint's Stage-II renderer {avatar}", markup=False,
+                              highlight=False)
     if jobs is not None:
         job_list = jobs_lib.jobs_from_csv(jobs, out, avatar)
     elif user_audio:
@@ -623,6 +677,9 @@ def prepare(
                                          callback=lambda v: checks.positive(v, "--workers"))] = 1,
     flame: Annotated[Path | None, typer.Option(help="Track with FLAME (or EHEAD_FLAME).")] = None,
     flame_landmarks: FlameLandmarks = None,
+    frames: Annotated[bool, typer.Option(
+        "--frames/--no-frames", help="Keep the face-centred 256 px frames Stage II trains on (landmark tracker).")]
+    = True,
     threads: Threads = None,
 ) -> None:
     """Talking-face videos -> training clips with listening/speaking states and face tracks."""
@@ -630,7 +687,8 @@ def prepare(
 
     set_threads(threads)
     report = run_prepare(inputs, out, states=states, tracker=tracker, workers=workers, talknet=talknet,
-                         gagavatar_track=gagavatar_track, flame=flame, flame_landmarks=flame_landmarks)
+                         gagavatar_track=gagavatar_track, flame=flame, flame_landmarks=flame_landmarks,
+                         frames=frames)
     finished = report.manifest is not None and len(report.manifest)
     where = out / "manifest.csv" if finished else "no clip finished, so no manifest"
     console.print(f"{len(report.done)} prepared, {len(report.skipped)} already done, "
@@ -780,8 +838,12 @@ app.add_typer(avatar_app, name="avatar")
 
 @avatar_app.command("fit")
 def avatar_fit(
-    videos: Annotated[list[Path], typer.Argument(metavar="VIDEO...", help="Videos of one person, one static camera.")],
-    out: Annotated[Path, typer.Option(help="Avatar folder to write (AVATAR_DIR).")],
+    videos: Annotated[list[Path] | None, typer.Argument(
+        metavar="VIDEO...", help="Videos of one person, one static camera.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Avatar folder to write (AVATAR_DIR).")] = None,
+    data: Annotated[Path | None, typer.Option(
+        help="Instead of videos: a dataset folder with frames (ehead prepare, or the sample data's tracker-bias "
+        "variant): fit on its training clips' frames and motion labels, no tracking.")] = None,
     steps: Annotated[int | None, typer.Option(help="Optimiser steps (default 1500).",
                                               callback=lambda v: checks.positive(v, "--steps"))] = None,
     size: Annotated[int, typer.Option(help="Image size: 256 (Stage II's) or 512.")] = 256,
@@ -801,17 +863,23 @@ def avatar_fit(
                                                      "person filmed must consent to its use).")] = None,
     attribution: Annotated[str | None, typer.Option(help="Attribution of the source video, for the card.")] = None,
 ) -> None:
-    """Fit a photoreal avatar of the person in VIDEO... (face tracking needs the landmarks extra)."""
+    """Fit a photoreal avatar of the person in VIDEO... (face tracking needs the landmarks extra), or in the frames
+    of a dataset (--data)."""
     import dataclasses
 
     from ehead_cli.assets import ASSETS
-    from ehead_cli.avatar.capture import read_capture
+    from ehead_cli.avatar.capture import dataset_capture, read_capture
     from ehead_cli.avatar.config import SIZES, FitConfig, NeuralConfig
     from ehead_cli.avatar.fit import fit_avatar, load_saved_capture
     from ehead_cli.avatar.folder import USER_LICENCE
     from ehead_cli.devices import resolve_device
     from ehead_cli.face import load_face_model
 
+    if out is None:
+        raise ConfigError("ehead avatar fit needs --out AVATAR_DIR")
+    if bool(videos) == (data is not None):
+        raise ConfigError("give the VIDEO... of one person, or --data DATASET (a dataset with frames), not both")
+    videos = videos or []
     set_threads(threads)
     overrides = {k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("lr", lr)) if v is not None}
     fit_cfg = dataclasses.replace(FitConfig(seed=seed), **overrides).validate()
@@ -826,9 +894,13 @@ def avatar_fit(
     if resume:
         capture = load_saved_capture(out)
         given = sorted(str(Path(v).expanduser().resolve()) for v in videos)
-        if given != sorted(str(Path(p).resolve()) for p, _ in capture.sources):
+        if data is None and given != sorted(str(Path(p).resolve()) for p, _ in capture.sources):
             raise ConfigError(f"--resume: {out} was being fitted from other videos "
                               f"({', '.join(Path(p).name for p, _ in capture.sources)})")
+    elif data is not None:
+        capture = dataset_capture(data, face, fit_cfg.holdout)
+        if capture.camera.height != neural.size:
+            raise ConfigError(f"--size {neural.size}: the frames of {data} are {capture.camera.height} px")
     else:
         capture = read_capture(videos, face, neural.size, fit_cfg.crop_scale, fit_cfg.holdout, progress=say)
     say(f"{capture.n_frames} frames, {len(capture.train_index)} for training, {len(capture.heldout_index)} held out")

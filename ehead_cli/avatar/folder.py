@@ -1,9 +1,12 @@
 """AVATAR_DIR: a fitted avatar on disk, self-describing and checksummed.
 
     config.json         {"format": "ehead-avatar", "version", "face" (the face model's name and
-                        fingerprint), "renderer" (NeuralConfig), "fit" (FitConfig), "camera"
-                        (the crop's ClipCamera), "crop", "sources", "metrics", "meta"}
-    avatar.safetensors  the renderer's weights: features, U-Net, background (float32)
+                        fingerprint), "renderer" (NeuralConfig; or for the trainable mesh renderer
+                        of Stage II, ``avatar.mesh``, {"kind": "mesh", "size"}), "fit" (FitConfig),
+                        "camera" (the crop's ClipCamera), "crop", "sources", "metrics", "meta",
+                        and after Stage II "stage2"}
+    avatar.safetensors  the renderer's weights: features, U-Net, background (float32); the mesh
+                        renderer's per-vertex albedo
     identity.npz        shape (300,) identity and reference (115,) head-centred motion frame: the
                         generation's reference when the avatar is used with ``ehead generate``
     reference.png       the video frame (cropped) that reference frame was tracked from
@@ -65,7 +68,7 @@ class LoadedAvatar:
     """An avatar folder in memory: its renderer, identity, reference frame and config."""
 
     path: Path
-    renderer: NeuralAvatar
+    renderer: NeuralAvatar  # or avatar.mesh.MeshAvatar, its interface
     shape: np.ndarray
     reference: np.ndarray
     config: dict[str, Any]
@@ -186,15 +189,19 @@ def load_avatar(path: str | os.PathLike, device: str | torch.device = "cpu",
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(p: Path, _stamp: int, device: str, flame: str | None) -> LoadedAvatar:
+    from ehead_cli.avatar.mesh import KIND as MESH
+    from ehead_cli.avatar.mesh import MeshAvatar, MeshConfig
+
     verify_folder(p)
     config = read_avatar_config(p)
     try:
-        cfg = NeuralConfig.from_dict(config["renderer"], str(p / CONFIG))
+        mesh = isinstance(config["renderer"], dict) and config["renderer"].get("kind") == MESH
+        cfg = (MeshConfig if mesh else NeuralConfig).from_dict(config["renderer"], str(p / CONFIG))
         camera = ClipCamera.from_dict(config["camera"])
     except (KeyError, TypeError, ValueError, ConfigError) as err:
         raise InputError(f"{p / CONFIG}: invalid renderer or camera section ({err})") from None
     face = _face_model(p, config, flame)
-    avatar = NeuralAvatar(face, camera, cfg)
+    avatar = MeshAvatar(face, camera, cfg) if mesh else NeuralAvatar(face, camera, cfg)
     try:
         state = load_file(str(p / WEIGHTS))
     except (SafetensorError, OSError) as err:
@@ -217,3 +224,27 @@ def _load_cached(p: Path, _stamp: int, device: str, flame: str | None) -> Loaded
     if shape.shape != (N_SHAPE,) or reference.shape != (MOTION_DIM,):
         raise InputError(f"{p / IDENTITY}: shape must be ({N_SHAPE},) and reference ({MOTION_DIM},)")
     return LoadedAvatar(p, avatar.to(device).eval(), shape, reference, config)
+
+
+# --- a Stage-II checkpoint's renderer ------------------------------------------------------------------
+def checkpoint_avatar(checkpoint: str | os.PathLike) -> Path | None:
+    """The refined renderer of a Stage-II checkpoint (or run folder): its avatar folder under
+    ``avatars/``, checked against the SHA-256 of its manifest that the checkpoint's config.json
+    records (``meta.renderers``); None for a checkpoint without one. InputError when the checkpoint
+    holds several (generation needs ``--avatar`` to pick one) or the folder was changed."""
+    from ehead_cli.model.checkpoint import CONFIG_NAME, checkpoint_folder, read_config
+
+    folder = checkpoint_folder(checkpoint)
+    entries = read_config(folder).get("meta", {}).get("renderers") or []
+    if not entries:
+        return None
+    if len(entries) > 1:
+        names = ", ".join(str(folder / e["folder"]) for e in entries)
+        raise InputError(f"{folder}: a Stage-II checkpoint with {len(entries)} refined avatars; choose one with "
+                         f"--avatar ({names})")
+    path = folder / entries[0]["folder"]
+    manifest = path / MANIFEST
+    if not manifest.is_file() or sha256_file(manifest) != entries[0].get("manifest_sha256"):
+        raise InputError(f"{path}: the refined renderer differs from the one {folder / CONFIG_NAME} records "
+                         f"(a damaged or replaced copy?)")
+    return path

@@ -108,21 +108,24 @@ class NeuralAvatar(nn.Module):
 
     # --- the differentiable renderer ------------------------------------------------------------
     def images(self, shape: torch.Tensor, motion: torch.Tensor, pose_noise: torch.Tensor | None = None,
-               fragments: Fragments | None = None) -> AvatarImages:
+               fragments: Fragments | None = None, camera: ClipCamera | None = None) -> AvatarImages:
         """Differentiable. shape (300,) or (N, 300), motion (N, 115) head-centred -> AvatarImages.
         ``pose_noise`` (N, 6) is added to the pose the network sees (the fit's jitter); ``fragments``
-        reuses a visibility (the gradient is that of the image with the visibility held fixed)."""
+        reuses a visibility (the gradient is that of the image with the visibility held fixed);
+        ``camera`` (S x S) replaces the avatar's own for this call (Stage II renders each clip
+        through the camera of its frames)."""
         shape, motion = self._frames(shape, motion)
         N, S = motion.shape[0], self.cfg.size
+        cam = self.camera if camera is None else camera
         vertices = self.face(shape, motion)  # (N, V, 3) metres, head-centred world
         V = vertices.shape[1]
         world = vertices.reshape(N * V, 3).T  # (3, N*V) channel-major, see the rasteriser
-        points = self.camera.project_channels(world, S, S).view(3, N, V)  # pixel x, pixel y, depth
+        points = cam.project_channels(world, S, S).view(3, N, V)  # pixel x, pixel y, depth
         faces = self.face.faces
-        frags = fragments if fragments is not None else rasterize(points.detach(), faces, S, S, self.camera.near,
-                                                                   self.camera.far, self.cull_backfaces)
+        frags = fragments if fragments is not None else rasterize(points.detach(), faces, S, S, cam.near,
+                                                                   cam.far, self.cull_backfaces)
         weights, vid = barycentrics(frags, points, faces)  # (3, P) each, vid flat into N*V
-        R = torch.tensor(self.camera.pose, dtype=world.dtype, device=world.device)[:3, :3]
+        R = torch.tensor(cam.pose, dtype=world.dtype, device=world.device)[:3, :3]
         normals = (R @ vertex_normals(world.view(3, N, V), faces).view(3, N * V)).T  # (N*V, 3) camera space
         # barycentric interpolation as a weighted embedding-bag sum: one fused gather per attribute
         w = weights.T.contiguous()  # (P, 3)

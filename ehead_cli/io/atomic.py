@@ -116,7 +116,7 @@ def atomic_dir(path: str | Path, flag: str = "--out") -> Iterator[Path]:
     try:
         yield tmp
         for f in tmp.iterdir():
-            make_shareable(f)
+            make_shareable(f, 0o777 if f.is_dir() else 0o666)  # a sub-folder (a checkpoint's avatar) stays enterable
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)

@@ -4,6 +4,9 @@ and ``ehead eval`` read. This module is the one place its layout, clip ids and s
     DIR/manifest.csv        id, split (train|val|test), duration, n_frames, [language, identity, ...]
     DIR/clips/<id>.npz      motion NPZ: motion (T, 115), shape (300,), states (T,), fps = 25
     DIR/clips/<id>.flac     the audio the avatar hears (.wav / .flac / .ogg)
+    DIR/clips/<id>.frames.mp4   optional, what Stage II trains on: the clip's video as face-centred
+                            256 x 256 crops, frame t showing motion frame t (``ehead_cli.io.frames``)
+    DIR/clips/<id>.frames.json  the frames' size, count, crop and the crop's camera; written last
 
 Clip ids are letters, digits, '_', '.' and '-' (``CLIP_ID``); ``clip_id_for`` turns a file stem into
 one. Splits are ``DATA_SPLITS``; ``split_for`` is the fixed function of the id that ``ehead prepare``
@@ -35,6 +38,8 @@ MANIFEST = "manifest.csv"
 CLIPS_DIR = "clips"
 MOTION_SUFFIX = ".npz"
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg")
+FRAMES_SUFFIX = ".frames.mp4"
+FRAMES_META_SUFFIX = ".frames.json"
 DATA_SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 LENGTH_SLACK = 1  # frames the audio and motion may differ by
@@ -62,6 +67,11 @@ def clips_dir(root: str | Path) -> Path:
 
 def motion_path(root: str | Path, clip_id: str) -> Path:
     return clips_dir(root) / f"{clip_id}{MOTION_SUFFIX}"
+
+
+def frames_files(root: str | Path, clip_id: str) -> tuple[Path, Path]:
+    """(the frames MP4, its JSON) of a clip; either may be absent (a clip without frames)."""
+    return clips_dir(root) / f"{clip_id}{FRAMES_SUFFIX}", clips_dir(root) / f"{clip_id}{FRAMES_META_SUFFIX}"
 
 
 def find_audio(folder: Path, clip_id: str) -> Path | None:

@@ -57,6 +57,8 @@ def write_mp4(
     audio: np.ndarray | torch.Tensor | None = None,
     sample_rate: int = SAMPLE_RATE,
     fps: int = MOTION_FPS,
+    x264: dict[str, str] | None = None,
+    pixel_format: str = PIXEL_FORMAT,
 ) -> Path:
     """Write frames (and audio) to an MP4 at ``path`` atomically; returns the path.
 
@@ -64,12 +66,14 @@ def write_mp4(
             one at a time. Odd sizes are padded by one edge pixel (yuv420p needs even sizes).
     audio:  (N,) float waveform in [-1, 1] at ``sample_rate`` Hz, or None for a silent video.
             It must last as long as the frames, within one frame (T / fps vs N / sample_rate).
+    x264, pixel_format: encoder options and pixel format (default ``X264_OPTIONS``, yuv420p: what
+            browsers play); dataset frames use near-lossless 4:4:4 (``ehead_cli.io.frames``).
     Raises InputError when the folder cannot be written; no partial file is ever left behind.
     """
     path = Path(path)
     wave = _mono(audio) if audio is not None else None
     with atomic_path(path) as tmp:
-        n_frames = _encode(tmp, iter(_frames(frames)), wave, sample_rate, fps)
+        n_frames = _encode(tmp, iter(_frames(frames)), wave, sample_rate, fps, x264 or X264_OPTIONS, pixel_format)
         if wave is not None:
             video_s, audio_s = n_frames / fps, wave.shape[0] / sample_rate
             if abs(video_s - audio_s) > 1.0 / fps + 1e-9:
@@ -78,7 +82,8 @@ def write_mp4(
     return path
 
 
-def _encode(tmp: Path, frames: Iterator[np.ndarray], wave: np.ndarray | None, sample_rate: int, fps: int) -> int:
+def _encode(tmp: Path, frames: Iterator[np.ndarray], wave: np.ndarray | None, sample_rate: int, fps: int,
+            x264: dict[str, str], pixel_format: str) -> int:
     """Encode into ``tmp``; returns the number of video frames. Audio is interleaved with the video
     (each frame's stretch of samples follows it) so the file streams well."""
     first = next(frames, None)
@@ -86,8 +91,8 @@ def _encode(tmp: Path, frames: Iterator[np.ndarray], wave: np.ndarray | None, sa
         raise ValueError("write_mp4 got no frames")
     height, width = first.shape[:2]
     with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-        video = container.add_stream(VIDEO_CODEC, rate=fps, options=dict(X264_OPTIONS))
-        video.width, video.height, video.pix_fmt = width, height, PIXEL_FORMAT
+        video = container.add_stream(VIDEO_CODEC, rate=fps, options=dict(x264))
+        video.width, video.height, video.pix_fmt = width, height, pixel_format
         video.codec_context.time_base = Fraction(1, fps)
         audio_stream, audio_rate = None, sample_rate
         if wave is not None:

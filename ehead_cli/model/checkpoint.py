@@ -1,7 +1,8 @@
 """Checkpoint folders: ``config.json`` + ``model.safetensors``. The folder alone rebuilds the model.
 
 config.json holds {"format", "version", "model" (ModelConfig), "stats" (MotionStats),
-"audio_encoder" (kind and identity), "meta" (free-form: training command, steps, losses)}.
+"audio_encoder" (kind and identity), "meta" (free-form: training command, steps, losses; a Stage-II
+checkpoint's "stage" = 2, "stage1" and "renderers", whose refined avatar folders are in avatars/)}.
 model.safetensors holds the trainable weights (``dit.*``, and ``encoder.*`` for the built-in mel
 encoder; a frozen HuBERT is not stored, it is loaded from --audio-encoder / EHEAD_HUBERT).
 No pickle anywhere. Saving is atomic: a temp folder is filled, then renamed into place.
@@ -30,6 +31,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 RUN_CHECKPOINT = "checkpoint"  # a training run folder's checkpoint sub-folder
 RUN_BEST = "best"  # its checkpoint of the best validation (train.keep_best)
+AVATARS_DIR = "avatars"  # a Stage-II checkpoint's refined renderers, one avatar folder each (train.stage2)
 
 
 def save_checkpoint(folder: str | os.PathLike, model: EmbodiedHead, meta: dict[str, Any] | None = None,
@@ -37,6 +39,15 @@ def save_checkpoint(folder: str | os.PathLike, model: EmbodiedHead, meta: dict[s
     """Write ``model`` to ``folder`` (replacing it whole). ``dtype`` float16 halves the size; ``state``
     (same keys as ``model.trainable_state_dict()``, e.g. EMA weights) is written instead of the model's."""
     folder = Path(folder)
+    with atomic_dir(folder) as tmp:
+        write_checkpoint(tmp, model, meta, dtype, state)
+    return folder
+
+
+def write_checkpoint(tmp: Path, model: EmbodiedHead, meta: dict[str, Any] | None = None,
+                     dtype: torch.dtype = torch.float32, state: dict[str, torch.Tensor] | None = None) -> None:
+    """``save_checkpoint``'s two files, written into the (temporary) folder ``tmp`` that the caller
+    renames into place (Stage II adds its avatars/ to the same folder first)."""
     config = {
         "format": FORMAT,
         "version": VERSION,
@@ -48,10 +59,8 @@ def save_checkpoint(folder: str | os.PathLike, model: EmbodiedHead, meta: dict[s
     weights = model.trainable_state_dict() if state is None else state
     tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
                for k, v in weights.items()}
-    with atomic_dir(folder) as tmp:
-        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT})
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-    return folder
+    save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT})
+    (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
 
 
 def checkpoint_folder(folder: str | os.PathLike) -> Path:

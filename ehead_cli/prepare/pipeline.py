@@ -12,7 +12,13 @@ Per input video (any container PyAV reads), in a worker:
    (``head_centred``; docs/formats.md);
 5. write ``clips/<id>.flac``, ``clips/<id>.npz`` (motion, shape, states, camera), ``clips/<id>.states.csv``
    (``frame,state``), ``clips/<id>.scores.csv`` (the continuous score and its parts) and, last,
-   ``clips/<id>.json`` (source, settings, summary), each atomically.
+   ``clips/<id>.json`` (source, settings, summary), each atomically;
+6. with the landmark tracker (and unless ``frames=False``), Stage II's frames: the video decoded a
+   second time and cropped, frame by frame, to the face-centred square that ``ehead avatar fit``
+   crops from the same video (``avatar.capture.crop_square``, resampled to 256 px), as
+   ``clips/<id>.frames.mp4`` + ``.frames.json`` with the crop's camera (``ehead_cli.io.frames``;
+   written before the ``.json``). The GAGAvatar tracker works on its own crops, whose placement in
+   the video its output does not keep, so its clips get no frames.
 
 The ``.json`` marks a finished clip: a rerun skips every clip whose ``.json`` names the same source
 file (path, size, modification time) and settings and whose files are all there, so an
@@ -41,13 +47,16 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from ehead_cli.avatar.capture import crop_frames, crop_square
+from ehead_cli.avatar.config import FitConfig
 from ehead_cli.errors import ConfigError, EheadError, InputError, first_line
 from ehead_cli.face.flame import FlameModel
 from ehead_cli.face.loading import flame_configured, load_face_model
 from ehead_cli.io.atomic import atomic_path
-from ehead_cli.io.dataset import MANIFEST, MIN_CLIP_FRAMES, clip_id_for, split_for
+from ehead_cli.io.dataset import MANIFEST, MIN_CLIP_FRAMES, clip_id_for, frames_files, split_for
 from ehead_cli.io.dataset import clips_dir as dataset_clips_dir
 from ehead_cli.io.dataset import write_manifest as write_manifest_file
+from ehead_cli.io.frames import FRAME_SIZE, FramesInfo, write_frames
 from ehead_cli.io.motionfile import Motion, save_motion
 from ehead_cli.io.states import write_states
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SPEAK
@@ -65,6 +74,7 @@ TRACKERS = ("landmarks", "gagavatar")
 MEDIA_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".wmv", ".ts",
                   ".mts", ".m2ts", ".3gp", ".ogv")
 PIPELINE_VERSION = 2  # bump when a change makes earlier outputs stale (2: head-centred motion + camera)
+CROP_BATCH = 64  # video frames cropped at a time while writing the frames
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,8 @@ class PrepareOptions:
     weights (or EHEAD_TALKNET); gagavatar_track: folder of GAGAvatar tracker outputs, one
     sub-folder per video stem; flame: FLAME model (or EHEAD_FLAME; the built-in head otherwise);
     fov_deg: the landmark tracker's camera field of view (degrees); flame_landmarks: FLAME's 68-point
-    landmark embedding (or EHEAD_FLAME_LANDMARKS, or the file next to the model) for tracking on FLAME.
+    landmark embedding (or EHEAD_FLAME_LANDMARKS, or the file next to the model) for tracking on FLAME;
+    frames: write Stage II's frames (landmark tracker only; module docstring).
     """
 
     states: str = "vad"
@@ -85,11 +96,18 @@ class PrepareOptions:
     flame: str | None = None
     fov_deg: float | None = None
     flame_landmarks: str | None = None
+    frames: bool = True
+
+    @property
+    def frame_size(self) -> int:
+        """Side of the frames written (0: none)."""
+        return FRAME_SIZE if self.frames and self.tracker == "landmarks" else 0
 
     def settings(self) -> dict:
         """The options that decide a clip's content (asset paths excluded: moving a file changes nothing)."""
         return {"states": self.states, "tracker": self.tracker, "fov_deg": self.fov_deg,
-                "face": "flame" if flame_configured(self.flame) else "builtin", "version": PIPELINE_VERSION}
+                "face": "flame" if flame_configured(self.flame) else "builtin", "version": PIPELINE_VERSION,
+                "frames": self.frame_size}
 
 
 @dataclass
@@ -174,10 +192,12 @@ def _read_json(path: Path) -> dict | None:
 
 def is_finished(clips_dir: Path, clip_id: str, source: Path, options: PrepareOptions) -> bool:
     """True when clip ``clip_id`` was finished from this very ``source`` with these settings."""
-    files = clip_files(clips_dir, clip_id)
-    info = _read_json(files["info"])
+    files = list(clip_files(clips_dir, clip_id).values())
+    if options.frame_size:
+        files += frames_files(clips_dir.parent, clip_id)
+    info = _read_json(clips_dir / f"{clip_id}.json")
     return (info is not None and info["source"] == source_fingerprint(source)
-            and info.get("settings") == options.settings() and all(p.is_file() for p in files.values()))
+            and info.get("settings") == options.settings() and all(p.is_file() for p in files))
 
 
 # --- one clip ------------------------------------------------------------------------------------------
@@ -237,6 +257,10 @@ def prepare_clip(source: Path, clip_id: str, clips_dir: Path, options: PrepareOp
         gap = lip_gap(face, shape, motion)
         intrinsics = track_intrinsics()
     motion, camera = head_centred(face, shape, motion, *intrinsics)
+    if options.frame_size:
+        frames = write_clip_frames(source, T, audio.start, motion, shape, camera, landmarks.found, face,
+                                   clips_dir.parent, clip_id, options.frame_size)
+        summary["frames"] = {"size": frames.size, "crop": list(frames.crop)}
 
     if options.states == "vad":
         labels = vad_states(audio.audio, T, gap)
@@ -269,6 +293,26 @@ def prepare_clip(source: Path, clip_id: str, clips_dir: Path, options: PrepareOp
     with atomic_path(files["info"]) as tmp:  # last: its presence marks the clip finished
         tmp.write_text(json.dumps(info, indent=1))
     return manifest_row(info)
+
+
+def write_clip_frames(source: Path, n_frames: int, start, motion: np.ndarray, shape: np.ndarray, camera, found,
+                      face, root: Path, clip_id: str, size: int = FRAME_SIZE) -> FramesInfo:
+    """Stage II's frames of a clip (module docstring, step 6): the video's ``n_frames`` frames at 25 fps
+    from ``start``, cropped to the avatar capture's square of the clip's head-centred ``motion`` seen
+    by the video's ``camera`` (``found``: the frames with a tracked face), streamed to the frames MP4."""
+    (x0, y0, side), crop_camera = crop_square(motion, shape, camera, found, face, size, FitConfig().crop_scale)
+
+    def crops():
+        batch = []
+        for frame in ingest.iter_video_frames(source, n_frames, start):
+            batch.append(frame)
+            if len(batch) == CROP_BATCH:
+                yield from crop_frames(np.stack(batch), x0, y0, side, size).numpy()
+                batch = []
+        if batch:
+            yield from crop_frames(np.stack(batch), x0, y0, side, size).numpy()
+
+    return write_frames(root, clip_id, crops(), crop_camera, (x0, y0, side), (camera.height, camera.width))
 
 
 def _import_gagavatar(source: Path, T: int, start, options: PrepareOptions, face, single: bool):
@@ -383,7 +427,7 @@ def prepare(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, sta
             gagavatar_track: str | os.PathLike | None = None, flame: str | os.PathLike | None = None,
             fov_deg: float | None = None, progress: bool = True,
             on_result: Callable[[str, str, str | None], None] | None = None,
-            flame_landmarks: str | os.PathLike | None = None) -> PrepareReport:
+            flame_landmarks: str | os.PathLike | None = None, frames: bool = True) -> PrepareReport:
     """Prepare every video in ``inputs`` (files or folders) into the dataset folder ``out_dir``.
 
     Returns a report; the caller decides the exit status (``report.ok``). Raises ConfigError,
@@ -391,7 +435,7 @@ def prepare(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, sta
     ``on_result(clip_id, status, message)`` is called per file with status done/skipped/failed.
     """
     options = PrepareOptions(states, tracker, _str(talknet), _str(gagavatar_track), _str(flame), fov_deg,
-                             _str(flame_landmarks))
+                             _str(flame_landmarks), frames)
     check_options(options)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")

@@ -72,6 +72,16 @@ class ClipCamera:
         return cls(_tuple(pose), float(focal), float(cx), float(cy), int(height), int(width))
 
     @classmethod
+    def from_camera(cls, camera, height: int, width: int) -> ClipCamera:
+        """The same view as a look-at ``render.Camera`` drawing ``height`` x ``width`` images (its
+        rows right, up, forward become OpenGL's x, y, -z): identical pixels and depths."""
+        R = camera.rotation(torch.float64).numpy()
+        R = np.stack([R[0], R[1], -R[2]])
+        d = -R @ np.asarray(camera.eye, np.float64)
+        c = cls.from_rt(R, d, camera.focal_px(height), 0.5 * width, 0.5 * height, height, width)
+        return cls(c.pose, c.focal, c.cx, c.cy, c.height, c.width, camera.near, camera.far)
+
+    @classmethod
     def from_arrays(cls, pose: np.ndarray, intrinsics: np.ndarray) -> ClipCamera:
         """From the NPZ arrays ``camera_pose`` (4, 4) and ``camera_intrinsics`` (f, cx, cy, H, W)."""
         pose = np.asarray(pose, np.float64)

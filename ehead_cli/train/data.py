@@ -120,6 +120,11 @@ class WindowDataset(Dataset):
         return torch.from_numpy(window_audio(wave, 0, self.T))
 
     def __getitem__(self, index: int) -> WindowBatch:
+        return self.window_at(index)[0]
+
+    def window_at(self, index: int) -> tuple[WindowBatch, int, int]:
+        """Item ``index`` with where it comes from: (window, clip index, first frame); Stage II
+        fetches the video frames of the same window."""
         ci, lo, hi = self.slots[index % len(self.slots)]
         c, norm = self.clips[ci], self._norm[ci]
         rng = _rng(self.seed, self.epoch, index)
@@ -135,7 +140,7 @@ class WindowDataset(Dataset):
         x1[n:] = norm[s + n - 1]  # masked out of the loss
         mask = np.zeros(T, np.float32)
         mask[:n] = 1.0
-        return WindowBatch(
+        window = WindowBatch(
             states=torch.from_numpy(states),
             history=torch.from_numpy(hist),
             history_states=torch.from_numpy(hist_states),
@@ -149,3 +154,4 @@ class WindowDataset(Dataset):
             t=torch.tensor(rng.random(dtype=np.float32)),
             mask=torch.from_numpy(mask),
         )
+        return window, ci, s
