@@ -19,6 +19,7 @@ from ehead_cli.eval.pairing import AlignmentError, LoadedClip
 from ehead_cli.eval.registry import DESCRIPTIVE, FRAME_SPLITS, GROUND_TRUTH, PREDICTION, MetricSpec, Value, metric_specs
 from ehead_cli.eval.report import ClipProblem, ClipResult
 from ehead_cli.face.base import FaceModel
+from ehead_cli.io.dataset import FRAMES_SUFFIX
 from ehead_cli.layout import LISTEN, SPEAK
 from ehead_cli.metrics import listening as listen_metrics
 from ehead_cli.metrics.beat import beat_alignment
@@ -131,6 +132,8 @@ def add_image_values(result: ClipResult, clip: LoadedClip, names: Sequence[str],
         return None
     pred_video = Path(image_dirs[0]) / f"{clip.clip_id}{VIDEO_SUFFIX}"
     gt_video = Path(image_dirs[1]) / f"{clip.clip_id}{VIDEO_SUFFIX}"
+    if not gt_video.is_file() and (Path(image_dirs[1]) / f"{clip.clip_id}{FRAMES_SUFFIX}").is_file():
+        gt_video = Path(image_dirs[1]) / f"{clip.clip_id}{FRAMES_SUFFIX}"  # a dataset's clips/: its frames
     missing = [str(p) for p in (pred_video, gt_video) if not p.is_file()]
     if missing:
         mark(Unavailable(f"no video pair: {', '.join(missing)} missing"))

@@ -94,11 +94,11 @@ METRICS: Mapping[str, MetricSpec] = {s.name: s for s in (
                "Paired FD (sec. 6): FD of [listener || speaker] concatenations; needs the speaker's motion"),
     MetricSpec("l2_affect", ("l2_affect",), "clip", LISTENING_ONLY, "lower",
                "L2 Affect (sec. 6): L2 of 1-second-averaged affect, sliding; needs an affect estimator"),
-    MetricSpec("jaw", ("jaw_r", "jaw_deg"), "pooled", FRAME_SPLITS, "",
+    MetricSpec("jaw", ("jaw_r", "jaw_deg", "jaw_err"), "pooled", FRAME_SPLITS, "",
                "Jaw opening (not a paper metric; ehead's check of lip sync and of a closed listening mouth): "
                "jaw_r = Pearson r of the jaw rotation angle |jaw axis-angle| of prediction vs ground truth over "
                "the pooled frames (higher is better); jaw_deg = mean predicted jaw angle in degrees (compare "
-               "with the ground truth's)"),
+               "with the ground truth's); jaw_err = mean absolute jaw-angle error in degrees (lower is better)"),
     MetricSpec("psnr", ("psnr",), "video", FRAME_SPLITS, "higher", "PSNR (dB) per video frame, averaged"),
     MetricSpec("ssim", ("ssim",), "video", FRAME_SPLITS, "higher",
                "SSIM per video frame (11x11 Gaussian window, sigma 1.5, per RGB channel), averaged"),
@@ -218,6 +218,7 @@ def metric_units(convention: str | Convention = "paper") -> dict[str, str]:
     units = {
         "lve": lve_unit, "fdd": fdd_unit, "mod": _length_unit(conv.kwargs("mod").get("scale", vertex_metrics.MM_PER_M)),
         "ba": "", "l2_affect": "affect", "psnr": "dB", "ssim": "", "lpips": "", "jaw_r": "", "jaw_deg": "deg",
+        "jaw_err": "deg",
     }
     for name in SPACE_METRICS:
         for space in SPACE_SETS[conv.space_set(name)]:
