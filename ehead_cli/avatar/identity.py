@@ -43,7 +43,9 @@ class Avatar:
         if path.is_dir():
             from ehead_cli.avatar.folder import load_avatar
 
-            return load_avatar(path, device=device, flame=flame).as_generation_avatar()
+            folder = load_avatar(path, device=device, flame=flame)  # its identity and reference become the
+            return cls(folder.shape.copy(), folder.reference.copy(), camera=folder.camera,  # generation's,
+                       renderer=folder.renderer, face_model=folder.face_model)  # its renderer draws the video
         arrays = read_arrays(path, "avatar file (--avatar)")
         if path.suffix == ".npy":
             return cls(_check_shape(arrays["array"], path))
