@@ -43,9 +43,10 @@ class Avatar:
         if path.is_dir():
             from ehead_cli.avatar.folder import load_avatar
 
-            folder = load_avatar(path, device=device, flame=flame)  # its identity and reference become the
-            return cls(folder.shape.copy(), folder.reference.copy(), camera=folder.camera,  # generation's,
-                       renderer=folder.renderer, face_model=folder.face_model)  # its renderer draws the video
+            # the folder's identity and reference become the generation's; its renderer draws the video
+            folder = load_avatar(path, device=device, flame=flame)
+            return cls(folder.shape.copy(), folder.reference.copy(), camera=folder.camera,
+                       renderer=folder.renderer, face_model=folder.face_model)
         arrays = read_arrays(path, "avatar file (--avatar)")
         if path.suffix == ".npy":
             return cls(_check_shape(arrays["array"], path))
