@@ -121,7 +121,7 @@ def info(
 ) -> None:
     """Model presets and their sizes, and which optional assets are configured and found."""
     from ehead_cli import info as info_lib
-    from ehead_cli.model.network import config
+    from ehead_cli.model import config
 
     if preset is not None:
         data = info_lib.preset_info(config.preset(preset))

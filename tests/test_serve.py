@@ -225,10 +225,10 @@ def test_the_example_client_runs_against_the_server(server):
     assert r.stdout.splitlines()[-1] == "received 225 frames: 100 speaking, 125 listening"
 
 
-def test_the_serve_docs_show_the_example_file():
+def test_the_readme_shows_the_serve_example_file():
     import re
 
-    doc = (REPO / "docs" / "serve.md").read_text()
+    doc = (REPO / "README.md").read_text()
     code = (REPO / "examples" / "serve_client.py").read_text()
     body = code[code.index("import json"):]
     assert any(b.strip() == body.strip() for b in re.findall(r"```python\n(.*?)```", doc, re.S))

@@ -81,14 +81,6 @@ class LoadedAvatar:
     def face_model(self) -> str:
         return self.config["face"]["name"]
 
-    def as_generation_avatar(self):
-        """The ``generate.Avatar`` of this folder: its identity and reference frame become the
-        generation's reference, its renderer draws the video."""
-        from ehead_cli.avatar.identity import Avatar
-
-        return Avatar(self.shape.copy(), self.reference.copy(), camera=self.camera, renderer=self.renderer,
-                      face_model=self.face_model)
-
 
 # --- writing -----------------------------------------------------------------------------------------
 def save_avatar(out: str | os.PathLike, avatar: NeuralAvatar, shape: np.ndarray, reference: np.ndarray,

@@ -43,7 +43,10 @@ class Avatar:
         if path.is_dir():
             from ehead_cli.avatar.folder import load_avatar
 
-            return load_avatar(path, device=device, flame=flame).as_generation_avatar()
+            # the folder's identity and reference become the generation's; its renderer draws the video
+            folder = load_avatar(path, device=device, flame=flame)
+            return cls(folder.shape.copy(), folder.reference.copy(), camera=folder.camera,
+                       renderer=folder.renderer, face_model=folder.face_model)
         arrays = read_arrays(path, "avatar file (--avatar)")
         if path.suffix == ".npy":
             return cls(_check_shape(arrays["array"], path))
