@@ -128,5 +128,8 @@ def test_tracker_bias_command_line(clean, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "x"), "--tracker-bias"])  # needs --from
     assert "--from" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "x"), "--size", "64"])  # --size is the variant's
+    assert "--size applies to --tracker-bias" in capsys.readouterr().err
     assert main(["--out", str(tmp_path / "x"), "--tracker-bias", "--from", str(clean), "--identity", "id07"]) == 1
     assert "id07" in capsys.readouterr().err
