@@ -16,11 +16,9 @@ It has the interface of ``avatar.neural.NeuralAvatar`` (``images``, ``render``, 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -28,7 +26,7 @@ from ehead_cli.errors import ConfigError
 from ehead_cli.face.base import FaceModel
 from ehead_cli.model.config import check_fields
 from ehead_cli.render.clip_camera import ClipCamera
-from ehead_cli.render.renderer import RENDER_BATCH, MeshRenderer, Rendered, _frames, is_closed, to_uint8
+from ehead_cli.render.renderer import RENDER_BATCH, FrameSource, MeshRenderer, Rendered, _frames, is_closed
 
 KIND = "mesh"
 
@@ -54,7 +52,7 @@ class MeshConfig:
         return cls(**d).validate()
 
 
-class MeshAvatar(nn.Module):
+class MeshAvatar(FrameSource, nn.Module):
     """The trainable mesh renderer of ``face`` seen through ``camera`` (S x S) (module docstring)."""
 
     def __init__(self, face: FaceModel, camera: ClipCamera, cfg: MeshConfig | None = None) -> None:
@@ -96,22 +94,11 @@ class MeshAvatar(nn.Module):
         return self._mesh(self.camera if camera is None else camera)(vertices, self.face.faces,
                                                                      self.albedo.clamp(0.0, 1.0))
 
-    @torch.no_grad()
-    def render(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        """shape (300,) or (N, 300), motion (N, 115) -> (N, S, S, 3) uint8 on the CPU."""
-        chunks = list(self._uint8_batches(shape, motion))
-        S = self.cfg.size
-        return torch.cat(chunks) if chunks else torch.zeros(0, S, S, 3, dtype=torch.uint8)
+    def _frame_hw(self) -> tuple[int, int]:
+        return self.cfg.size, self.cfg.size
 
-    def iter_frames(self, shape: torch.Tensor, motion: torch.Tensor) -> Iterator[np.ndarray]:
-        """Yield (S, S, 3) uint8 frames, rendering ``batch_size`` at a time (for ``video.write_mp4``)."""
-        for batch in self._uint8_batches(shape, motion):
-            yield from batch.numpy()
+    def _frame_inputs(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _frames(shape, motion, self.device)
 
-    @torch.no_grad()
-    def _uint8_batches(self, shape: torch.Tensor, motion: torch.Tensor) -> Iterator[torch.Tensor]:
-        shape, motion = _frames(shape, motion, self.device)
-        for start in range(0, motion.shape[0], self.batch_size):
-            stop = start + self.batch_size
-            sub_shape = shape if shape.shape[0] == 1 else shape[start:stop]
-            yield to_uint8(self.images(sub_shape, motion[start:stop]).image).cpu()
+    def _frame_images(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        return self.images(shape, motion).image

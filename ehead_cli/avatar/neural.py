@@ -25,10 +25,8 @@ batches, the interface of ``ehead_cli.render.Renderer``, so generation can use e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,7 +39,7 @@ from ehead_cli.face.base import FaceModel
 from ehead_cli.layout import MOTION_DIM, N_SHAPE, ROT, TRANS
 from ehead_cli.render.clip_camera import ClipCamera
 from ehead_cli.render.rasterizer import Fragments, barycentrics, rasterize
-from ehead_cli.render.renderer import is_closed, to_uint8
+from ehead_cli.render.renderer import FrameSource, is_closed
 from ehead_cli.render.shading import vertex_normals
 
 RENDER_BATCH = 8  # frames per network call in ``render`` / ``iter_frames``
@@ -70,7 +68,7 @@ class AvatarImages:
     fragments: Fragments
 
 
-class NeuralAvatar(nn.Module):
+class NeuralAvatar(FrameSource, nn.Module):
     """The renderer of one person (module docstring). ``camera`` must describe ``cfg.size`` square
     images; ``background`` (3, S, S) in [0, 1] initialises the learned background (grey if None)."""
 
@@ -174,22 +172,11 @@ class NeuralAvatar(nn.Module):
         return shape, motion
 
     # --- frames for video (the interface of render.Renderer) -----------------------------------------
-    @torch.no_grad()
-    def render(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        """shape (300,) or (N, 300), motion (N, 115) -> (N, S, S, 3) uint8 on the CPU."""
-        chunks = list(self._uint8_batches(shape, motion))
-        S = self.cfg.size
-        return torch.cat(chunks) if chunks else torch.zeros(0, S, S, 3, dtype=torch.uint8)
+    def _frame_hw(self) -> tuple[int, int]:
+        return self.cfg.size, self.cfg.size
 
-    def iter_frames(self, shape: torch.Tensor, motion: torch.Tensor) -> Iterator[np.ndarray]:
-        """Yield (S, S, 3) uint8 frames, rendering ``batch_size`` at a time (for ``video.write_mp4``)."""
-        for batch in self._uint8_batches(shape, motion):
-            yield from batch.numpy()
+    def _frame_inputs(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._frames(shape, motion)
 
-    @torch.no_grad()
-    def _uint8_batches(self, shape: torch.Tensor, motion: torch.Tensor) -> Iterator[torch.Tensor]:
-        shape, motion = self._frames(shape, motion)
-        for start in range(0, motion.shape[0], self.batch_size):
-            stop = start + self.batch_size
-            sub_shape = shape if shape.shape[0] == 1 else shape[start:stop]
-            yield to_uint8(self.images(sub_shape, motion[start:stop]).image).cpu()
+    def _frame_images(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        return self.images(shape, motion).image

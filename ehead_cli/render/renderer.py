@@ -103,7 +103,45 @@ class MeshRenderer:
         return self._topology[1]
 
 
-class Renderer:
+class FrameSource:
+    """Uint8 video frames from a renderer's float images, ``batch_size`` frames per call: what
+    ``Renderer``, ``avatar.mesh.MeshAvatar`` and ``avatar.neural.NeuralAvatar`` share. A subclass
+    gives ``batch_size``, ``_frame_hw`` (H, W), ``_frame_inputs`` (checked (N|1, 300), (N, 115) on
+    its device) and ``_frame_images`` ((n, H, W, 3) in [0, 1])."""
+
+    batch_size: int
+
+    def _frame_hw(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def _frame_inputs(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _frame_images(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def render(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        """shape (300,) or (N, 300), motion (N, 115) -> (N, H, W, 3) uint8 on the CPU."""
+        chunks = list(self._uint8_batches(shape, motion))
+        return torch.cat(chunks) if chunks else torch.zeros(0, *self._frame_hw(), 3, dtype=torch.uint8)
+
+    def iter_frames(self, shape: torch.Tensor, motion: torch.Tensor) -> Iterator[np.ndarray]:
+        """Yield (H, W, 3) uint8 frames one by one, rendering ``batch_size`` at a time; feed to
+        ``ehead_cli.io.video.write_mp4`` to stream a video without holding it in memory."""
+        for batch in self._uint8_batches(shape, motion):
+            yield from batch.numpy()
+
+    @torch.no_grad()
+    def _uint8_batches(self, shape: torch.Tensor, motion: torch.Tensor) -> Iterator[torch.Tensor]:
+        shape, motion = self._frame_inputs(shape, motion)
+        for start in range(0, motion.shape[0], self.batch_size):
+            stop = start + self.batch_size
+            sub_shape = shape if shape.shape[0] == 1 else shape[start:stop]
+            yield to_uint8(self._frame_images(sub_shape, motion[start:stop])).cpu()
+
+
+class Renderer(FrameSource):
     """Render a ``FaceModel``'s (shape, motion) frames.
 
     face_model: gives ``faces``, ``vertex_colors`` and ``forward(shape, motion) -> vertices``
@@ -153,27 +191,14 @@ class Renderer:
         vertices = self.face_model(shape, motion)  # (N, V, 3)
         return self.mesh(vertices, self.face_model.faces, self.face_model.vertex_colors)
 
-    @torch.no_grad()
-    def render(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        """shape (300,) or (N, 300), motion (N, 115) -> (N, H, W, 3) uint8 on the CPU."""
-        chunks = list(self._uint8_batches(shape, motion))
-        return torch.cat(chunks) if chunks else torch.zeros(0, self.mesh.height, self.mesh.width, 3,
-                                                            dtype=torch.uint8)
+    def _frame_hw(self) -> tuple[int, int]:
+        return self.mesh.height, self.mesh.width
 
-    def iter_frames(self, shape: torch.Tensor, motion: torch.Tensor) -> Iterator[np.ndarray]:
-        """Yield (H, W, 3) uint8 frames one by one, rendering ``batch_size`` at a time; feed to
-        ``ehead_cli.io.video.write_mp4`` to stream a video without holding it in memory."""
-        for batch in self._uint8_batches(shape, motion):
-            yield from batch.numpy()
+    def _frame_inputs(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _frames(shape, motion, self.device)
 
-    @torch.no_grad()
-    def _uint8_batches(self, shape: torch.Tensor, motion: torch.Tensor) -> Iterator[torch.Tensor]:
-        shape, motion = _frames(shape, motion, self.device)
-        for start in range(0, motion.shape[0], self.batch_size):
-            stop = start + self.batch_size
-            sub_shape = shape if shape.shape[0] == 1 else shape[start:stop]
-            image = self._images(sub_shape, motion[start:stop]).image
-            yield to_uint8(image).cpu()
+    def _frame_images(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        return self._images(shape, motion).image
 
 
 def is_closed(faces: torch.Tensor) -> bool:
