@@ -727,10 +727,18 @@ def bench(
     checkpoint: Annotated[Path | None, typer.Option(
         help="Listener: the checkpoint or run folder to time (required: no listener ships yet).")] = None,
     avatar: Annotated[Path | None, typer.Option(
-        help="Avatar folder (ehead avatar fit): time its renderer and the whole job rendered by it.")] = None,
+        help="Avatar folder (ehead avatar fit): time its renderer and the whole job rendered by it (with "
+        "--stage2: train it).")] = None,
+    stage2: Annotated[bool, typer.Option(
+        "--stage2", help="Instead: Stage II training throughput (samples/s of whole optimiser steps, the renderer "
+        "in the loop; --batch-sizes default: the preset's).")] = False,
+    frames_per_window: Annotated[int | None, typer.Option(
+        help="--stage2: frames rendered per window (default: the preset's [stage2.refine]).",
+        callback=lambda v: v if v is None else checks.positive(v, "--frames-per-window"))] = None,
 ) -> None:
     """Throughput and latency of motion generation alone and end to end (renderer and MP4 included); with
-    --family listener, listener frames/s (the KV-cached LM, at each batch size)."""
+    --stage2, Stage II training samples/s; with --family listener, listener frames/s (the KV-cached LM, at
+    each batch size)."""
     from ehead_cli.bench.report import print_bench
     from ehead_cli.bench.run import BenchConfig, run_bench, write_json
     from ehead_cli.devices import native_bf16, resolve_device
@@ -756,6 +764,11 @@ def bench(
         return
     _refuse(_given(ctx, "checkpoint"), "applies to --family listener (EmbodiedHead's bench times random weights of "
             "--preset)")
+    if stage2:
+        _bench_stage2(ctx, preset, device, batch_sizes, frames_per_window, size, dtype, repeats, threads, avatar,
+                      json_out)
+        return
+    _refuse(_given(ctx, "frames_per_window"), "applies to --stage2")
     if not fps:
         raise ConfigError("nothing to measure: pass --fps")
     if dtype not in ("fp32", "bf16", "auto"):
@@ -775,6 +788,27 @@ def bench(
     print_bench(result, console)
     if json_out is not None:
         console.print(f"wrote {write_json(result, json_out)}")
+
+
+def _bench_stage2(ctx: typer.Context, preset: str, device: str | None, batch_sizes: str,
+                  frames_per_window: int | None, size: int, dtype: str, repeats: int, threads: int | None,
+                  avatar: Path | None, json_out: Path | None) -> None:
+    """``ehead bench --stage2`` (``bench.stage2``)."""
+    from ehead_cli.bench.stage2 import Stage2BenchConfig, print_stage2_bench, run_stage2_bench, write_stage2_json
+    from ehead_cli.devices import resolve_device
+
+    _refuse(_given(ctx, "fps", "steps", "audio_encoder", "render", "compile", "render_batch_sizes", "seconds"),
+            "does not apply to --stage2")
+    if avatar is not None and _given(ctx, "size"):
+        raise ConfigError("--size does not apply with --avatar: the avatar renders at its own size")
+    sizes = checks.int_list(batch_sizes, "--batch-sizes") if _given(ctx, "batch_sizes") else ()
+    cfg = Stage2BenchConfig(preset=preset, device=str(resolve_device(device)), batch_sizes=tuple(sizes),
+                            frames_per_window=frames_per_window, size=size, dtype=dtype, repeats=repeats,
+                            threads=set_threads(threads), avatar=str(avatar) if avatar else None)
+    result = run_stage2_bench(cfg, progress=lambda msg: err_console.print(msg, markup=False, highlight=False))
+    print_stage2_bench(result, console)
+    if json_out is not None:
+        console.print(f"wrote {write_stage2_json(result, json_out)}")
 
 
 # --- ehead serve ------------------------------------------------------------------------------------

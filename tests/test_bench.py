@@ -46,3 +46,61 @@ def test_cli_bench_writes_json_with_the_resolved_dtype(tmp_path):
     result = json.loads(path.read_text())
     assert result["environment"]["dtype"] == "fp32" and path.name.startswith("cpu-")  # auto on a CPU
     assert "motion generation" in r.stdout and "different hardware" in r.stdout
+
+
+def test_stage2_bench_times_whole_steps_with_a_drawn_head(tmp_path):
+    import torch
+
+    from ehead_cli.bench.stage2 import (
+        Stage2BenchConfig,
+        _batch,
+        _model,
+        _renderer,
+        run_stage2_bench,
+        write_stage2_json,
+    )
+    from ehead_cli.train.stage2 import RefineConfig, Stage2Model, Stage2Step
+
+    cfg = Stage2BenchConfig(preset="tiny", device="cpu", batch_sizes=(1, 2), frames_per_window=2, size=32,
+                            repeats=1, warmup=0)
+    result = run_stage2_bench(cfg)
+    rows = result["results"]["stage2"]
+    assert [(r["perceptual"], r["batch"]) for r in rows] == [("ms-ssim", 1), ("ms-ssim", 2), ("vgg16", 1),
+                                                               ("vgg16", 2)]
+    for r in rows:
+        assert r["samples_per_s"] > 0 and abs(r["rendered_frames_per_s"] - 2 * r["samples_per_s"]) < 1e-6
+        assert abs(r["step_ms"] - 1000 * r["batch"] / r["samples_per_s"]) < 1e-6 and r["size"] == 32
+    assert result["environment"]["dtype"] == "fp32" and result["model"]["renderer"] == "mesh"
+    assert result["model"]["renderer_lr_scale"] == 0.5  # the preset's [stage2.refine]
+    path = write_stage2_json(result, tmp_path)
+    assert path.name.startswith("stage2-cpu-") and json.loads(path.read_text())["results"]["stage2"][0]["batch"] == 1
+
+    # what is timed draws a head of the usual size: the random model's endpoint, rendered, covers part of the image
+    head = _model("tiny", torch.device("cpu"))
+    _, renderer, camera = _renderer(cfg, torch.device("cpu"))
+    batch = _batch(head, 2, 2, 32, torch.device("cpu"))
+    step = Stage2Step(Stage2Model(head, {"bench": renderer}), RefineConfig(frames_per_window=2), ["bench"], [camera],
+                      None)
+    with torch.no_grad():
+        neutral = renderer.images(torch.zeros(300), torch.zeros(1, 115)).image
+        image = step.render(batch.shape, torch.zeros(2, 2, 115), [0, 0])
+    background = neutral[0, 0, 0]
+    covered = ((neutral[0] - background).abs().sum(-1) > 1e-3).float().mean()
+    assert 0.2 < float(covered) < 0.95 and torch.allclose(image[0, 0], neutral[0], atol=1e-6)
+
+
+def test_cli_stage2_bench_and_its_flags(tmp_path):
+    from typer.testing import CliRunner
+
+    from ehead_cli.cli import app
+
+    r = CliRunner().invoke(app, ["bench", "--stage2", "--preset", "tiny", "--device", "cpu", "--batch-sizes", "1",
+                                 "--frames-per-window", "1", "--size", "32", "--repeats", "1", "--json",
+                                 str(tmp_path / "s2.json")])
+    assert r.exit_code == 0, r.output
+    assert "Stage II training" in r.output and "samples/s" in r.output
+    assert json.loads((tmp_path / "s2.json").read_text())["settings"]["batch_sizes"] == [1]
+    bad = CliRunner().invoke(app, ["bench", "--stage2", "--steps", "4"])
+    assert "--steps does not apply to --stage2" in str(bad.exception)
+    bad = CliRunner().invoke(app, ["bench", "--fps", "--frames-per-window", "4"])
+    assert "--frames-per-window applies to --stage2" in str(bad.exception)
