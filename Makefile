@@ -54,6 +54,10 @@ bench:
 	ehead bench --fps --device cpu --preset paper --batch-sizes 1,8 --steps 1,4 --json benchmarks/
 	@if [ -d "$(LISTENER)" ]; then ehead bench --family listener --checkpoint $(LISTENER) --device cpu --threads 1 \
 		--batch-sizes 1,8,64 --json benchmarks/; else echo "listener skipped: no $(LISTENER) (LISTENER=RUN_DIR)"; fi
+	ehead bench --stage2 --device cpu --preset small --batch-sizes 4 --frames-per-window 4 --size 128 --repeats 5 \
+		--json benchmarks/
+	ehead bench --stage2 --device cpu --preset small --batch-sizes 4 --frames-per-window 4 \
+		--avatar models/avatar-grid-bbaf2n --repeats 3 --json benchmarks/
 
 # ehead serve under load: N = 1, 8, 32 real-time clients on 127.0.0.1, small and paper presets
 # (random weights, built-in audio encoder); writes benchmarks/serve-<device>.json.
@@ -71,6 +75,9 @@ bench-gpu:
 		--render-batch-sizes 1,64,256,1024 --json benchmarks/
 	ehead bench --fps --device cuda --preset paper --dtype bf16 --batch-sizes 1,64,1024,4096 --steps 1,4 \
 		--no-render --compile --json benchmarks/
+	ehead bench --stage2 --device cuda --preset paper --batch-sizes 1,4,16 --json benchmarks/
+	ehead bench --stage2 --device cuda --preset paper --batch-sizes 1,4,16 --avatar models/avatar-grid-bbaf2n \
+		--json benchmarks/
 	@if [ -d "$(LISTENER)" ]; then ehead bench --family listener --checkpoint $(LISTENER) --device cuda \
 		--batch-sizes 1,64,512 --json benchmarks/; else echo "listener skipped: no $(LISTENER) (LISTENER=RUN_DIR)"; fi
 

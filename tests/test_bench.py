@@ -73,7 +73,8 @@ def test_stage2_bench_times_whole_steps_with_a_drawn_head(tmp_path):
     assert result["environment"]["dtype"] == "fp32" and result["model"]["renderer"] == "mesh"
     assert result["model"]["renderer_lr_scale"] == 0.5  # the preset's [stage2.refine]
     path = write_stage2_json(result, tmp_path)
-    assert path.name.startswith("stage2-cpu-") and json.loads(path.read_text())["results"]["stage2"][0]["batch"] == 1
+    assert path.name.startswith("stage2-cpu-") and path.name.endswith("-tiny-32px.json")
+    assert json.loads(path.read_text())["results"]["stage2"][0]["batch"] == 1
 
     # what is timed draws a head of the usual size: the random model's endpoint, rendered, covers part of the image
     head = _model("tiny", torch.device("cpu"))

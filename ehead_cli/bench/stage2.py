@@ -183,8 +183,8 @@ def run_stage2_bench(cfg: Stage2BenchConfig, progress: Callable[[str], None] | N
     info = {"benchmark": "stage2", "ehead": __version__, "torch": torch.__version__,
             "python": platform.python_version(), "device_type": device.type, "device_name": device_name(device),
             "threads": torch.get_num_threads(), "dtype": "bf16" if use_bf16 else "fp32", "compile": False,
-            "preset": cfg.preset, "renderer": kind, "avatar": cfg.avatar, "load_average_before": load()[0],
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "preset": cfg.preset, "size": renderer.size, "renderer": kind, "avatar": cfg.avatar,
+            "load_average_before": load()[0], "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     rows = stage2_rows(cfg, head, renderer, camera, batch_sizes, K, refine, device, use_bf16, say)
     info["load_average_after"] = load()[0]
     n_dit = sum(p.numel() for p in head.parameters() if p.requires_grad)
@@ -197,9 +197,10 @@ def run_stage2_bench(cfg: Stage2BenchConfig, progress: Callable[[str], None] | N
 
 
 def write_stage2_json(result: dict[str, Any], target: Path) -> Path:
-    """As ``bench.run.write_json``; a folder gets ``stage2-<device-slug>.json``."""
+    """As ``bench.run.write_json``; a folder gets ``stage2-<device-slug>-<preset>-<size>px.json``."""
     if target.suffix != ".json":
-        target = target / f"stage2-{device_slug(result['environment'])}.json"
+        env = result["environment"]
+        target = target / f"stage2-{device_slug(env)}-{env['preset']}-{env['size']}px.json"
     return write_json(result, target)
 
 
