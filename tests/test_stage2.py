@@ -204,3 +204,22 @@ def test_stage2_through_the_command_line_with_a_neural_avatar(data, tiny_checkpo
     assert meta["renderers"][0]["kind"] == "neural" and meta["renderers"][0]["name"] == "av"
     refined = load_avatar(checkpoint_avatar(tmp_path / "run"))
     assert refined.config["stage2"]["step"] == 2 and refined.config["sources"][0]["file"] == "a"
+
+
+def test_label_drift_tells_the_init_models_data_from_other_labels():
+    from types import SimpleNamespace
+
+    from ehead_cli.model.stats import MotionStats
+    from ehead_cli.train.stage2 import DRIFT_WARN, label_drift
+
+    rng = np.random.default_rng(0)
+    own = [SimpleNamespace(motion=rng.normal(0.0, 0.05, (200, 115)).astype(np.float32)) for _ in range(3)]
+    stats = MotionStats.fit([c.motion for c in own], np.zeros((4, 2)))
+    drift = label_drift(own, stats)
+    assert set(drift) == {"expression", "jaw", "eye", "rotation", "translation"}
+    assert all(0.6 < z < 1.0 for z in drift.values())  # E|z| = 0.8 for Gaussian labels
+    other = [SimpleNamespace(motion=c.motion.copy()) for c in own]
+    for c in other:
+        c.motion[:, :100] += 2.0  # a tracker's expression far outside what the model saw (40 std)
+    far = label_drift(other, stats)
+    assert far["expression"] > DRIFT_WARN and far["jaw"] < 1.0

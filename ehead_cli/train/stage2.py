@@ -59,7 +59,7 @@ from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.io.atomic import atomic_dir, sha256_file
 from ehead_cli.io.dataset import Clip, face_model_of, load_index
 from ehead_cli.io.frames import FramesInfo, FrameStore, read_frames_info
-from ehead_cli.layout import MOTION_DIM
+from ehead_cli.layout import GROUPS, MOTION_DIM
 from ehead_cli.model.checkpoint import (
     AVATARS_DIR,
     WEIGHTS_NAME,
@@ -537,6 +537,14 @@ def train(data: str | Path | None, out: str | Path, init: str | Path | None = No
         for p in index.problems:
             console.print(f"[yellow]skipped[/] {p}", highlight=False)
     train_clips, val_clips, frames = _clips_with_frames(data, index, console if dd.main else None)
+    if dd.main and not resume:
+        far = {g: z for g, z in label_drift(train_clips, stats).items() if z > DRIFT_WARN}
+        if far:
+            groups = ", ".join(f"{g} {z:.0f}" for g, z in far.items())
+            console.print(f"[yellow]note[/] the labels of {data} lie far outside the --init model's motion statistics "
+                          f"(mean |z| per group: {groups}; its training data had about 1): the DiT cannot produce "
+                          f"them, and L_I is dominated by them. Train Stage I on {data} first, or give "
+                          f"[stage2.refine] coef_weight = 0 (images only)", highlight=False)
     face = load_face_model(flame, device=dev)
     specs = renderer_specs(avatars or [], out, face, frames[train_clips[0].id].camera, train_clips, dev, flame)
     for spec in specs:
@@ -576,6 +584,17 @@ def train(data: str | Path | None, out: str | Path, init: str | Path | None = No
             write_renderer(spec.folder, spec)
     run = Run(out, train_cfg, dd, dev, record, resume=resume, console=console, label="stage 2")
     return fit(task, run, stop_after=stop_after, progress=progress)
+
+
+DRIFT_WARN = 10.0  # a group's mean |z| beyond this: the labels are not the data the model was trained on
+
+
+def label_drift(clips: list[Clip], stats: MotionStats) -> dict[str, float]:
+    """Per motion group, the mean |z| of the clips' labels under the model's statistics (about 0.8 on
+    the data the statistics came from): how far the labels lie from what the model was trained on."""
+    mean, std = np.asarray(stats.mean, np.float64), np.asarray(stats.std, np.float64)
+    z = np.abs((np.concatenate([c.motion for c in clips]).astype(np.float64) - mean) / std)
+    return {g: float(z[:, sl].mean()) for g, sl in GROUPS.items()}
 
 
 def _perceptual_note(kind: str) -> str:
