@@ -97,28 +97,36 @@ def device_slug(info: dict[str, Any]) -> str:
     return f"{kind}-{base}"[:80]
 
 
-def build_generator(cfg: BenchConfig, steps: int):
-    from ehead_cli.generate.generator import Generator
+def bench_model(preset_name: str, audio_encoder: str = "mel", stats=None):
+    """``preset_name``'s EmbodiedHead with random weights (seed 0; zero-initialised layers filled, as
+    after training) and the ``audio_encoder`` (module docstring), under ``stats`` (default identity)."""
     from ehead_cli.model.encoders import HubertEncoder, random_hubert_base
     from ehead_cli.model.network import EmbodiedHead
 
-    mcfg = preset(cfg.preset)
-    if cfg.audio_encoder == "mel":
+    mcfg = preset(preset_name)
+    if audio_encoder == "mel":
         if mcfg.audio.kind != "mel":
             mcfg = mcfg.replace(audio=BENCH_MEL)
         encoder = None
-    elif cfg.audio_encoder == "hubert":
+    elif audio_encoder == "hubert":
         if mcfg.audio.kind != "hubert":
             mcfg = mcfg.replace(audio=AudioEncoderConfig("hubert", 13, 768))
         encoder = HubertEncoder(mcfg.audio, model=random_hubert_base(mcfg.audio.n_layers - 1, mcfg.audio.dim))
     else:
-        raise ConfigError(f"--audio-encoder must be mel or hubert, got {cfg.audio_encoder!r}")
+        raise ConfigError(f"--audio-encoder must be mel or hubert, got {audio_encoder!r}")
     torch.manual_seed(0)
-    model = EmbodiedHead(mcfg, encoder=encoder)
+    model = EmbodiedHead(mcfg, stats, encoder=encoder)
     with torch.no_grad():  # zero-initialised layers get values, as after training
         for p in model.parameters():
             if p.abs().sum() == 0:
                 p.normal_(0, 0.02)
+    return model
+
+
+def build_generator(cfg: BenchConfig, steps: int):
+    from ehead_cli.generate.generator import Generator
+
+    model = bench_model(cfg.preset, cfg.audio_encoder)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[cfg.dtype]
     gen = Generator(model, cfg.device, steps=steps, batch_size=max(cfg.batch_sizes), dtype=dtype)
     return gen.compile() if cfg.compile else gen

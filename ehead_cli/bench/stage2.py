@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ehead_cli import __version__
-from ehead_cli.bench.run import BENCH_MEL, device_name, device_slug, write_json
+from ehead_cli.bench.run import bench_model, device_name, device_slug, write_json
 from ehead_cli.bench.timing import time_calls
 from ehead_cli.devices import native_bf16, resolve_device
 from ehead_cli.errors import ConfigError
@@ -64,21 +64,10 @@ class Stage2BenchConfig:
 
 
 def _model(preset_name: str, device: torch.device):
-    from ehead_cli.model.config import preset
-    from ehead_cli.model.network import EmbodiedHead
     from ehead_cli.model.stats import MotionStats
 
-    mcfg = preset(preset_name)
-    if mcfg.audio.kind != "mel":
-        mcfg = mcfg.replace(audio=BENCH_MEL)
-    torch.manual_seed(0)
     stats = MotionStats([0.0] * MOTION_DIM, [MOTION_STD] * MOTION_DIM, [0.0, 0.0], [1.0, 1.0])
-    head = EmbodiedHead(mcfg, stats).to(device).train()
-    with torch.no_grad():  # zero-initialised layers get values, as after training
-        for p in head.parameters():
-            if p.abs().sum() == 0:
-                p.normal_(0, 0.02)
-    return head
+    return bench_model(preset_name, "mel", stats).to(device).train()
 
 
 def _renderer(cfg: Stage2BenchConfig, device: torch.device):
@@ -127,13 +116,10 @@ def stage2_rows(cfg: Stage2BenchConfig, head, renderer, camera, batch_sizes: tup
                 refine, device: torch.device, use_bf16: bool, say: Callable[[str], None]) -> list[dict[str, Any]]:
     from ehead_cli.avatar.losses import VGGPerceptual
     from ehead_cli.metrics.image import vgg16_features
-    from ehead_cli.train.loop import param_groups
-    from ehead_cli.train.stage2 import Stage2Model, Stage2Step
+    from ehead_cli.train.stage2 import Stage2Model, Stage2Step, stage2_param_groups
 
     model = Stage2Model(head, {"bench": renderer})
-    groups = param_groups(head, 0.01) + [{"params": [p for p in model.renderers.parameters() if p.requires_grad],
-                                          "weight_decay": 0.0, "lr_scale": refine.renderer_lr_scale}]
-    opt = torch.optim.AdamW(groups, lr=1e-5, fused=device.type == "cuda")
+    opt = torch.optim.AdamW(stage2_param_groups(model, refine, 0.01), lr=1e-5, fused=device.type == "cuda")
     rows = []
     for kind in cfg.perceptual:
         perceptual = VGGPerceptual(vgg16_features()).to(device) if kind == "vgg16" else None

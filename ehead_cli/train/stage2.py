@@ -323,6 +323,17 @@ class RendererSpec:
         return "mesh" if isinstance(self.renderer, MeshAvatar) else "neural"
 
 
+def stage2_param_groups(model: Stage2Model, refine: RefineConfig, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups of Stage II: the motion model's (``train.loop.param_groups``) and one of the
+    renderers' weights at ``renderer_lr_scale`` times the learning rate."""
+    groups = param_groups(model.head, weight_decay)
+    renderer = [p for p in model.renderers.parameters() if p.requires_grad]
+    if renderer:
+        groups.append({"params": renderer, "weight_decay": refine.renderer_weight_decay,
+                       "lr_scale": refine.renderer_lr_scale})
+    return groups
+
+
 class Stage2Task:
     """Stage II as the loop's ``Task`` (module docstring)."""
 
@@ -356,12 +367,7 @@ class Stage2Task:
         self.loss_module = Stage2Step(self.model, refine, keys, cameras, perceptual, cfg.loss_reduction)
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        groups = param_groups(self.model.head, weight_decay)
-        renderer = [p for p in self.model.renderers.parameters() if p.requires_grad]
-        if renderer:
-            groups.append({"params": renderer, "weight_decay": self.refine.renderer_weight_decay,
-                           "lr_scale": self.refine.renderer_lr_scale})
-        return groups
+        return stage2_param_groups(self.model, self.refine, weight_decay)
 
     def save_checkpoint(self, folder: Path, weights: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """The refined DiT (checkpoint folder) and, in its ``avatars/``, each refined renderer as an
