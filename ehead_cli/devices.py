@@ -1,9 +1,11 @@
 """Choosing a torch device from a ``--device`` flag, the number of CPU threads from ``--threads``,
-and synchronising a device around timed work."""
+synchronising a device around timed work, and naming the device a run or a benchmark used."""
 
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 
 import torch
 
@@ -45,6 +47,25 @@ def sync(device: torch.device) -> None:
     """Wait for queued GPU work, so a timer measures it (a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def processor_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows of it."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return name
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's with the torch thread count: ``AMD EPYC 7B13 (2 threads)``."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{processor_name()} ({torch.get_num_threads()} threads)"
 
 
 THREADS_ENV = "EHEAD_THREADS"

@@ -46,7 +46,7 @@ from ehead_cli.avatar.folder import CARD, HELDOUT_PNG, REFERENCE_PNG, USER_LICEN
 from ehead_cli.avatar.losses import VGGPerceptual, ms_ssim, weighted_l1
 from ehead_cli.avatar.neural import NeuralAvatar
 from ehead_cli.avatar.report import card_text, heldout_metrics, save_png, side_by_side
-from ehead_cli.devices import sync
+from ehead_cli.devices import processor_name, sync
 from ehead_cli.errors import InputError
 from ehead_cli.face.base import FaceModel
 from ehead_cli.io.atomic import atomic_dir
@@ -251,9 +251,7 @@ def fit_avatar(capture: Capture, face: FaceModel, out: str | os.PathLike, neural
 def _device_name(dev: torch.device) -> str:
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    from ehead_cli.bench.run import device_name
-
-    return device_name(dev).rsplit(" (", 1)[0] or platform.machine()
+    return processor_name() or platform.machine()
 
 
 # --- resume ------------------------------------------------------------------------------------------

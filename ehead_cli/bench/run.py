@@ -35,7 +35,7 @@ import torch
 
 from ehead_cli import __version__
 from ehead_cli.bench.timing import time_calls
-from ehead_cli.devices import resolve_device
+from ehead_cli.devices import device_name, resolve_device
 from ehead_cli.errors import ConfigError
 from ehead_cli.layout import SAMPLE_RATE, SAMPLES_PER_FRAME
 from ehead_cli.model.config import AudioEncoderConfig, preset
@@ -64,20 +64,6 @@ class BenchConfig:
     threads: int | None = None
     render_batch_sizes: tuple[int, ...] = field(default=(1, 16))
     avatar: str | None = None  # an avatar folder: time its renderer and the job rendered by it
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({torch.get_num_threads()} threads)"
 
 
 def device_slug(info: dict[str, Any]) -> str:
