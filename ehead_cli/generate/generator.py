@@ -39,6 +39,7 @@ from ehead_cli import checks
 from ehead_cli.avatar.identity import Avatar
 from ehead_cli.devices import autocast_dtype, resolve_device
 from ehead_cli.errors import InputError
+from ehead_cli.generate.streaming import StreamingSession
 from ehead_cli.io.motionfile import Motion
 from ehead_cli.layout import MOTION_DIM, MOTION_FPS, N_SHAPE_REF, n_frames_for
 from ehead_cli.model.checkpoint import load_checkpoint
@@ -131,11 +132,9 @@ class Generator:
         """Windows that cover ``n_frames`` frames (the last one padded)."""
         return -(-n_frames // self.cfg.window)
 
-    def stream(self, avatar: Avatar | None = None, seed: int = 0, record: bool = True):
+    def stream(self, avatar: Avatar | None = None, seed: int = 0, record: bool = True) -> StreamingSession:
         """A live ``StreamingSession`` (``ehead_cli.generate.streaming``) on this generator; ``record``
         keeps every window's audio and states (False: only the current window)."""
-        from ehead_cli.generate.streaming import StreamingSession
-
         return StreamingSession(self, avatar, seed, record)
 
     def compile(self, mode: str | None = None) -> Generator:

@@ -6,21 +6,42 @@ microphone audio, and the generator's per-window API (``Generator.begin`` / ``st
 Forming and generating are separate steps (``form`` / ``form_flush`` give ``Window``s,
 ``generate_windows`` generates the next window of many sessions in one forward pass), so a server
 can batch the windows of many conversations; ``push`` and ``flush`` do both at once.
+
+The session depends only on the per-window API (``WindowGenerator``), not on the generator module:
+``Generator.stream`` makes sessions, so the import goes one way, generator -> streaming.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ehead_cli.generate.scheduler import StreamingAudioScheduler
 from ehead_cli.layout import SAMPLES_PER_FRAME
 
-if TYPE_CHECKING:  # the generator makes sessions (Generator.stream); the session only drives it
+if TYPE_CHECKING:
+    import torch
+
     from ehead_cli.avatar.identity import Avatar
-    from ehead_cli.generate.generator import Generator
+
+
+class WindowGenerator(Protocol):
+    """What a session drives: ``ehead_cli.generate.generator.Generator``'s per-window API.
+    ``cfg.window``: frames per window (T); ``begin`` starts a job (one with ``keep``, ``audio``,
+    ``states`` and ``first_window``); ``step`` generates window k of jobs, (B, T, 115) normalised;
+    ``denormalize`` turns frames of it into raw motion."""
+
+    cfg: Any
+
+    def begin(self, audio: np.ndarray, states: np.ndarray, avatar: Avatar | None = None,
+              seed: int = 0) -> Any: ...
+
+    def step(self, jobs: list[Any], k: int | Sequence[int]) -> torch.Tensor: ...
+
+    def denormalize(self, x: torch.Tensor) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -50,7 +71,7 @@ class StreamingSession:
     depends on the previous window's). ``push`` / ``flush`` are the two steps together.
     """
 
-    def __init__(self, generator: Generator, avatar: Avatar | None = None, seed: int = 0, record: bool = True):
+    def __init__(self, generator: WindowGenerator, avatar: Avatar | None = None, seed: int = 0, record: bool = True):
         self.gen, self.T = generator, generator.cfg.window
         self.scheduler = StreamingAudioScheduler(self.T)
         self.job = generator.begin(np.zeros(0, np.float32), np.zeros(0, np.int8), avatar, seed)
@@ -131,7 +152,7 @@ class StreamingSession:
         return np.concatenate(self._states) if self._states else np.zeros(0, np.int8)
 
 
-def generate_windows(gen: Generator, items: list[tuple[StreamingSession, Window]]) -> list[np.ndarray]:
+def generate_windows(gen: WindowGenerator, items: list[tuple[StreamingSession, Window]]) -> list[np.ndarray]:
     """Generate the next window of each of several sessions of ``gen`` in one forward pass; returns
     each window's (n, 115) raw frames. Each session's job holds only the window it is given (a long
     session never re-copies its past)."""
