@@ -902,12 +902,13 @@ def avatar_fit(
     import dataclasses
 
     from ehead_cli.assets import ASSETS
-    from ehead_cli.avatar.capture import dataset_capture, read_capture
+    from ehead_cli.avatar.capture import dataset_capture
     from ehead_cli.avatar.config import SIZES, FitConfig, NeuralConfig
     from ehead_cli.avatar.fit import fit_avatar, load_saved_capture
     from ehead_cli.avatar.folder import USER_LICENCE
     from ehead_cli.devices import resolve_device
     from ehead_cli.face import load_face_model
+    from ehead_cli.prepare.capture import read_capture
 
     if out is None:
         raise ConfigError("ehead avatar fit needs --out AVATAR_DIR")
