@@ -6,7 +6,9 @@ model.safetensors: ``vq.*`` (the VQ-VAE), ``tokens.*`` (the fitted speech / affe
 offline defaults are used) and ``lm.*`` (the language model, after stage lm). After stage vq a
 checkpoint holds the VQ-VAE alone; after stage lm all three: the folder alone rebuilds the listener
 (SpeechTokenizer, EMOCA and a pretrained GPT-2 base are loaded from their own local paths).
-Saving is atomic: a temp folder is filled, then renamed into place.
+Saving is atomic: a temp folder is filled, then renamed into place. Reading goes through the one
+checkpoint-folder reader, ``ehead_cli.io.checkpoint``, with ``prefer_best``: a run folder's ``best/``
+(the stage's lowest validation loss) before its ``checkpoint/``.
 """
 
 from __future__ import annotations
@@ -19,22 +21,29 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.io.atomic import atomic_dir
+from ehead_cli.io.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    CheckpointFormat,
+    check_state,
+    load_weights,
+    read_config,
+    resolve_folder,
+)
 from ehead_cli.listener.config import ListenerConfig
 from ehead_cli.listener.data import MotionNorm
 from ehead_cli.listener.lm import ListenerLM
 from ehead_cli.listener.tokens import TokenCodebooks
 from ehead_cli.listener.vqvae import VQVAE
-from ehead_cli.model.checkpoint import RUN_BEST, RUN_CHECKPOINT
 
 FORMAT = "ehead-listener-checkpoint"
 VERSION = 1
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+LISTENER_FORMAT = CheckpointFormat(FORMAT, VERSION, label="listener checkpoint", describe="a listener checkpoint",
+                                   hint="an EmbodiedHead checkpoint goes without --family listener", prefer_best=True)
 
 
 @dataclass
@@ -106,49 +115,27 @@ def _json_default(x: Any) -> Any:
 def listener_folder(folder: str | os.PathLike) -> Path:
     """``folder`` itself, or for a training run folder (``ehead train --family listener --out RUN_DIR``)
     its ``best/`` when the run kept one (``keep_best``: the lowest validation loss), else its
-    ``checkpoint/`` (the last step): ``--checkpoint`` and ``--vq`` accept either."""
-    folder = Path(folder)
-    if (folder / CONFIG_NAME).is_file():
-        return folder
-    for sub in (RUN_BEST, RUN_CHECKPOINT):
-        if (folder / sub / CONFIG_NAME).is_file():
-            return folder / sub
-    return folder
+    ``checkpoint/`` (the last step): ``--checkpoint`` and ``--vq`` accept either
+    (``ehead_cli.io.checkpoint.resolve_folder`` with ``prefer_best``)."""
+    return resolve_folder(folder, LISTENER_FORMAT.prefer_best)
 
 
 def read_listener_config(folder: str | os.PathLike) -> dict[str, Any]:
-    folder = listener_folder(folder)
-    path = folder / CONFIG_NAME
-    if not path.is_file():
-        raise InputError(f"{folder}: not a listener checkpoint folder (no {CONFIG_NAME}; --checkpoint)")
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise InputError(f"{path}: unreadable checkpoint config ({err})") from None
-    if config.get("format") != FORMAT:
-        raise InputError(f"{path}: not a listener checkpoint (format {config.get('format')!r}); "
-                         "an EmbodiedHead checkpoint goes without --family listener")
-    if config.get("version") != VERSION:
-        raise InputError(f"{path}: listener checkpoint version {config.get('version')} is not supported "
-                         f"(need {VERSION})")
-    return config
+    """The validated config.json of a listener checkpoint or run folder."""
+    return read_config(folder, LISTENER_FORMAT)[1]
 
 
 def load_listener(folder: str | os.PathLike, device: str | torch.device = "cpu") -> ListenerModel:
     """Rebuild the listener of ``folder`` (a checkpoint or a run folder: ``listener_folder``) in float32
     on ``device``, in eval mode."""
-    folder = listener_folder(folder)
-    config = read_listener_config(folder)
+    folder, config = read_config(folder, LISTENER_FORMAT)
     try:
         cfg = ListenerConfig.from_dict(config["config"], source=str(folder / CONFIG_NAME))
         norm = MotionNorm.from_dict(config["norm"])
         identities = {k: np.asarray(v, np.float32) for k, v in config.get("identities", {}).items()}
     except (KeyError, TypeError, ValueError, ConfigError) as err:
         raise InputError(f"{folder / CONFIG_NAME}: invalid listener config ({err})") from None
-    try:
-        state = load_file(str(folder / WEIGHTS_NAME))
-    except (SafetensorError, OSError, FileNotFoundError) as err:
-        raise InputError(f"{folder / WEIGHTS_NAME}: unreadable safetensors file ({err})") from None
+    state = load_weights(folder / WEIGHTS_NAME)
     vq = VQVAE(cfg.vq)
     _load_part(vq, state, "vq.", folder)
     codebooks = TokenCodebooks.from_tensors(state) if any(k.startswith("tokens.") for k in state) else None
@@ -165,13 +152,5 @@ def load_listener(folder: str | os.PathLike, device: str | torch.device = "cpu")
 def _load_part(module: torch.nn.Module, state: dict[str, torch.Tensor], prefix: str, folder: Path) -> None:
     part = {k[len(prefix):]: v.float() if v.is_floating_point() else v
             for k, v in state.items() if k.startswith(prefix)}
-    expected = module.state_dict()
-    missing, unexpected = set(expected) - set(part), set(part) - set(expected)
-    if missing or unexpected:
-        detail = f"missing {sorted(missing)[:3]}" if missing else f"unexpected {sorted(unexpected)[:3]}"
-        raise InputError(f"{folder / WEIGHTS_NAME}: {prefix[:-1]} weights do not match the config ({detail})")
-    for k, v in part.items():
-        if v.shape != expected[k].shape:
-            raise InputError(f"{folder / WEIGHTS_NAME}: {prefix}{k} has shape {tuple(v.shape)}, "
-                             f"config expects {tuple(expected[k].shape)}")
+    check_state(module.state_dict(), part, folder / WEIGHTS_NAME, prefix)
     module.load_state_dict(part)
