@@ -224,10 +224,11 @@ def checkpoint_avatar(checkpoint: str | os.PathLike) -> Path | None:
     ``avatars/``, checked against the SHA-256 of its manifest that the checkpoint's config.json
     records (``meta.renderers``); None for a checkpoint without one. InputError when the checkpoint
     holds several (generation needs ``--avatar`` to pick one) or the folder was changed."""
-    from ehead_cli.model.checkpoint import CONFIG_NAME, checkpoint_folder, read_config
+    from ehead_cli.io.checkpoint import CONFIG_NAME, read_config
+    from ehead_cli.model.checkpoint import CHECKPOINT_FORMAT
 
-    folder = checkpoint_folder(checkpoint)
-    entries = read_config(folder).get("meta", {}).get("renderers") or []
+    folder, config = read_config(checkpoint, CHECKPOINT_FORMAT)  # the one reader's run-folder rule
+    entries = config.get("meta", {}).get("renderers") or []
     if not entries:
         return None
     if len(entries) > 1:
