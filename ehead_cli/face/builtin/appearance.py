@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ehead_cli.face.builtin.eyes import lid_points
 from ehead_cli.face.builtin.falloff import bump, smoothstep
-from ehead_cli.face.builtin.parts import HeadMesh, lid_points
+from ehead_cli.face.builtin.mesh import HeadMesh
 from ehead_cli.face.builtin.proportions import (
     BROWS,
     CAVITY_BACK,

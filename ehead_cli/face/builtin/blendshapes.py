@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ehead_cli.face.builtin.eyes import lid_offsets
 from ehead_cli.face.builtin.falloff import bump, smoothstep, sq_dist
-from ehead_cli.face.builtin.parts import HeadMesh, lid_offsets
+from ehead_cli.face.builtin.mesh import HeadMesh
 from ehead_cli.face.builtin.proportions import (
     EXPR_BLINK,
     EXPR_BROW_FROWN,

@@ -18,7 +18,7 @@ import torch
 from ehead_cli.face.base import N_LANDMARKS, FaceModel
 from ehead_cli.face.builtin.appearance import paint_head
 from ehead_cli.face.builtin.blendshapes import expression_basis, shape_basis
-from ehead_cli.face.builtin.parts import build_mesh
+from ehead_cli.face.builtin.mesh import build_mesh
 from ehead_cli.face.builtin.proportions import HEAD_JOINT, NECK_PIVOT
 from ehead_cli.face.builtin.rig import joint_anchors, landmarks, masks, skin_weights
 from ehead_cli.geometry import axis_angle_to_matrix

@@ -13,7 +13,7 @@ import numpy as np
 from ehead_cli.face.base import N_LANDMARKS
 from ehead_cli.face.builtin.appearance import Appearance, brow_curve
 from ehead_cli.face.builtin.falloff import smoothstep
-from ehead_cli.face.builtin.parts import HeadMesh
+from ehead_cli.face.builtin.mesh import HeadMesh
 from ehead_cli.face.builtin.proportions import (
     EAR_PART,
     EYE_CORNERS_DEG,
