@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from ehead_cli.io.atomic import atomic_path
+from ehead_cli.io.checkpoint import RUN_BEST, RUN_CHECKPOINT
 from ehead_cli.io.motionfile import save_motion
 from ehead_cli.listener.checkpoint import load_listener
 from ehead_cli.listener.generate import ListenerGenerator, dataset_jobs, evaluate_listener, vq_metrics
 from ehead_cli.listener.train import train_lm, train_vq
-from ehead_cli.model.checkpoint import RUN_BEST, RUN_CHECKPOINT
 from ehead_cli.train.state import STATE_DIR
 
 VARIANTS = {  # name: (multimodal, identity)

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ehead_cli.errors import ConfigError, InputError
+from ehead_cli.io.checkpoint import RUN_CHECKPOINT
 from ehead_cli.listener.checkpoint import ListenerModel, load_listener, save_listener
 from ehead_cli.listener.config import ListenerConfig, load_preset, merge_sections
 from ehead_cli.listener.data import (
@@ -52,7 +53,6 @@ from ehead_cli.listener.data import (
 from ehead_cli.listener.lm import ListenerLM
 from ehead_cli.listener.tokens import SpeakerTokenizer, fit_token_codebooks
 from ehead_cli.listener.vqvae import VQVAE
-from ehead_cli.model.checkpoint import RUN_CHECKPOINT
 from ehead_cli.model.config import load_toml
 from ehead_cli.train.config import TrainConfig, dump_toml, phase_at
 from ehead_cli.train.distributed import Dist, setup_processes

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ehead_cli.devices import native_bf16
 from ehead_cli.errors import ConfigError
-from ehead_cli.model.checkpoint import RUN_BEST, RUN_CHECKPOINT
+from ehead_cli.io.checkpoint import RUN_BEST, RUN_CHECKPOINT
 from ehead_cli.train.config import TrainConfig, dump_toml, lr_at, phase_at
 from ehead_cli.train.distributed import Dist, all_mean, all_sum_, barrier
 from ehead_cli.train.ema import EMA
