@@ -29,6 +29,10 @@ translation sway; rotation and translation (not the rest pose) scale with the cl
 
 Ranges: jaw 0 to JAW_OPEN_RAD (0.18 rad), expression coefficients within [0, 1.2] (blink 1 closes
 the eyes), head rotation a few degrees, translation a few millimetres.
+
+Long module: one concept, the ground-truth function ``ground_truth_motion``; this docstring is its
+specification and the named constants below are its parameters, so the tracks stay next to the
+constants and the rules they implement (split, the specification would live in several files).
 """
 
 from __future__ import annotations
