@@ -4,7 +4,9 @@ Presets are TOML files in ``models/presets/listener/`` (``paper``, ``small``, ``
 sections ``[vq]`` (VQConfig), ``[tokens]`` (TokenConfig), ``[lm]`` (LMConfig), ``[train_vq]`` and
 ``[train_lm]`` (``ehead_cli.train.config.TrainConfig`` with ``phases``: the schedules the shared
 training loop runs; ``stage_config`` fills in the listener's defaults). Every field is validated
-here, in one place; unknown fields are a ConfigError naming the file. A checkpoint's ``config.json``
+here, in one place; preset, ``--config`` file and overrides are merged by the one merge
+(``ehead_cli.io.config.merge_config``, ``resolve_listener_config``); unknown sections and fields are a
+ConfigError naming the file and the section. A checkpoint's ``config.json``
 stores the resolved configs, so the folder alone rebuilds the model.
 """
 
@@ -16,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ehead_cli.errors import ConfigError
-from ehead_cli.model.config import check_fields, load_toml, models_dir
+from ehead_cli.io.config import COMMAND_LINE, Layer, build_section, file_layer, load_toml, merge_config, merge_tables
+from ehead_cli.model.config import models_dir
 from ehead_cli.train.config import TrainConfig
 
 PRESET_DIR = "listener"  # under models/presets/
@@ -200,12 +203,7 @@ class ListenerConfig:
             raise ConfigError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}")
         parts: dict[str, Any] = {"preset": str(d.get("preset", "custom"))}
         for name, kind in (("vq", VQConfig), ("tokens", TokenConfig), ("lm", LMConfig)):
-            sub = dict(d.get(name, {}))
-            check_fields(kind, sub, source, name)
-            try:
-                parts[name] = kind(**sub).validate()
-            except TypeError as err:
-                raise ConfigError(f"{source}: [{name}] {err}") from None
+            parts[name] = build_section(kind, dict(d.get(name, {})), source, name)
         for name in ("train_vq", "train_lm"):
             if name in d:
                 parts[name] = stage_config(d[name], source, name)
@@ -218,19 +216,26 @@ class ListenerConfig:
 
 def merge_sections(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """``extra``'s sections over ``base``'s, field by field (a non-table value replaces). New
-    ``phases`` without ``steps`` / ``lr`` also replace the totals derived from the old ones."""
-    out = dict(base)
-    for section, values in extra.items():
-        if isinstance(values, dict) and isinstance(out.get(section), dict):
-            old = dict(out[section])
-            if "phases" in values:
-                for derived in ("steps", "lr"):
-                    if derived not in values:
-                        old.pop(derived, None)
-            out[section] = {**old, **values}
-        else:
-            out[section] = values
-    return out
+    ``phases`` without ``steps`` / ``lr`` also replace the totals derived from the old ones
+    (``ehead_cli.io.config.merge_tables``)."""
+    return merge_tables(base, extra)
+
+
+SCHEMA: dict[str, type] = {"vq": VQConfig, "tokens": TokenConfig, "lm": LMConfig, "train_vq": TrainConfig,
+                           "train_lm": TrainConfig}  # the sections of a listener config
+
+
+def resolve_listener_config(base: dict[str, Any], source: str, config_file: str | Path | None = None,
+                            overrides: dict[str, Any] | None = None) -> ListenerConfig:
+    """``base`` (a preset's or a run's sections, with its "preset" name) <- ``config_file``'s sections
+    <- ``overrides`` ({section: {field: value}}), later wins, through the one merge."""
+    base = dict(base)
+    name = str(base.pop("preset", "custom"))
+    layers = [Layer(base, source), *file_layer(config_file)]
+    if overrides:
+        layers.append(Layer(overrides, COMMAND_LINE, file=False))
+    merged, last = merge_config(layers, SCHEMA)
+    return ListenerConfig.from_dict({"preset": name, **merged}, source=last)
 
 
 def _train_dict(cfg: TrainConfig) -> dict[str, Any]:
@@ -254,9 +259,4 @@ def load_preset(name: str, config_file: str | Path | None = None, overrides: dic
     path = preset_path(name)
     if not path.is_file():
         raise ConfigError(f"unknown listener preset {name!r} for --preset; choose one of {', '.join(list_presets())}")
-    data: dict[str, Any] = {"preset": name, **load_toml(path)}
-    source = str(path)
-    for extra in ([load_toml(Path(config_file))] if config_file else []) + ([overrides] if overrides else []):
-        data = merge_sections(data, extra)
-        source = str(config_file or source)
-    return ListenerConfig.from_dict(data, source=source)
+    return resolve_listener_config({"preset": name, **load_toml(path)}, str(path), config_file, overrides)

@@ -37,7 +37,7 @@ from torch import nn
 from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.io.checkpoint import RUN_CHECKPOINT
 from ehead_cli.listener.checkpoint import ListenerModel, load_listener, save_listener
-from ehead_cli.listener.config import ListenerConfig, load_preset, merge_sections
+from ehead_cli.listener.config import ListenerConfig, load_preset, resolve_listener_config
 from ehead_cli.listener.data import (
     Dyad,
     DyadIndex,
@@ -53,7 +53,6 @@ from ehead_cli.listener.data import (
 from ehead_cli.listener.lm import ListenerLM
 from ehead_cli.listener.tokens import SpeakerTokenizer, fit_token_codebooks
 from ehead_cli.listener.vqvae import VQVAE
-from ehead_cli.model.config import load_toml
 from ehead_cli.train.config import TrainConfig, dump_toml, phase_at
 from ehead_cli.train.distributed import Dist, setup_processes
 from ehead_cli.train.loop import Run, fit, param_groups
@@ -299,8 +298,7 @@ def train_vq(data: str | Path | None, out: str | Path, preset: str = "small", co
     console = _console()
     if resume:
         record = read_run(out, "vq")
-        cfg = ListenerConfig.from_dict(merge_sections(record["listener"], overrides or {}),
-                                       source=str(out / STATE_DIR))
+        cfg = resolve_listener_config(record["listener"], str(out / STATE_DIR), overrides=overrides)
         data = Path(data or record["data"]["dir"])
     else:
         if data is None:
@@ -323,10 +321,7 @@ def _lm_config(model: ListenerModel, source: str, preset: str | None, config_fil
     if preset:
         cfg = load_preset(preset, config_file, overrides)
     else:
-        d = model.cfg.to_dict()
-        for extra in ([load_toml(Path(config_file))] if config_file else []) + ([overrides] if overrides else []):
-            d = merge_sections(d, extra)
-        cfg = ListenerConfig.from_dict(d, source=str(config_file or source))
+        cfg = resolve_listener_config(model.cfg.to_dict(), source, config_file, overrides)
     return cfg.replace(vq=model.cfg.to_dict()["vq"])
 
 
@@ -389,8 +384,7 @@ def train_lm(data: str | Path | None, out: str | Path, vq: str | Path | None = N
     if resume:
         record = read_run(out, "lm")
         model = load_listener(out / RUN_CHECKPOINT, device=dev)
-        model.cfg = ListenerConfig.from_dict(merge_sections(record["listener"], overrides or {}),
-                                             source=str(out / STATE_DIR))
+        model.cfg = resolve_listener_config(record["listener"], str(out / STATE_DIR), overrides=overrides)
         data = Path(data or record["data"]["dir"])
         vq = vq or record["data"].get("vq")
     else:

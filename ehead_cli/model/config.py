@@ -1,7 +1,8 @@
 """Typed, frozen model configuration and the preset registry.
 
 The presets live as TOML files in ``models/presets/`` (``paper``, ``small``, ``tiny``); this module
-reads them, validates every field in one place, and derives the numbers the README's presets table
+reads them, validates every field in one place (the merge of preset, file and flags is
+``ehead_cli.io.config``'s), and derives the numbers the README's presets table
 quotes (``seq_len`` = 20 packed history tokens + 100 current = 120, ``cond_dim`` = 896, ...). A
 ``ModelConfig`` is stored in every checkpoint's ``config.json`` so the folder alone rebuilds the model.
 """
@@ -10,18 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ehead_cli.errors import ConfigError
+from ehead_cli.io.config import check_fields as check_fields  # the one merge's field check, re-exported
+from ehead_cli.io.config import check_types
+from ehead_cli.io.config import load_toml as load_toml
 from ehead_cli.layout import MOTION_DIM, N_SHAPE_REF
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 PACKAGE_MODELS = Path(__file__).resolve().parents[1] / "_models"  # models/ as installed from a wheel (setup.py)
 REPO_ROOT = Path(__file__).resolve().parents[2]  # ehead_cli/model/config.py -> a source checkout
@@ -173,9 +171,11 @@ class ModelConfig:
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> ModelConfig:
         d = dict(d)
         check_fields(cls, d, source, "model")
+        check_types(cls, d, source, "model")
         audio = d.pop("audio", {})
         if isinstance(audio, dict):
             check_fields(AudioEncoderConfig, audio, source, "audio")
+            check_types(AudioEncoderConfig, audio, source, "model.audio")
             audio = AudioEncoderConfig(**audio)
         if "history_spans" in d:
             d["history_spans"] = tuple(int(s) for s in d["history_spans"])
@@ -188,25 +188,8 @@ class ModelConfig:
         return dataclasses.replace(self, **changes).validate()
 
 
-def check_fields(cls: type, d: dict[str, Any], source: str, section: str) -> None:
-    """ConfigError naming ``source`` if ``d`` has keys that are not fields of dataclass ``cls``."""
-    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-        raise ConfigError(f"{source}: unknown {section} field(s) {', '.join(sorted(unknown))}")
-
-
 def list_presets() -> list[str]:
     return sorted(p.stem for p in (models_dir() / "presets").glob("*.toml"))
-
-
-def load_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML ({err})") from None
 
 
 def preset(name: str) -> ModelConfig:

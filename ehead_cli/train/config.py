@@ -1,5 +1,6 @@
 """The run configuration: the training schedule (``TrainConfig``, the ``[train]`` section of a preset),
-the learning-rate schedule, and resolving preset -> ``--config FILE.toml`` -> flags into one config.
+the learning-rate schedule, and resolving preset -> ``--config FILE.toml`` -> flags into one config
+(through the one merge, ``ehead_cli.io.config``).
 
 A schedule is either a warm-up followed by one decay (Stage I) or a warm-up followed by consecutive
 ``phases``, each at its own constant learning rate and with the objective the task trains in it
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ehead_cli.errors import ConfigError
-from ehead_cli.model.config import ModelConfig, check_fields, load_toml, models_dir, preset
+from ehead_cli.io.config import Layer, check_types, file_layer, flag_layer, merge_config
+from ehead_cli.model.config import AudioEncoderConfig, ModelConfig, check_fields, load_toml, models_dir, preset
 from ehead_cli.model.flow import REDUCTIONS
 
 
@@ -115,6 +117,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str, section: str = "train") -> TrainConfig:
         check_fields(cls, d, source, section)
+        check_types(cls, d, source, section)
         d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(float(b) for b in d["betas"])
@@ -164,25 +167,17 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * p))
 
 
+SCHEMA = {"model": ModelConfig, "model.audio": AudioEncoderConfig, "train": TrainConfig}  # Stage I's sections
+
+
 def resolve_config(preset_name: str, config_file: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """preset TOML -> --config FILE.toml -> command-line flags, later wins. Returns the resolved
-    {"model": ModelConfig, "train": TrainConfig}."""
+    """preset TOML -> --config FILE.toml -> command-line flags (into [train]), later wins
+    (``ehead_cli.io.config.merge_config``). Returns the resolved {"model": ModelConfig, "train": TrainConfig}."""
     path = models_dir() / "presets" / f"{preset_name}.toml"
-    cfg_model = preset(preset_name).to_dict()
-    cfg_train = dict(load_toml(path).get("train", {}))
-    if config_file is not None:
-        extra = load_toml(config_file)
-        bad = set(extra) - {"model", "train"}
-        if bad:
-            raise ConfigError(f"{config_file}: unknown section(s) {', '.join(sorted(bad))}; use [model] and [train]")
-        model_extra = dict(extra.get("model", {}))
-        audio_extra = model_extra.pop("audio", {})
-        cfg_model.update(model_extra)
-        cfg_model["audio"] = {**cfg_model["audio"], **audio_extra}
-        cfg_train.update(extra.get("train", {}))
-    cfg_train.update({k: v for k, v in overrides.items() if v is not None})
-    return {"model": ModelConfig.from_dict(cfg_model, source=str(config_file or path)),
-            "train": TrainConfig.from_dict(cfg_train, source=str(config_file or path))}
+    base = Layer({"model": preset(preset_name).to_dict(), "train": dict(load_toml(path).get("train", {}))}, str(path))
+    merged, source = merge_config([base, *file_layer(config_file), *flag_layer("train", overrides)], SCHEMA)
+    return {"model": ModelConfig.from_dict(merged["model"], source=source),
+            "train": TrainConfig.from_dict(merged["train"], source=source)}
 
 
 def _toml_value(v: Any) -> str:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ehead_cli.errors import ConfigError, InputError
+from ehead_cli.io.config import Layer, flag_layer, merge_config
 from ehead_cli.io.dataset import Clip, face_model_of, load_index
 from ehead_cli.model.checkpoint import save_checkpoint
 from ehead_cli.model.config import ModelConfig
@@ -108,9 +109,9 @@ def train(data: str | Path | None, out: str | Path, preset_name: str = "small", 
         record = read_record(out)
         model_cfg = ModelConfig.from_dict(record["model"], source=str(out / STATE_DIR))
         stats = MotionStats.from_dict(record["stats"])
-        tcfg = dict(record["train"])
-        tcfg.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        train_cfg = TrainConfig.from_dict(tcfg, source=str(out / STATE_DIR))
+        tcfg, source = merge_config([Layer({"train": record["train"]}, str(out / STATE_DIR)),
+                                     *flag_layer("train", overrides or {})], {"train": TrainConfig})
+        train_cfg = TrainConfig.from_dict(tcfg["train"], source=source)
         data = Path(data) if data else Path(record["data"]["dir"])
     else:
         resolved = resolve_config(preset_name, Path(config_file) if config_file else None, overrides or {})
