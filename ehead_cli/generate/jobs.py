@@ -19,7 +19,6 @@ the states, which are written next to the outputs (``<stem>.states.csv``, ``<ste
 from __future__ import annotations
 
 import csv
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from ehead_cli.avatar.rendering import avatar_checkpoint_mismatch, renderer_for
 from ehead_cli.errors import EheadError, InputError
 from ehead_cli.generate.auto_states import AUTO, auto_states
 from ehead_cli.generate.generator import Generator
+from ehead_cli.generate.runner import mark_duplicate_outputs, run_batch
 from ehead_cli.generate.scheduler import AgentUtterance, schedule_session, trim_to_content
 from ehead_cli.io.audio import load_audio, save_wav
 from ehead_cli.io.motionfile import Motion, save_motion
@@ -57,6 +57,11 @@ class FileJob:
     error: str | None = None
     outputs: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+
+    @property
+    def n_frames(self) -> int:
+        """Motion frames the job generates (0 before its inputs are read)."""
+        return 0 if self.states is None else len(self.states)
 
 
 def jobs_from_pairs(audios: list[Path], states: list[Path], out_dir: Path, avatar: Path | None) -> list[FileJob]:
@@ -194,38 +199,17 @@ def write_outputs(job: FileJob, motion: Motion, renderer, video: bool) -> None:
 
 def run_jobs(generator: Generator, jobs: list[FileJob], seed: int = 0, renderer=None, video: bool = True,
              console=None, flame=None) -> list[FileJob]:
-    """Validate, generate (batched) and write every job; bad jobs keep their ``error``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    """Validate, generate (batched) and write every job; bad jobs keep their ``error``
+    (``ehead_cli.generate.runner.run_batch``)."""
     for j in jobs:
         load_job(j, generator.device, flame)
         if j.error is None and j.avatar is not None:
             j.error = avatar_checkpoint_mismatch(j.avatar, j.avatar_path, generator)
-    seen: dict[Path, str] = {}
-    for j in jobs:
-        if j.error is None:
-            if j.out in seen:
-                j.error = f"its output {j.out}.npz is also written by job {seen[j.out]}; give each job its own out"
-            seen[j.out] = j.name
+    mark_duplicate_outputs(jobs, "give each job its own out")
     good = [j for j in jobs if j.error is None]
-    if not good:
-        return jobs
-    n_windows = sum(generator.n_windows(len(j.states)) for j in good)
-    t0 = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True, disable=console is None or not console.is_terminal) as bar:
-        task = bar.add_task("motion windows", total=n_windows)
-        motions = generator.generate_many([(j.audio, j.states, j.avatar, seed) for j in good],
-                                          on_window=lambda n: bar.advance(task, n))
-        gen_s = time.perf_counter() - t0
-        frames_total = sum(len(j.states) for j in good)
-        task2 = bar.add_task("writing", total=len(good))
-        for j, m in zip(good, motions, strict=True):
-            t1 = time.perf_counter()
-            try:
-                write_outputs(j, m, renderer, video)
-            except EheadError as err:
-                j.error = str(err)
-            j.seconds = time.perf_counter() - t1 + gen_s * len(j.states) / frames_total
-            bar.advance(task2)
-    return jobs
+
+    def generate(batch: list[FileJob], advance) -> list[Motion]:
+        return generator.generate_many([(j.audio, j.states, j.avatar, seed) for j in batch], on_window=advance)
+
+    return run_batch(jobs, generate, lambda j, m: write_outputs(j, m, renderer, video), description="motion windows",
+                     total=sum(generator.n_windows(len(j.states)) for j in good), console=console)

@@ -18,7 +18,6 @@ motion and its shape), or nothing (the mean of the trained identities' statistic
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,8 @@ import numpy as np
 import torch
 
 from ehead_cli.devices import resolve_device
-from ehead_cli.errors import EheadError, InputError
+from ehead_cli.errors import InputError
+from ehead_cli.generate.runner import mark_duplicate_outputs, run_batch
 from ehead_cli.io.audio import load_audio
 from ehead_cli.io.motionfile import Motion, load_motion, save_motion
 from ehead_cli.layout import LISTEN, MOTION_FPS, N_SHAPE, SAMPLE_RATE, SAMPLES_PER_FRAME
@@ -60,6 +60,11 @@ class ListenerJob:
     error: str | None = None
     seconds: float = 0.0
 
+    @property
+    def n_frames(self) -> int:
+        """Listener motion frames the job generates: the speaker's."""
+        return len(self.speaker)
+
     @classmethod
     def from_files(cls, speaker_audio: str | Path, speaker_motion: str | Path, identity: str | Path | None = None,
                    out_dir: str | Path | None = None, name: str | None = None) -> ListenerJob:
@@ -90,11 +95,7 @@ def jobs_from_pairs(speaker_audio: list[Path], speaker_motion: list[Path], ident
             name = Path(motion).stem
             jobs.append(ListenerJob(name, np.zeros(0, np.float32), np.zeros((0, 115), np.float32), identity,
                                     out=Path(out_dir) / name, error=str(err)))
-    seen: dict[Path, str] = {}
-    for j in jobs:
-        if j.error is None and j.out in seen:
-            j.error = f"its output {j.out}.npz is also written by job {seen[j.out]}; give each job its own file name"
-        seen.setdefault(j.out, j.name)
+    mark_duplicate_outputs(jobs, "give each job its own file name")
     return jobs
 
 
@@ -223,29 +224,14 @@ def run_listener_jobs(gen: ListenerGenerator, jobs: list[ListenerJob], *, temper
                       top_k: int | None = None, seed: int = 0, renderer=None, side_by_side: bool = False,
                       video: bool = True, console=None) -> list[ListenerJob]:
     """Generate (all good jobs in one batch) and write every job (what ``ehead generate --family
-    listener`` calls); a job whose outputs fail keeps its one-line ``error``, the others are still
-    written. ``console``: a rich console for the progress bar (only on a terminal)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    good = [j for j in jobs if j.error is None]
-    if not good:
-        return jobs
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True, disable=console is None or not console.is_terminal) as bar:
-        bar.add_task(f"listener motion, {len(good)} job(s) in one batch", total=None)
-        t0 = time.perf_counter()
-        motions = gen.generate(good, temperature=temperature, top_k=top_k, seed=seed)
-        gen_s, frames = time.perf_counter() - t0, sum(len(j.speaker) for j in good)
-        task = bar.add_task("writing", total=len(good))
-        for j, m in zip(good, motions, strict=True):
-            t1 = time.perf_counter()
-            try:
-                write_listener_outputs(j, m, renderer, side_by_side, video)
-            except EheadError as err:
-                j.error = str(err)
-            j.seconds = time.perf_counter() - t1 + gen_s * len(j.speaker) / frames
-            bar.advance(task)
-    return jobs
+    listener`` calls, through ``ehead_cli.generate.runner.run_batch``); a job whose outputs fail keeps
+    its one-line ``error``, the others are still written. ``console``: a rich console for the progress
+    bar (only on a terminal)."""
+    n_good = sum(j.error is None for j in jobs)
+    return run_batch(jobs, lambda batch, _advance: gen.generate(batch, temperature=temperature, top_k=top_k,
+                                                                 seed=seed),
+                     lambda j, m: write_listener_outputs(j, m, renderer, side_by_side, video),
+                     description=f"listener motion, {n_good} job(s) in one batch", console=console)
 
 
 def dataset_jobs(data: str | Path, split: str, out_dir: str | Path) -> list[ListenerJob]:
