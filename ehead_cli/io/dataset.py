@@ -12,8 +12,12 @@ Clip ids are letters, digits, '_', '.' and '-' (``CLIP_ID``); ``clip_id_for`` tu
 one. Splits are ``DATA_SPLITS``; ``split_for`` is the fixed function of the id that ``ehead prepare``
 uses (so adding files never moves a clip between splits), with the fractions of ``SPLIT_FRACTIONS``.
 
-Length rule: the audio may differ from the motion by at most ``LENGTH_SLACK`` frame (rounding in
-preparation); the common length is used. Clips shorter than ``MIN_CLIP_FRAMES`` (1 s), unreadable
+A dataset may pair every clip with companion motion in sub-folders (a dyadic dataset's
+``DIR/speaker/<id>.npz``, the speaker the listener hears): ``load_index(..., companions=...)`` reads
+and length-checks them with the clip.
+
+Length rule: the audio may differ from the motion (and its companions) by at most ``LENGTH_SLACK``
+frame (rounding in preparation); the common length is used. Clips shorter than ``MIN_CLIP_FRAMES`` (1 s), unreadable
 clips and clips whose lengths disagree are reported by name and left out (``load_index``).
 """
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +36,7 @@ import soundfile as sf
 
 from ehead_cli.errors import InputError, first_line
 from ehead_cli.io.atomic import atomic_path
-from ehead_cli.io.motionfile import load_motion
+from ehead_cli.io.motionfile import Motion, load_motion
 from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, n_frames_for
 
 MANIFEST = "manifest.csv"
@@ -158,6 +163,7 @@ class Clip:
     states: np.ndarray
     n_audio_samples: int
     meta: dict = field(default_factory=dict)
+    companions: dict[str, Motion] = field(default_factory=dict)  # as read, at least n_frames long
 
     @property
     def n_frames(self) -> int:
@@ -175,11 +181,14 @@ class DatasetIndex:
 
 
 def load_index(root: str | Path, min_frames: int = MIN_CLIP_FRAMES,
-               splits: tuple[str, ...] = DATA_SPLITS) -> DatasetIndex:
+               splits: tuple[str, ...] = DATA_SPLITS, companions: Mapping[str, str] | None = None) -> DatasetIndex:
     """Read the manifest and every clip's motion; check lengths. Problem clips are listed in
-    ``problems`` (one line each, naming the clip) and left out."""
+    ``problems`` (one line each, naming the clip) and left out. ``companions`` {name: sub-folder}:
+    motion NPZs ``root/<sub-folder>/<id>.npz`` read with every clip into ``Clip.companions[name]``
+    (a dyadic dataset's {"speaker": "speaker"}); a clip without them is a problem too."""
     root = Path(root)
     df = read_manifest(root)
+    companions = dict(companions or {})
     clips, problems = [], []
     for row in df.to_dict("records"):
         cid, split = row["id"], row["split"]
@@ -191,6 +200,7 @@ def load_index(root: str | Path, min_frames: int = MIN_CLIP_FRAMES,
             continue
         try:
             m = load_motion(motion_path(root, cid))
+            extra = {name: load_motion(root / sub / f"{cid}{MOTION_SUFFIX}") for name, sub in companions.items()}
             info = sf.info(str(audio))
         except InputError as err:
             problems.append(f"clip {cid}: {err}")
@@ -200,14 +210,19 @@ def load_index(root: str | Path, min_frames: int = MIN_CLIP_FRAMES,
             continue
         n_audio = int(round(info.frames * SAMPLE_RATE / info.samplerate))  # in 16 kHz samples
         audio_frames = n_frames_for(n_audio)
-        if abs(audio_frames - m.n_frames) > LENGTH_SLACK:
-            problems.append(f"clip {cid}: audio has {audio_frames} frames but motion/states have {m.n_frames}")
+        lengths = (m.n_frames, *(c.n_frames for c in extra.values()), audio_frames)
+        if max(lengths) - min(lengths) > LENGTH_SLACK:
+            if extra:
+                names = ", ".join(["motion", *extra, "audio"])
+                problems.append(f"clip {cid}: {names} lengths differ ({lengths} frames)")
+            else:
+                problems.append(f"clip {cid}: audio has {audio_frames} frames but motion/states have {m.n_frames}")
             continue
-        T = min(audio_frames, m.n_frames)
+        T = min(lengths)
         if T < min_frames:
             problems.append(f"clip {cid}: {T} frames ({T / MOTION_FPS:.2f} s) is shorter than the minimum of "
                             f"{min_frames} frames")
             continue
         meta = {k: v for k, v in row.items() if k not in ("id", "split")}
-        clips.append(Clip(cid, split, audio, m.motion[:T], m.shape, m.states[:T], n_audio, meta))
+        clips.append(Clip(cid, split, audio, m.motion[:T], m.shape, m.states[:T], n_audio, meta, extra))
     return DatasetIndex(root, clips, problems)

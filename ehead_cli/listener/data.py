@@ -20,18 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
 from ehead_cli.errors import InputError
 from ehead_cli.io.audio import load_audio
-from ehead_cli.io.dataset import LENGTH_SLACK, find_audio, read_manifest
-from ehead_cli.io.motionfile import load_motion
-from ehead_cli.layout import SAMPLE_RATE, n_frames_for
+from ehead_cli.io.dataset import CLIPS_DIR as CLIPS_DIR
+from ehead_cli.io.dataset import load_index
 
 SPEAKER_DIR = "speaker"
-CLIPS_DIR = "clips"
+SPEAKER = "speaker"  # the companion motion's name in the dataset index
 
 
 @dataclass
@@ -73,43 +71,19 @@ class DyadIndex:
 
 
 def load_dyads(root: str | Path, min_frames: int = 32) -> DyadIndex:
-    """Read the manifest and every clip; clips that fail (missing or unreadable files, lengths that
-    disagree, shorter than ``min_frames``) are listed in ``problems`` by name and left out."""
-    root = Path(root)
-    table = read_manifest(root)
-    dyads, problems = [], []
-    for row in table.to_dict("records"):
-        cid = str(row["id"])
-        audio = find_audio(root / CLIPS_DIR, cid)
-        if audio is None:
-            problems.append(f"clip {cid}: no speaker audio {CLIPS_DIR}/{cid}.ogg|flac|wav")
-            continue
-        try:
-            lis = load_motion(root / CLIPS_DIR / f"{cid}.npz")
-            spk = load_motion(root / SPEAKER_DIR / f"{cid}.npz")
-        except InputError as err:
-            problems.append(f"clip {cid}: {err}")
-            continue
-        try:
-            info = sf.info(str(audio))
-            n_audio = n_frames_for(int(round(info.frames * SAMPLE_RATE / info.samplerate)))
-        except (RuntimeError, sf.LibsndfileError) as err:
-            problems.append(f"clip {cid}: unreadable audio {audio.name} ({err})")
-            continue
-        lengths = (lis.n_frames, spk.n_frames, n_audio)
-        if max(lengths) - min(lengths) > LENGTH_SLACK:
-            problems.append(f"clip {cid}: listener, speaker and audio lengths differ ({lengths} frames)")
-            continue
-        T = min(lengths)
-        if T < min_frames:
-            problems.append(f"clip {cid}: {T} frames is shorter than the minimum of {min_frames}")
-            continue
-        identity = row.get("identity")
-        identity = cid if identity is None or (isinstance(identity, float) and np.isnan(identity)) else str(identity)
-        meta = {k: v for k, v in row.items() if k not in ("id", "split", "identity")}
-        dyads.append(Dyad(cid, str(row["split"]), audio, lis.motion[:T], spk.motion[:T], lis.shape, spk.shape,
+    """Read the manifest and every clip through the dataset index (``ehead_cli.io.dataset.load_index``
+    with the speaker's motion as a companion); clips that fail (missing or unreadable files, lengths
+    that disagree, shorter than ``min_frames``) are listed in ``problems`` by name and left out."""
+    index = load_index(root, min_frames=min_frames, companions={SPEAKER: SPEAKER_DIR})
+    dyads = []
+    for c in index.clips:
+        spk, T = c.companions[SPEAKER], c.n_frames
+        identity = c.meta.get("identity")
+        identity = c.id if identity is None or (isinstance(identity, float) and np.isnan(identity)) else str(identity)
+        meta = {k: v for k, v in c.meta.items() if k != "identity"}
+        dyads.append(Dyad(c.id, c.split, c.audio_path, c.motion, spk.motion[:T], c.shape, spk.shape,
                           spk.states[:T], identity, meta))
-    return DyadIndex(root, dyads, problems)
+    return DyadIndex(index.root, dyads, index.problems)
 
 
 @dataclass(frozen=True)
