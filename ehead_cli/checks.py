@@ -46,6 +46,17 @@ def positive(value: int | None, flag: str) -> int | None:
     return value
 
 
+def device(value: str | None, flag: str = "--device") -> str | None:
+    """A device name: cpu, cuda or cuda:N (None passes: cuda when available, decided where torch is loaded;
+    whether CUDA is there is ``devices.resolve_device``'s check)."""
+    if value is None:
+        return None
+    kind, colon, index = str(value).partition(":")
+    if value != "cpu" and not (kind == "cuda" and (not colon or index.isdigit())):
+        raise ConfigError(f"{flag} must be cpu or cuda (cuda:N for one GPU), got {value!r}")
+    return value
+
+
 def port(value: int, flag: str = "--port") -> int:
     """A TCP port, 1..65535."""
     if not 1 <= value <= 65535:
