@@ -1,0 +1,60 @@
+"""``ehead serve``: live conversations over WebSocket, and a page that talks with the avatar."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ehead_cli import checks
+from ehead_cli.cli import options as opt
+from ehead_cli.cli.shell import console, note_interruption, say, set_threads
+from ehead_cli.errors import ConfigError
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+Flame = opt.flame("for an --avatar folder fitted on FLAME")
+Checkpoint = opt.checkpoint("Checkpoint or run folder (default: the shipped demo model).")
+
+
+def serve(
+    host: Annotated[str, typer.Option(
+        help="Address to listen on. The default is this machine only; any other address (0.0.0.0: every "
+        "interface) must be asked for, and then wants --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", callback=lambda v: checks.port(v))] = 8000,
+    checkpoint: Checkpoint = None,
+    avatar: opt.ServedAvatar = None,
+    token: Annotated[str | None, typer.Option(
+        envvar="EHEAD_TOKEN", show_envvar=False,
+        help="Secret every WebSocket connection and /stats must present (or EHEAD_TOKEN, which keeps it out of "
+        "the process list).")] = None,
+    steps: opt.Steps = 4,
+    size: opt.Size = 256,
+    device: opt.Device = None,
+    audio_encoder: opt.AudioEncoder = None,
+    flame: Flame = None,
+    threads: opt.Threads = None,
+) -> None:
+    """Live conversations over WebSocket (/ws: audio in, motion and JPEG frames out) and a page that talks
+    with the avatar (/). The protocol: docs/serve-protocol.md."""
+    try:
+        import uvicorn
+
+        from ehead_cli.serve.app import EheadServer, uvicorn_config
+    except ImportError as err:
+        raise ConfigError(f"ehead serve needs {err.name}: pip install starlette uvicorn websockets") from None
+    from ehead_cli.avatar.identity import Avatar
+    from ehead_cli.generate.generator import Generator
+    from ehead_cli.serve.session import ServeConfig
+
+    if host not in LOOPBACK_HOSTS and not token:
+        say(f"warning: serving on {host} without --token: anyone who can reach port {port} can connect")
+    set_threads(threads)
+    gen = Generator.from_checkpoint(checkpoint, device=device, hubert_path=audio_encoder, steps=steps)
+    person = Avatar.load(avatar, device=gen.device, flame=flame) if avatar else None
+    server = EheadServer(gen, avatar=person, token=token, config=ServeConfig(jpeg_size=size))
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"ehead serve: http://{shown}:{port}/ (the page), ws://{shown}:{port}/ws, /health, /stats"
+                  f"{'; token required' if token else ''}; Ctrl-C stops", markup=False, highlight=False)
+    note_interruption(lambda: "server stopped")
+    uvicorn.Server(uvicorn_config(server, host, port)).run()
