@@ -1,5 +1,8 @@
 """Stage II: joint image-domain refinement of the DiT and the renderer (paper 3.4, supplementary B.1).
 
+Long module: not one concept but five (config, data, loss, renderer assembly, the loop) still together;
+splitting them along those jobs is open work of issue 23, named here so the layering test holds it.
+
     ehead train --stage 2 --init RUN_DIR --avatar AVATAR_DIR|builtin --data DATASET --out RUN2
 
 A training example is a Stage-I window (``train.data.WindowDataset``: the same path x_t = x0 + t (x1 -
