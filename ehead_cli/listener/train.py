@@ -55,7 +55,7 @@ from ehead_cli.listener.tokens import SpeakerTokenizer, fit_token_codebooks
 from ehead_cli.listener.vqvae import VQVAE
 from ehead_cli.train.config import TrainConfig, dump_toml, phase_at
 from ehead_cli.train.distributed import Dist, setup_processes
-from ehead_cli.train.loop import Run, fit, param_groups
+from ehead_cli.train.loop import Run, fit, param_groups, stderr_console
 from ehead_cli.train.state import RUN_CONFIG, STATE_DIR, read_record
 
 FAMILY = "listener"
@@ -235,12 +235,6 @@ class LMTask:
 
 
 # --- entry points (what `ehead train --family listener --stage vq|tokens|lm` calls) --------------------------
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
 def _say(dd: Dist, console, text: str) -> None:
     if dd.main:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -295,7 +289,7 @@ def train_vq(data: str | Path | None, out: str | Path, preset: str = "small", co
     ``train_lm(vq=out)`` reads."""
     out = Path(out)
     dd, dev = setup_processes(device)
-    console = _console()
+    console = stderr_console()
     if resume:
         record = read_run(out, "vq")
         cfg = resolve_listener_config(record["listener"], str(out / STATE_DIR), overrides=overrides)
@@ -350,7 +344,7 @@ def fit_tokens(data: str | Path, out: str | Path, vq: str | Path, preset: str | 
     which ``train_lm(vq=out)`` then uses as they are. Returns ``out``."""
     out, data = Path(out), Path(data)
     dd, dev = setup_processes(device)
-    console = _console()
+    console = stderr_console()
     _new_run(out)
     model = _vq_model(vq, dev, (preset, config_file, overrides), dd, console)
     model.codebooks = None  # refitted: that is this command's job
@@ -380,7 +374,7 @@ def train_lm(data: str | Path | None, out: str | Path, vq: str | Path | None = N
     Returns ``out``; out/checkpoint (and out/best) is the whole listener."""
     out = Path(out)
     dd, dev = setup_processes(device)
-    console = _console()
+    console = stderr_console()
     if resume:
         record = read_run(out, "lm")
         model = load_listener(out / RUN_CHECKPOINT, device=dev)

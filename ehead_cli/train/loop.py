@@ -276,3 +276,10 @@ def validate(task: Task, ema: EMA, cfg: TrainConfig, dev: torch.device, use_bf16
     all_sum_(total, dd)
     all_sum_(count, dd)
     return dict(zip(task.loss_keys, (total / count.clamp_min(1)).tolist(), strict=True))
+
+
+def stderr_console():
+    """The rich console training reports on (stderr: stdout stays for what a command prints)."""
+    from rich.console import Console
+
+    return Console(stderr=True)

@@ -36,7 +36,7 @@ from ehead_cli.model.windows import WindowBatch
 from ehead_cli.train.config import TrainConfig, resolve_config
 from ehead_cli.train.data import WindowDataset, fit_stats
 from ehead_cli.train.distributed import setup_processes
-from ehead_cli.train.loop import Run, fit, param_groups
+from ehead_cli.train.loop import Run, fit, param_groups, stderr_console
 from ehead_cli.train.state import STATE_DIR, read_record
 
 
@@ -86,12 +86,6 @@ class Stage1Task:
         save_checkpoint(folder, self.model, state=weights, meta={**meta, "face_model": self.face_model})
 
 
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
 def train(data: str | Path | None, out: str | Path, preset_name: str = "small", config_file: str | Path | None = None,
           overrides: dict[str, Any] | None = None, resume: bool = False, device: str | None = None,
           hubert_path: str | None = None, stop_after: int | None = None, progress: bool = True,
@@ -121,7 +115,7 @@ def train(data: str | Path | None, out: str | Path, preset_name: str = "small", 
     data = Path(data)
     if train_cfg.batch_size % dd.world:
         raise ConfigError(f"--batch-size {train_cfg.batch_size} must be divisible by the {dd.world} processes")
-    console = _console()
+    console = stderr_console()
 
     index = load_index(data)
     if dd.main:
