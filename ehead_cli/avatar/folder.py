@@ -1,8 +1,9 @@
 """AVATAR_DIR: a fitted avatar on disk, self-describing and checksummed.
 
     config.json         {"format": "ehead-avatar", "version", "face" (the face model's name and
-                        fingerprint), "renderer" (NeuralConfig; or for the trainable mesh renderer
-                        of Stage II, ``avatar.mesh``, {"kind": "mesh", "size"}), "fit" (FitConfig),
+                        fingerprint), "renderer" (the config of a kind of ``avatar.kinds``:
+                        NeuralConfig, no "kind" field; or for the trainable mesh renderer of Stage
+                        II, ``avatar.mesh``, {"kind": "mesh", "size"}), "fit" (FitConfig),
                         "camera" (the crop's ClipCamera), "crop", "sources", "metrics", "meta",
                         and after Stage II "stage2"}
     avatar.safetensors  the renderer's weights: features, U-Net, background (float32); the mesh
@@ -36,7 +37,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ehead_cli.avatar.config import NeuralConfig
+from ehead_cli.avatar.kinds import kind_of_section
 from ehead_cli.avatar.neural import NeuralAvatar
 from ehead_cli.errors import AssetError, ConfigError, InputError
 from ehead_cli.face.base import FaceModel
@@ -68,7 +69,7 @@ class LoadedAvatar:
     """An avatar folder in memory: its renderer, identity, reference frame and config."""
 
     path: Path
-    renderer: NeuralAvatar  # or avatar.mesh.MeshAvatar, its interface
+    renderer: NeuralAvatar  # or another kind of avatar.kinds (avatar.mesh.MeshAvatar), its interface
     shape: np.ndarray
     reference: np.ndarray
     config: dict[str, Any]
@@ -181,19 +182,15 @@ def load_avatar(path: str | os.PathLike, device: str | torch.device = "cpu",
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(p: Path, _stamp: int, device: str, flame: str | None) -> LoadedAvatar:
-    from ehead_cli.avatar.mesh import KIND as MESH
-    from ehead_cli.avatar.mesh import MeshAvatar, MeshConfig
-
     verify_folder(p)
     config = read_avatar_config(p)
     try:
-        mesh = isinstance(config["renderer"], dict) and config["renderer"].get("kind") == MESH
-        cfg = (MeshConfig if mesh else NeuralConfig).from_dict(config["renderer"], str(p / CONFIG))
+        kind, cfg = kind_of_section(config["renderer"], str(p / CONFIG))
         camera = ClipCamera.from_dict(config["camera"])
     except (KeyError, TypeError, ValueError, ConfigError) as err:
         raise InputError(f"{p / CONFIG}: invalid renderer or camera section ({err})") from None
     face = _face_model(p, config, flame)
-    avatar = MeshAvatar(face, camera, cfg) if mesh else NeuralAvatar(face, camera, cfg)
+    avatar = kind.build(face, camera, cfg)
     try:
         state = load_file(str(p / WEIGHTS))
     except (SafetensorError, OSError) as err:

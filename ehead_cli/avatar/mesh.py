@@ -8,8 +8,8 @@ the geometry (the face model) and the light stay fixed. Differentiable with resp
 and the albedo, with the visibility held fixed as for every hard rasteriser (the anti-aliased
 silhouettes do carry a gradient; ``render.antialias``).
 
-It has the interface of ``avatar.neural.NeuralAvatar`` (``images``, ``render``, ``iter_frames``,
-``trainable_state_dict``, ``cfg``, ``camera``) so an avatar folder holds either
+It is a ``render.base.FrameRenderer`` with the extras of ``avatar.neural.NeuralAvatar``
+(``trainable_state_dict``, ``cfg``, ``camera``) so an avatar folder holds either
 (``avatar.folder``; ``config.json`` ``renderer.kind`` = "mesh").
 """
 
@@ -25,8 +25,9 @@ from torch import nn
 from ehead_cli.errors import ConfigError
 from ehead_cli.face.base import FaceModel
 from ehead_cli.model.config import check_fields
+from ehead_cli.render.base import FrameSource, check_frames
 from ehead_cli.render.clip_camera import ClipCamera
-from ehead_cli.render.renderer import RENDER_BATCH, FrameSource, MeshRenderer, Rendered, _frames, is_closed
+from ehead_cli.render.renderer import RENDER_BATCH, MeshRenderer, Rendered, is_closed
 
 KIND = "mesh"
 
@@ -89,16 +90,17 @@ class MeshAvatar(FrameSource, nn.Module):
     def images(self, shape: torch.Tensor, motion: torch.Tensor, camera: ClipCamera | None = None) -> Rendered:
         """Differentiable. shape (300,) or (N, 300), motion (N, 115) head-centred -> Rendered with
         image (N, S, S, 3) in [0, 1]; ``camera`` replaces the avatar's own for this call."""
-        shape, motion = _frames(shape, motion, self.device)
+        shape, motion = check_frames(shape, motion, self.device)
         vertices = self.face(shape, motion)  # (N, V, 3) metres
         return self._mesh(self.camera if camera is None else camera)(vertices, self.face.faces,
                                                                      self.albedo.clamp(0.0, 1.0))
 
-    def _frame_hw(self) -> tuple[int, int]:
-        return self.cfg.size, self.cfg.size
+    @property
+    def needs(self) -> str:
+        return self.face.name
 
-    def _frame_inputs(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _frames(shape, motion, self.device)
+    def frame_inputs(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return check_frames(shape, motion, self.device)
 
-    def _frame_images(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    def frame_images(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         return self.images(shape, motion).image

@@ -20,7 +20,7 @@ that of the image with the visibility held fixed (the tests check exactly that a
 differences).
 
 ``images`` is the differentiable batch call; ``render`` and ``iter_frames`` give uint8 frames in
-batches, the interface of ``ehead_cli.render.Renderer``, so generation can use either renderer.
+batches: a ``render.base.FrameRenderer``, as the mesh renderers are, so every command can use either.
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ from ehead_cli.avatar.field import FeatureField
 from ehead_cli.avatar.unet import UNet
 from ehead_cli.devices import autocast_dtype
 from ehead_cli.face.base import FaceModel
-from ehead_cli.layout import MOTION_DIM, N_SHAPE, ROT, TRANS
+from ehead_cli.layout import ROT, TRANS
+from ehead_cli.render.base import FrameSource, check_frames
 from ehead_cli.render.clip_camera import ClipCamera
 from ehead_cli.render.rasterizer import Fragments, barycentrics, rasterize
-from ehead_cli.render.renderer import FrameSource, is_closed
+from ehead_cli.render.renderer import is_closed
 from ehead_cli.render.shading import vertex_normals
 
 RENDER_BATCH = 8  # frames per network call in ``render`` / ``iter_frames``
@@ -160,23 +161,15 @@ class NeuralAvatar(FrameSource, nn.Module):
 
     def _frames(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Bring to (1 or N, 300) and (N, 115) in the avatar's dtype on its device; ValueError on wrong shapes."""
-        dtype = self.background.dtype
-        shape = torch.as_tensor(shape, device=self.device).to(dtype)
-        motion = torch.as_tensor(motion, device=self.device).to(dtype)
-        motion = motion[None] if motion.dim() == 1 else motion
-        shape = shape[None] if shape.dim() == 1 else shape
-        if motion.dim() != 2 or motion.shape[1] != MOTION_DIM:
-            raise ValueError(f"motion must be (N, {MOTION_DIM}), got {tuple(motion.shape)}")
-        if shape.dim() != 2 or shape.shape[1] != N_SHAPE or shape.shape[0] not in (1, motion.shape[0]):
-            raise ValueError(f"shape must be ({N_SHAPE},) or (N, {N_SHAPE}), got {tuple(shape.shape)}")
-        return shape, motion
+        return check_frames(shape, motion, self.device, self.background.dtype)
 
-    # --- frames for video (the interface of render.Renderer) -----------------------------------------
-    def _frame_hw(self) -> tuple[int, int]:
-        return self.cfg.size, self.cfg.size
+    # --- frames for video (render.base.FrameRenderer) ------------------------------------------------
+    @property
+    def needs(self) -> str:
+        return self.face.name
 
-    def _frame_inputs(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def frame_inputs(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._frames(shape, motion)
 
-    def _frame_images(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    def frame_images(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         return self.images(shape, motion).image

@@ -1,8 +1,8 @@
 """Which renderer draws a generation job, and whether its avatar suits the checkpoint.
 
-A job's avatar decides: an avatar folder brings its neural renderer; a prepared clip (a motion NPZ
-with a camera) frames the mesh renderer from that clip's camera; anything else uses the run's mesh
-renderer as it is.
+A job's avatar decides (through ``avatar.renderers``, where every command gets its renderer): an
+avatar folder brings its fitted renderer; a prepared clip (a motion NPZ with a camera) frames the
+mesh renderer from that clip's camera; anything else uses the run's mesh renderer as it is.
 
 Checkpoints say which face model their motion drives in ``config.json`` ``meta.face_model``
 (written by ``ehead train`` from the dataset; a checkpoint without it was trained on the synthetic
@@ -19,30 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ehead_cli.render.clip_camera import ClipCamera
+from ehead_cli.avatar.renderers import framed, renderer_for
+
+__all__ = ["DEFAULT_FACE_MODEL", "avatar_checkpoint_mismatch", "checkpoint_face_model", "framed", "renderer_for",
+           "time_avatar"]
 
 DEFAULT_FACE_MODEL = "builtin"  # what a checkpoint without meta.face_model was trained for
-
-
-def framed(renderer, camera: ClipCamera):
-    """The mesh ``renderer`` seen through a clip's ``camera`` (its square view at the same size)."""
-    from ehead_cli.render.renderer import Renderer
-
-    size = renderer.mesh.height
-    return Renderer(renderer.face_model, size, camera=camera.square(size), light=renderer.mesh.light,
-                    background=renderer.mesh.background, batch_size=renderer.batch_size,
-                    cull_backfaces=renderer.mesh.cull_backfaces)
-
-
-def renderer_for(avatar, default):
-    """The renderer of a job whose avatar is ``avatar`` (a ``generate.Avatar`` or None)."""
-    if avatar is None:
-        return default
-    if avatar.renderer is not None:
-        return avatar.renderer
-    if avatar.camera is not None and default is not None and hasattr(default, "face_model"):
-        return framed(default, avatar.camera)
-    return default
 
 
 def checkpoint_face_model(meta: dict[str, Any] | None) -> str:

@@ -7,15 +7,14 @@ as float tensors for training or as uint8 frames for video.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from ehead_cli.face.base import FaceModel
 from ehead_cli.layout import MOTION_DIM, N_SHAPE
 from ehead_cli.render.antialias import EdgeTopology, antialias, edge_topology
+from ehead_cli.render.base import FrameSource, check_frames, to_uint8
 from ehead_cli.render.camera import Camera
 from ehead_cli.render.rasterizer import Fragments, barycentrics, interpolate, rasterize
 from ehead_cli.render.shading import Light, lambert, vertex_normals
@@ -103,44 +102,6 @@ class MeshRenderer:
         return self._topology[1]
 
 
-class FrameSource:
-    """Uint8 video frames from a renderer's float images, ``batch_size`` frames per call: what
-    ``Renderer``, ``avatar.mesh.MeshAvatar`` and ``avatar.neural.NeuralAvatar`` share. A subclass
-    gives ``batch_size``, ``_frame_hw`` (H, W), ``_frame_inputs`` (checked (N|1, 300), (N, 115) on
-    its device) and ``_frame_images`` ((n, H, W, 3) in [0, 1])."""
-
-    batch_size: int
-
-    def _frame_hw(self) -> tuple[int, int]:
-        raise NotImplementedError
-
-    def _frame_inputs(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    def _frame_images(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    @torch.no_grad()
-    def render(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        """shape (300,) or (N, 300), motion (N, 115) -> (N, H, W, 3) uint8 on the CPU."""
-        chunks = list(self._uint8_batches(shape, motion))
-        return torch.cat(chunks) if chunks else torch.zeros(0, *self._frame_hw(), 3, dtype=torch.uint8)
-
-    def iter_frames(self, shape: torch.Tensor, motion: torch.Tensor) -> Iterator[np.ndarray]:
-        """Yield (H, W, 3) uint8 frames one by one, rendering ``batch_size`` at a time; feed to
-        ``ehead_cli.io.video.write_mp4`` to stream a video without holding it in memory."""
-        for batch in self._uint8_batches(shape, motion):
-            yield from batch.numpy()
-
-    @torch.no_grad()
-    def _uint8_batches(self, shape: torch.Tensor, motion: torch.Tensor) -> Iterator[torch.Tensor]:
-        shape, motion = self._frame_inputs(shape, motion)
-        for start in range(0, motion.shape[0], self.batch_size):
-            stop = start + self.batch_size
-            sub_shape = shape if shape.shape[0] == 1 else shape[start:stop]
-            yield to_uint8(self._frame_images(sub_shape, motion[start:stop])).cpu()
-
-
 class Renderer(FrameSource):
     """Render a ``FaceModel``'s (shape, motion) frames.
 
@@ -172,6 +133,7 @@ class Renderer(FrameSource):
         self.mesh = MeshRenderer(size, size, camera, light, background, cull_backfaces=cull_backfaces,
                                  antialias=antialias)
         self.batch_size = max(1, int(batch_size))
+        self._views: dict[Camera, MeshRenderer] = {}  # images(camera=...): one mesh renderer per camera
 
     @property
     def device(self) -> torch.device:
@@ -182,22 +144,40 @@ class Renderer(FrameSource):
             zeros_shape = torch.zeros(N_SHAPE, device=self.device)
             return self.face_model(zeros_shape, torch.zeros(MOTION_DIM, device=self.device))
 
-    def images(self, shape: torch.Tensor, motion: torch.Tensor) -> Rendered:
-        """Differentiable. shape (300,) or (N, 300), motion (N, 115) -> Rendered with (N, H, W, 3)."""
-        return self._images(*_frames(shape, motion, self.device))
+    def images(self, shape: torch.Tensor, motion: torch.Tensor, camera: Camera | None = None) -> Rendered:
+        """Differentiable. shape (300,) or (N, 300), motion (N, 115) -> Rendered with (N, H, W, 3);
+        ``camera`` (of H x W images) replaces the renderer's own for this call."""
+        return self._images(*check_frames(shape, motion, self.device), camera)
 
-    def _images(self, shape: torch.Tensor, motion: torch.Tensor) -> Rendered:
+    def _images(self, shape: torch.Tensor, motion: torch.Tensor, camera: Camera | None = None) -> Rendered:
         """``images`` of already validated (1 or N, 300) and (N, 115) float32 on the device."""
         vertices = self.face_model(shape, motion)  # (N, V, 3)
-        return self.mesh(vertices, self.face_model.faces, self.face_model.vertex_colors)
+        return self._mesh(camera)(vertices, self.face_model.faces, self.face_model.vertex_colors)
 
-    def _frame_hw(self) -> tuple[int, int]:
-        return self.mesh.height, self.mesh.width
+    def _mesh(self, camera: Camera | None) -> MeshRenderer:
+        """The mesh renderer through ``camera`` (the renderer's own when None), kept per camera."""
+        if camera is None or camera is self.mesh.camera:
+            return self.mesh
+        if camera not in self._views:
+            m = self.mesh
+            self._views[camera] = MeshRenderer(m.height, m.width, camera, m.light, m.background,
+                                               cull_backfaces=m.cull_backfaces, max_pairs=m.max_pairs,
+                                               antialias=m.antialias)
+        return self._views[camera]
 
-    def _frame_inputs(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _frames(shape, motion, self.device)
+    # --- the FrameRenderer interface (render.base) -----------------------------------------------
+    @property
+    def size(self) -> int:
+        return self.mesh.height
 
-    def _frame_images(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    @property
+    def needs(self) -> str:
+        return self.face_model.name
+
+    def frame_inputs(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return check_frames(shape, motion, self.device)
+
+    def frame_images(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         return self._images(shape, motion).image
 
 
@@ -208,21 +188,6 @@ def is_closed(faces: torch.Tensor) -> bool:
     return bool((counts == 2).all())
 
 
-def to_uint8(image: torch.Tensor) -> torch.Tensor:
-    """(..., 3) float in [0, 1] -> uint8 in [0, 255], rounded."""
-    return (image.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
-
-
-def _frames(shape: torch.Tensor, motion: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate and bring to (1 or N, 300) shape and (N, 115) motion float32 on ``device``."""
-    shape = torch.as_tensor(shape, dtype=torch.float32, device=device)
-    motion = torch.as_tensor(motion, dtype=torch.float32, device=device)
-    if motion.dim() == 1:
-        motion = motion[None]
-    if shape.dim() == 1:
-        shape = shape[None]
-    if motion.dim() != 2 or motion.shape[1] != MOTION_DIM:
-        raise ValueError(f"motion must be (N, {MOTION_DIM}), got {tuple(motion.shape)}")
-    if shape.dim() != 2 or shape.shape[1] != N_SHAPE or shape.shape[0] not in (1, motion.shape[0]):
-        raise ValueError(f"shape must be ({N_SHAPE},) or ({motion.shape[0]}, {N_SHAPE}), got {tuple(shape.shape)}")
-    return shape, motion
+_frames = check_frames  # the old private name (kept for callers outside the package)
+__all__ = ["BACKGROUND", "DEFAULT_SIZE", "RENDER_BATCH", "FrameSource", "MeshRenderer", "Rendered", "Renderer",
+           "check_frames", "is_closed", "to_uint8"]

@@ -53,13 +53,16 @@ def rss_mb() -> float | None:
 
 
 class EheadServer:
-    """The server's state: the generator, the batcher, the token. ``app`` is the ASGI application."""
+    """The server's state: the generator, the batcher, the token. ``app`` is the ASGI application.
+
+    ``avatar``: who is animated (an avatar folder's ``Avatar`` brings the renderer of the JPEG frames);
+    ``flame``: FLAME's path, to draw the frames with FLAME's mesh when the avatar has no renderer."""
 
     def __init__(self, gen: Generator, avatar: Avatar | None = None, token: str | None = None,
-                 config: ServeConfig | None = None):
+                 config: ServeConfig | None = None, flame: str | os.PathLike | None = None):
         self.gen, self.avatar, self.config = gen, avatar or Avatar(), config or ServeConfig()
         self.token = token or None
-        self.batcher = Batcher(gen, self.config, np.asarray(self.avatar.shape, np.float32))
+        self.batcher = Batcher(gen, self.config, np.asarray(self.avatar.shape, np.float32), self.avatar, flame)
         self.started = time.monotonic()
         self.closes: dict[int, int] = {}  # close code -> connections the server closed with it
         self.connections = 0

@@ -19,7 +19,9 @@ Bounds and policies (docs/serve-protocol.md):
   cannot starve the others;
 * JPEG frames are rendered on their own thread, never delaying motion; when a session's
   previous window is still being rendered, the next window's frames are skipped (counted in
-  ``/stats``).
+  ``/stats``). They are drawn by the server's avatar's renderer (``avatar.renderers.job_renderer``):
+  an avatar folder's fitted renderer at its own size, else the mesh renderer of the built-in head
+  (FLAME with the server's ``flame``) at ``jpeg_size``.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ class ServeConfig:
     hello_timeout_s: time to send the hello after connecting
     behind_s: lag beyond one window after which a session counts as falling behind
     latency_window: windows per session kept for the latency percentiles
-    jpeg_size, jpeg_quality: server-rendered frames, pixels (square) and JPEG quality
+    jpeg_size, jpeg_quality: server-rendered frames, pixels (square; an avatar folder's renderer draws at
+        its own size) and JPEG quality
     """
 
     max_sessions: int = 64
@@ -246,8 +249,11 @@ def percentiles(ms: np.ndarray) -> dict:
 class Batcher:
     """The shared model: sessions' ready windows -> one forward pass; JPEG rendering beside it."""
 
-    def __init__(self, gen: Generator, config: ServeConfig, shape: np.ndarray):
+    def __init__(self, gen: Generator, config: ServeConfig, shape: np.ndarray, avatar=None, flame=None):
+        """``avatar`` (an ``avatar.identity.Avatar``): whose renderer draws the JPEG frames (module
+        docstring); ``flame``: FLAME's path for the mesh renderer when it has no renderer."""
         self.gen, self.config, self.shape = gen, config, shape
+        self.avatar, self.flame = avatar, flame
         self.sessions: dict[int, ServeSession] = {}
         self.wake = asyncio.Event()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ehead-generate")
@@ -343,17 +349,21 @@ class Batcher:
             s.outbox.put_nowait(Outgoing(protocol.jpeg_message(first + i, data)))
         s.stats.jpeg_frames += len(jpegs)
 
+    @property
+    def renderer(self):
+        """The renderer of the JPEG frames (module docstring), made on first use."""
+        if self._renderer is None:
+            from ehead_cli.avatar.renderers import job_renderer
+
+            self._renderer = job_renderer(self.avatar, self.flame, self.config.jpeg_size, frame_clip=False)
+        return self._renderer
+
     def _jpegs(self, frames: np.ndarray) -> list[bytes]:
-        """On the render thread: (n, 115) motion -> n JPEG files of the built-in head."""
+        """On the render thread: (n, 115) motion -> n JPEG files drawn by ``renderer``."""
         from PIL import Image
 
-        if self._renderer is None:
-            from ehead_cli.face import BuiltinHead
-            from ehead_cli.render import Renderer
-
-            self._renderer = Renderer(BuiltinHead(), size=self.config.jpeg_size)
         out = []
-        for img in self._renderer.iter_frames(self.shape, frames):
+        for img in self.renderer.iter_frames(self.shape, frames):
             buf = io.BytesIO()
             Image.fromarray(img).save(buf, "JPEG", quality=self.config.jpeg_quality)
             out.append(buf.getvalue())
