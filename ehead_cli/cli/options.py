@@ -53,8 +53,8 @@ def checkpoint(help: str):
 
 # --- the assets a user brings (README 'Assets you bring'; ehead info lists them) ----------------------------
 AudioEncoder = Annotated[str | None, typer.Option(
-    "--audio-encoder", help=f"mHuBERT-147 folder for models with a HuBERT encoder (the paper preset; or "
-    f"{_env('hubert')}).")]
+    "--audio-encoder", help=f"mHuBERT-147 folder (or {_env('hubert')}) for models with a HuBERT encoder (the "
+    "paper preset).")]
 SpeechTokenizer = Annotated[str | None, typer.Option(
     "--speech-tokenizer", help="Listener: SpeechTokenizer folder (config.json + SpeechTokenizer.pt) for presets "
     f"with SpeechTokenizer speech tokens (or {_env('speechtokenizer')}).")]

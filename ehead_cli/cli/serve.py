@@ -21,7 +21,7 @@ def serve(
     host: Annotated[str, typer.Option(
         help="Address to listen on. The default is this machine only; any other address (0.0.0.0: every "
         "interface) must be asked for, and then wants --token.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.", callback=lambda v: checks.port(v))] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port to listen on.", callback=lambda v: checks.port(v))] = 8000,
     checkpoint: Checkpoint = None,
     avatar: opt.ServedAvatar = None,
     token: Annotated[str | None, typer.Option(
