@@ -50,8 +50,9 @@ def eval_(
     """The papers' metrics on predicted vs ground-truth motion (and video), per clip and overall."""
     from ehead_cli import eval as ev
     from ehead_cli.devices import resolve_device
-    from ehead_cli.eval.assets import affect_estimator, lpips_model
+    from ehead_cli.eval.assets import lpips_model
     from ehead_cli.face import load_face_model
+    from ehead_cli.listener.affect import affect_estimator
 
     if (pred_video is None) != (gt_video is None):
         raise ConfigError("--pred-video and --gt-video go together")

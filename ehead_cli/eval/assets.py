@@ -1,11 +1,11 @@
-"""The optional models ``ehead eval`` scores with, loaded from the paths a user gives: LPIPS-VGG for the
-image metrics and EMOCA's emotion recogniser for L2 Affect. None where the flag is not given (the
-pipeline then reads the environment variables or leaves the metric out, as it says)."""
+"""The optional model ``ehead eval`` scores images with, loaded from the paths a user gives: LPIPS-VGG.
+None where neither flag is given (the pipeline then reads the environment variables or leaves LPIPS
+out, as it says). L2 Affect's EMOCA estimator is the listener's (``listener.affect``): eval takes it as
+an argument and does not import the listener, which imports eval."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 
 def lpips_model(vgg: str | os.PathLike | None, lpips: str | os.PathLike | None):
@@ -18,11 +18,3 @@ def lpips_model(vgg: str | os.PathLike | None, lpips: str | os.PathLike | None):
 
     return load_lpips(resolve("vgg", vgg), resolve("lpips", lpips))
 
-
-def affect_estimator(emoca: str | os.PathLike | None) -> Callable | None:
-    """EMOCA's valence/arousal estimate of motion (``EmocaEmotion.affect``) from ``--emoca``; None without it."""
-    if emoca is None:
-        return None
-    from ehead_cli.listener.tokens import EmocaEmotion
-
-    return EmocaEmotion(emoca).affect
