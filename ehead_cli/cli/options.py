@@ -53,15 +53,19 @@ def checkpoint(help: str):
 
 # --- the assets a user brings (README 'Assets you bring'; ehead info lists them) ----------------------------
 AudioEncoder = Annotated[str | None, typer.Option(
-    "--audio-encoder", help=f"mHuBERT-147 folder (or {_env('hubert')}) for models with a HuBERT encoder (the "
+    "--audio-encoder", metavar="PATH",
+    help=f"mHuBERT-147 folder (or {_env('hubert')}) for models with a HuBERT encoder (the "
     "paper preset).")]
 SpeechTokenizer = Annotated[str | None, typer.Option(
-    "--speech-tokenizer", help="Listener: SpeechTokenizer folder (config.json + SpeechTokenizer.pt) for presets "
+    "--speech-tokenizer", metavar="PATH",
+    help="Listener: SpeechTokenizer folder (config.json + SpeechTokenizer.pt) for presets "
     f"with SpeechTokenizer speech tokens (or {_env('speechtokenizer')}).")]
 Emoca = Annotated[str | None, typer.Option(
+    metavar="PATH",
     help="EMOCA emotion recogniser folder (cfg.yaml + checkpoints/*.ckpt): the listener's emotion tokens for "
     f"presets that use it, and L2 Affect in ehead eval (or {_env('emoca')}).")]
 FlameLandmarks = Annotated[str | None, typer.Option(
+    metavar="PATH",
     help=f"FLAME's 68-point landmark embedding, DECA's landmark_embedding.npy (or {_env('flame_landmarks')}).")]
 
 
