@@ -114,9 +114,27 @@ def test_the_config_merge_names_the_file_and_section_of_an_unknown_key(tmp_path)
 
     with pytest.raises(ConfigError, match=rf"{extra}: unknown lm field\(s\) width"):
         load_preset("tiny", extra)
+    from ehead_cli.train.config import TrainConfig
+
+    stage2 = {"stage2": TrainConfig, "stage2.refine": RefineSchema}
+    extra.write_text("[stage2]\nsteps = 4\n\n[stage2.refine]\nl1_weight = 0.5\n")
+    merged, _ = merge_config([Layer({"stage2": {"lr": 1e-4, "refine": {"l1_weight": 0.2}}}, "p.toml"),
+                              *file_layer(extra)], stage2, context=" for --stage 2")
+    assert merged == {"stage2": {"lr": 1e-4, "steps": 4, "refine": {"l1_weight": 0.5}}}
+    extra.write_text("[stage2.refine]\nl2_weight = 0.5\n")
+    with pytest.raises(ConfigError, match=rf"{extra}: unknown stage2.refine field\(s\) l2_weight"):
+        merge_config([*file_layer(extra)], stage2)
+    extra.write_text("[model]\ndepth = 2\n")
+    with pytest.raises(ConfigError, match=r"unknown section\(s\) model for --stage 2; use \[stage2\] and"):
+        merge_config([*file_layer(extra)], stage2, context=" for --stage 2")
     extra.write_text('[train]\nsteps = "many"\n')
     with pytest.raises(ConfigError, match=rf"{extra}: \[train\] steps must be int, got 'many'"):
         resolve_config("tiny", extra, {})
+
+
+@dataclass(frozen=True)
+class RefineSchema:
+    l1_weight: float = 0.2
 
 
 @dataclass

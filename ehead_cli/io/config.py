@@ -77,10 +77,12 @@ def check_layer(layer: Layer, schema: Mapping[str, type], context: str = "") -> 
                           f"use {_and(list(schema))}")
 
     def check(name: str, table: Mapping[str, Any]) -> None:
-        check_fields(schema[name], table, layer.source, name)
-        for key, value in table.items():
-            if f"{name}.{key}" in schema and isinstance(value, Mapping):
-                check(f"{name}.{key}", value)
+        subs = {k: v for k, v in table.items() if f"{name}.{k}" in schema and isinstance(v, Mapping)}
+        # a sub-table is a field of its section's dataclass ([model.audio]) or a section of its own
+        # ([stage2.refine] beside the schedule's fields)
+        check_fields(schema[name], {k: v for k, v in table.items() if k not in subs}, layer.source, name)
+        for key, value in subs.items():
+            check(f"{name}.{key}", value)
 
     for name, table in layer.values.items():
         if not isinstance(table, Mapping):
