@@ -9,7 +9,9 @@ TORCH_PIN ?= torch==2.13.0
 
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH_PIN)"
-	$(PYTHON) -m pip install -e ".[dev]"
+	# the landmarks extra (MediaPipe) is the default tracker of `ehead prepare` and `ehead avatar fit`:
+	# installed here so that `make test` exercises it
+	$(PYTHON) -m pip install -e ".[dev,landmarks]"
 	# the listener's SpeechTokenizer loader: the package's model code only (its declared dependencies
 	# are for training, and torchaudio has no build for torch 2.13)
 	$(PYTHON) -m pip install --no-deps "speechtokenizer==1.0.1" "einops>=0.7"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_runner import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -96,19 +97,14 @@ keep_best = true
 
 
 def ehead_main(*args: str) -> int:
-    """Run the ``ehead`` command line in this process (as a user types it); returns the exit status."""
+    """``run_cli`` returning only the exit status, its output echoed to this process's stdout and stderr
+    (where ``capsys`` reads it): kept for tests written against this older helper."""
     import sys
 
-    from ehead_cli.cli import main
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["ehead", *args])
-        mp.setenv("COLUMNS", "200")
-        try:
-            main()
-        except SystemExit as e:
-            return e.code if isinstance(e.code, int) else 1
-    return 0
+    result = run_cli(*args)
+    sys.stdout.write(result.out)
+    sys.stderr.write(result.err)
+    return result.code
 
 
 @pytest.fixture(scope="session")
@@ -141,17 +137,55 @@ def listener_runs(tmp_path_factory, dyadic_subset) -> Path:
     cfg.write_text(LISTENER_VAL_CONFIG)
     data = str(dyadic_subset)
     common = ("--family", "listener", "--data", data, "--config", str(cfg), "--threads", "1")
-    assert ehead_main("train", *common, "--stage", "vq", "--preset", "tiny", "--out", str(root / "vq")) == 0
-    assert ehead_main("train", *common, "--stage", "tokens", "--vq", str(root / "vq"),
-                      "--out", str(root / "tokens")) == 0
+    vq = run_cli("train", *common, "--stage", "vq", "--preset", "tiny", "--out", str(root / "vq"))
+    assert vq.code == 0, vq.err
+    tokens = run_cli("train", *common, "--stage", "tokens", "--vq", str(root / "vq"), "--out", str(root / "tokens"))
+    assert tokens.code == 0, tokens.err
 
     def refit(*_args, **_kw):
         raise AssertionError("stage lm refitted the token codebooks of --vq")
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(listener_train, "fit_token_codebooks", refit)
-        assert ehead_main("train", *common, "--stage", "lm", "--vq", str(root / "tokens"), "--out",
-                          str(root / "lm")) == 0
+        lm = run_cli("train", *common, "--stage", "lm", "--vq", str(root / "tokens"), "--out", str(root / "lm"))
+        assert lm.code == 0, lm.err
+    return root
+
+
+def _models_folder(root: Path) -> Path:
+    """A models folder (as ``EHEAD_MODELS`` names) with the shipped presets, model and avatar of the
+    checkout linked in, and no listener."""
+    root.mkdir(parents=True)
+    for name in ("presets", "ehead-small-mel", "avatar-grid-bbaf2n"):
+        (root / name).symlink_to(REPO / "models" / name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def models_without_listener(tmp_path_factory) -> Path:
+    """``EHEAD_MODELS`` for a checkout that ships no listener checkpoint."""
+    return _models_folder(tmp_path_factory.mktemp("models-without-listener") / "models")
+
+
+@pytest.fixture(scope="session")
+def models_with_listener(tmp_path_factory, listener_runs) -> Path:
+    """``EHEAD_MODELS`` that ships a listener: the ``listener_runs`` stage-lm checkpoint (tiny, trained
+    for 2 steps through ``ehead train``) as ``ehead-listener-small``, listed with its checksums in the
+    folder's MANIFEST.json like the repository's shipped files."""
+    import json
+    import shutil
+
+    from ehead_cli.io.atomic import sha256_file
+    from ehead_cli.io.manifest import LICENCE, MANIFEST_NAME
+    from ehead_cli.listener.generate import DEFAULT_LISTENER
+
+    root = _models_folder(tmp_path_factory.mktemp("models-with-listener") / "models")
+    shipped = shutil.copytree(listener_runs / "lm" / "checkpoint", root / DEFAULT_LISTENER)
+    manifest = json.loads((REPO / "models" / MANIFEST_NAME).read_text())
+    for f in sorted(shipped.iterdir()):
+        manifest["files"][f"{DEFAULT_LISTENER}/{f.name}"] = {"size": f.stat().st_size, "sha256": sha256_file(f),
+                                                            "licence": LICENCE}
+    (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
     return root
 
 @pytest.fixture(scope="session")

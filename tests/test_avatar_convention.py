@@ -9,7 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 from avatar_fixtures import rendered_video, video_camera
-from test_generate import run, speech, write_clip
+from cli_runner import run_cli
+from test_generate import speech, write_clip
 
 from ehead_cli.avatar.identity import Avatar
 from ehead_cli.errors import InputError
@@ -89,7 +90,7 @@ def test_motion_npz_keeps_the_camera_and_rejects_half_a_camera(tmp_path):
         load_motion(tmp_path / "half.npz")
 
 
-def test_camera_space_clip_as_avatar_is_a_one_line_error(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+def test_camera_space_clip_as_avatar_is_a_one_line_error(tiny_checkpoint, tmp_path):
     """The defect: a clip prepared before the convention (TRANS z ~ -1.19 m) used as --avatar gave an
     upside-down head off-screen with exit status 0."""
     track, shape = camera_space_track()
@@ -97,12 +98,12 @@ def test_camera_space_clip_as_avatar_is_a_one_line_error(tiny_checkpoint, tmp_pa
     with pytest.raises(InputError, match=r"old.npz: head translation reaches 1\.2\d m at frame \d+"):
         Avatar.load(tmp_path / "old.npz")
     audio, states = write_clip(tmp_path, "clip", 2.0)
-    code, out, err = run(monkeypatch, capsys, "generate", "--audio", str(audio), "--states", str(states),
-                         "--checkpoint", str(tiny_checkpoint), "--avatar", str(tmp_path / "old.npz"),
-                         "--out", str(tmp_path / "out"), "--no-video")
+    code, out, err = run_cli("generate", "--audio", str(audio), "--states", str(states),
+                             "--checkpoint", str(tiny_checkpoint), "--avatar", str(tmp_path / "old.npz"),
+                             "--out", str(tmp_path / "out"), "--no-video")
     assert code == 1 and "head-centred convention" in err and "Traceback" not in err
     assert not (tmp_path / "out" / "clip.npz").exists()
-    code, out, err = run(monkeypatch, capsys, "render", str(tmp_path / "old.npz"), "--size", "32")
+    code, out, err = run_cli("render", str(tmp_path / "old.npz"), "--size", "32")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "prepare it again" in err
     assert not (tmp_path / "old.mp4").exists()
 
@@ -121,14 +122,14 @@ def test_out_of_range_reference_is_clipped_to_the_model_range(tiny_checkpoint):
     np.testing.assert_allclose(out_wild, out_edge, atol=1e-5)
 
 
-def test_render_frames_a_clip_from_its_stored_camera(tmp_path, monkeypatch, capsys):
+def test_render_frames_a_clip_from_its_stored_camera(tmp_path):
     """`ehead render` of a clip with a camera draws the head where that camera saw it."""
     frames, motion, shape, camera = rendered_video(T=10)
     save_motion(tmp_path / "clip.npz", Motion(motion, shape, np.ones(10), 25, camera))
     save_motion(tmp_path / "plain.npz", Motion(motion, shape, np.ones(10), 25))
     sf.write(tmp_path / "a.wav", speech(0.4), 16000)
     for name in ("clip", "plain"):
-        code, _, err = run(monkeypatch, capsys, "render", str(tmp_path / f"{name}.npz"), "--size", "64")
+        code, _, err = run_cli("render", str(tmp_path / f"{name}.npz"), "--size", "64")
         assert code == 0, err
     framed, plain = read_frames(tmp_path / "clip.mp4"), read_frames(tmp_path / "plain.mp4")
     square = camera.square(64)
@@ -143,10 +144,11 @@ def test_render_frames_a_clip_from_its_stored_camera(tmp_path, monkeypatch, caps
 
 @pytest.mark.slow
 @pytest.mark.media
-def test_prepared_grid_clip_as_avatar_gives_sane_motion(shared_data, tmp_path, monkeypatch, capsys):
+def test_prepared_grid_clip_as_avatar_gives_sane_motion(shared_data, tmp_path):
     """The issue's reproduction end to end: ehead prepare a GRID clip (MediaPipe), generate with the
     demo model and that clip as --avatar: the head stays upright, the jaw in its range."""
-    pytest.importorskip("mediapipe")
+    import mediapipe  # noqa: F401 (the landmarks extra, installed by `make install`: fail, not skip)
+
     from ehead_cli.prepare.pipeline import prepare
 
     report = prepare([shared_data / "grid" / "bbaf2n.mpg"], tmp_path / "prepared", progress=False)
@@ -156,9 +158,9 @@ def test_prepared_grid_clip_as_avatar_gives_sane_motion(shared_data, tmp_path, m
     speech_file = sorted((shared_data / "librispeech").glob("*.flac"))[0]
     n = -(-sf.info(speech_file).frames // 640)
     (tmp_path / "speak.csv").write_text("frame,state\n" + "".join(f"{i},speak\n" for i in range(n)))
-    code, out, err = run(monkeypatch, capsys, "generate", "--audio", str(speech_file), "--states",
-                         str(tmp_path / "speak.csv"), "--avatar", str(tmp_path / "prepared" / "clips" / "bbaf2n.npz"),
-                         "--out", str(tmp_path / "out"), "--size", "64")
+    code, out, err = run_cli("generate", "--audio", str(speech_file), "--states", str(tmp_path / "speak.csv"),
+                             "--avatar", str(tmp_path / "prepared" / "clips" / "bbaf2n.npz"),
+                             "--out", str(tmp_path / "out"), "--size", "64")
     assert code == 0, err
     m = load_motion(tmp_path / "out" / f"{speech_file.stem}.npz")
     assert np.linalg.norm(m.motion[:, ROT], axis=1).max() < 0.3  # was (-3.6, 0.29, -2.2) rad

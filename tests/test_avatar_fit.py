@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 from avatar_fixtures import TINY, rendered_video, tiny_capture, tiny_fit
-from test_generate import run, write_clip
+from cli_runner import run_cli
+from test_generate import write_clip
 from test_prepare_ingest import write_test_video
 
 from ehead_cli.avatar.fit import fit_avatar, load_saved_capture, state_dir
@@ -64,12 +65,12 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
-def test_generate_render_and_jobs_csv_with_the_avatar(fitted, tiny_checkpoint, tmp_path, monkeypatch, capsys):
+def test_generate_render_and_jobs_csv_with_the_avatar(fitted, tiny_checkpoint, tmp_path):
     out, _ = fitted
     audio, states = write_clip(tmp_path, "talk", 2.0)
-    code, _, err = run(monkeypatch, capsys, "generate", "--audio", str(audio), "--states", str(states),
-                       "--checkpoint", str(tiny_checkpoint), "--avatar", str(out), "--out", str(tmp_path / "o"),
-                       "--steps", "1")
+    code, _, err = run_cli("generate", "--audio", str(audio), "--states", str(states),
+                           "--checkpoint", str(tiny_checkpoint), "--avatar", str(out), "--out", str(tmp_path / "o"),
+                           "--steps", "1")
     assert code == 0, err
     m = load_motion(tmp_path / "o" / "talk.npz")
     identity = load_avatar(out)
@@ -81,21 +82,21 @@ def test_generate_render_and_jobs_csv_with_the_avatar(fitted, tiny_checkpoint, t
     direct = identity.renderer.render(identity.shape, m.motion).numpy()
     assert np.abs(video.astype(float) - direct.astype(float)).mean() < 6  # H.264 at a 32 px frame
 
-    code, _, err = run(monkeypatch, capsys, "render", str(tmp_path / "o" / "talk.npz"), "--avatar", str(out),
-                       "--out", str(tmp_path / "again.mp4"))
+    code, _, err = run_cli("render", str(tmp_path / "o" / "talk.npz"), "--avatar", str(out),
+                           "--out", str(tmp_path / "again.mp4"))
     assert code == 0, err and probe_mp4(tmp_path / "again.mp4").n_frames == 50
 
     jobs = tmp_path / "jobs.csv"
     jobs.write_text(f"audio,states,out,avatar\ntalk.wav,talk.csv,j/with,{out}\ntalk.wav,talk.csv,j/without,\n")
-    code, _, err = run(monkeypatch, capsys, "generate", "--jobs", str(jobs), "--checkpoint", str(tiny_checkpoint),
-                       "--size", "48", "--steps", "1")
+    code, _, err = run_cli("generate", "--jobs", str(jobs), "--checkpoint", str(tiny_checkpoint),
+                           "--size", "48", "--steps", "1")
     assert code == 0, err
     assert probe_mp4(tmp_path / "j" / "with.mp4").width == TINY.size
     assert probe_mp4(tmp_path / "j" / "without.mp4").width == 48  # the mesh renderer at --size
 
 
 def test_avatar_for_another_face_model_than_the_checkpoint_is_one_line(fitted, tiny_checkpoint, tmp_path,
-                                                                        monkeypatch, capsys):
+                                                                        monkeypatch):
     out, _ = fitted
     ckpt = tmp_path / "flame-ckpt"
     shutil.copytree(tiny_checkpoint, ckpt)
@@ -103,8 +104,8 @@ def test_avatar_for_another_face_model_than_the_checkpoint_is_one_line(fitted, t
     config["meta"]["face_model"] = "flame"
     (ckpt / "config.json").write_text(json.dumps(config))
     audio, states = write_clip(tmp_path, "talk", 1.0)
-    code, _, err = run(monkeypatch, capsys, "generate", "--audio", str(audio), "--states", str(states),
-                       "--checkpoint", str(ckpt), "--avatar", str(out), "--out", str(tmp_path / "o"))
+    code, _, err = run_cli("generate", "--audio", str(audio), "--states", str(states),
+                           "--checkpoint", str(ckpt), "--avatar", str(out), "--out", str(tmp_path / "o"))
     assert code == 1 and "fitted on the builtin face model but the checkpoint generates motion for the flame" in err
     assert "Traceback" not in err and not (tmp_path / "o" / "talk.mp4").exists()
 
@@ -125,7 +126,7 @@ def write_vfr_video(path, n_frames: int = 50):
 
 
 @pytest.mark.parametrize("case", ["short", "vfr", "missing", "no_face", "two_faces"])
-def test_bad_video_is_one_line_and_nothing_is_written(case, tmp_path, monkeypatch, capsys, request):
+def test_bad_video_is_one_line_and_nothing_is_written(case, tmp_path, request):
     video = tmp_path / "in.mkv"
     needle = {"short": "lasts 0.60 s; an avatar needs at least 1 s", "vfr": "variable frame rate",
               "missing": "video not found", "no_face": "no face found", "two_faces": "2 faces in the video"}[case]
@@ -134,17 +135,17 @@ def test_bad_video_is_one_line_and_nothing_is_written(case, tmp_path, monkeypatc
     elif case == "vfr":
         write_vfr_video(video)
     elif case == "no_face":
-        pytest.importorskip("mediapipe")
+        import mediapipe  # noqa: F401 (the landmarks extra, installed by `make install`: fail, not skip)
         write_test_video(video, n_frames=40, fps=25)
     elif case == "two_faces":
-        pytest.importorskip("mediapipe")
+        import mediapipe  # noqa: F401 (the landmarks extra, installed by `make install`: fail, not skip)
         grid = request.getfixturevalue("shared_data") / "grid" / "bbaf2n.mpg"
         from ehead_cli.prepare.ingest import read_video_frames
 
         one = read_video_frames(grid, 40)
         write_test_video(video, n_frames=40, fps=25, images=np.concatenate([one, one[:, :, ::-1]], axis=2))
     out = tmp_path / "avatar"
-    code, _, err = run(monkeypatch, capsys, "avatar", "fit", str(video), "--out", str(out), "--steps", "2")
+    code, _, err = run_cli("avatar", "fit", str(video), "--out", str(out), "--steps", "2")
     assert code == 2 and needle in err, err
     lines = err.strip().splitlines()  # stage notes ("reading in.mkv") may come first
     assert lines[-1].startswith("error: ") and sum(line.startswith("error") for line in lines) == 1

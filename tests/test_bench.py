@@ -91,17 +91,15 @@ def test_stage2_bench_times_whole_steps_with_a_drawn_head(tmp_path):
 
 
 def test_cli_stage2_bench_and_its_flags(tmp_path):
-    from typer.testing import CliRunner
+    from cli_runner import run_cli
 
-    from ehead_cli.cli import app
-
-    r = CliRunner().invoke(app, ["bench", "--stage2", "--preset", "tiny", "--device", "cpu", "--batch-sizes", "1",
-                                 "--frames-per-window", "1", "--size", "32", "--repeats", "1", "--json",
-                                 str(tmp_path / "s2.json")])
-    assert r.exit_code == 0, r.output
-    assert "Stage II training" in r.output and "samples/s" in r.output
+    code, out, err = run_cli("bench", "--stage2", "--preset", "tiny", "--device", "cpu", "--batch-sizes", "1",
+                             "--frames-per-window", "1", "--size", "32", "--repeats", "1", "--json",
+                             str(tmp_path / "s2.json"))
+    assert code == 0, out + err
+    assert "Stage II training" in out and "samples/s" in out
     assert json.loads((tmp_path / "s2.json").read_text())["settings"]["batch_sizes"] == [1]
-    bad = CliRunner().invoke(app, ["bench", "--stage2", "--steps", "4"])
-    assert "--steps does not apply to --stage2" in str(bad.exception)
-    bad = CliRunner().invoke(app, ["bench", "--fps", "--frames-per-window", "4"])
-    assert "--frames-per-window applies to --stage2" in str(bad.exception)
+    code, _, err = run_cli("bench", "--stage2", "--steps", "4")  # a user error: one line, status 2
+    assert code == 2 and "--steps does not apply to --stage2" in err
+    code, _, err = run_cli("bench", "--fps", "--frames-per-window", "4")
+    assert code == 2 and "--frames-per-window applies to --stage2" in err

@@ -1,18 +1,14 @@
-"""The command line as a user runs it."""
+"""The command line as a user runs it: in its own process (``run_cli_process``)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-
-def ehead(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ehead_cli", *args], capture_output=True, text=True, env=env)
+from cli_runner import run_cli_process
 
 
 def test_info_paper_json():
-    r = ehead("info", "--preset", "paper", "--json")
+    r = run_cli_process("info", "--preset", "paper", "--json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     for key, value in {"d_model": 448, "depth": 8, "heads": 8, "mlp_hidden": 1792, "window": 100,
@@ -26,7 +22,7 @@ def test_info_lists_presets_and_assets(tmp_path):
     import os
 
     env = dict(os.environ, EHEAD_FLAME=str(tmp_path / "nowhere.pkl"), COLUMNS="200")
-    r = ehead("info", "--json", env=env)
+    r = run_cli_process("info", "--json", env=env)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert [p["preset"] for p in d["presets"]] == ["paper", "small", "tiny"]
@@ -36,13 +32,13 @@ def test_info_lists_presets_and_assets(tmp_path):
 
     expected = "bf16" if native_bf16(resolve_device(None)) else "fp32"
     assert d["environment"]["compute_dtype"] == expected
-    r = ehead("info", env=env)
+    r = run_cli_process("info", env=env)
     assert r.returncode == 0 and "EHEAD_HUBERT" in r.stdout and "MISSING" in r.stdout
     assert f"in {expected} by default" in r.stdout
 
 
 def test_user_errors_are_one_line_without_traceback():
-    r = ehead("info", "--preset", "enormous")
+    r = run_cli_process("info", "--preset", "enormous")
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
     assert "--preset" in r.stderr and "paper" in r.stderr
@@ -76,9 +72,9 @@ def test_generate_reports_each_failure_once_and_keeps_piped_tables_whole(tmp_pat
     clip = repo / "sample_data" / "clips" / "conv009_fr"
     out = tmp_path / ("a-rather-long-output-folder-name-" * 3)
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    r = ehead("generate", "--audio", str(clip.with_suffix(".flac")), "--states", str(clip.with_suffix(".csv")),
-              "--audio", str(tmp_path / "missing.wav"), "--states", str(tmp_path / "missing.csv"),
-              "--no-video", "--out", str(out), env=env)
+    r = run_cli_process("generate", "--audio", str(clip.with_suffix(".flac")), "--states",
+                        str(clip.with_suffix(".csv")), "--audio", str(tmp_path / "missing.wav"), "--states",
+                        str(tmp_path / "missing.csv"), "--no-video", "--out", str(out), env=env)
     assert r.returncode == 1
     assert str(out / "conv009_fr.npz") in r.stdout  # not cut at 80 columns when piped
     assert r.stdout.count("missing.wav") == 0 and r.stderr.count("missing.wav") == 1, (r.stdout, r.stderr)

@@ -5,12 +5,12 @@ that parse back to the face model's own vertices; one-line errors for bad input.
 from __future__ import annotations
 
 import pickletools
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_runner import run_cli
 
 from ehead_cli.errors import ConfigError, InputError
 from ehead_cli.export import FORMATS, export_motion
@@ -275,22 +275,8 @@ def test_mesh_folder_replaces_an_earlier_export_but_nothing_else(tmp_path, flame
 
 # --- the command ------------------------------------------------------------------------------------
 
-def _cli(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
-    from ehead_cli import cli
-
-    monkeypatch.setattr(sys, "argv", ["ehead", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_command_writes_and_notes_what_the_layout_drops(clip, tmp_path, capsys, monkeypatch):
-    code, out, err = _cli(["export", str(clip), "--format", "dualtalk", "--out", str(tmp_path / "d.npz")],
-                          capsys, monkeypatch)
+def test_command_writes_and_notes_what_the_layout_drops(clip, tmp_path):
+    code, out, err = run_cli("export", str(clip), "--format", "dualtalk", "--out", str(tmp_path / "d.npz"))
     assert code == 0 and (tmp_path / "d.npz").is_file()
     assert f"wrote {tmp_path / 'd.npz'}" in out
     assert err.strip().count("\n") == 0 and err.startswith("note: dualtalk keeps expression 1-50")
@@ -298,7 +284,7 @@ def test_command_writes_and_notes_what_the_layout_drops(clip, tmp_path, capsys, 
 
 @pytest.mark.parametrize("case", ["not-npz", "not-motion", "unknown-format", "wrong-suffix", "unwritable",
                                   "flame-unused"])
-def test_bad_input_is_one_line(clip, tmp_path, capsys, monkeypatch, case):
+def test_bad_input_is_one_line(clip, tmp_path, case):
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
     args, needle = {
@@ -309,14 +295,14 @@ def test_bad_input_is_one_line(clip, tmp_path, capsys, monkeypatch, case):
         "unwritable": ([str(clip), "--format", "flame-npz", "--out", str(blocker / "x.npz")], "--out"),
         "flame-unused": ([str(clip), "--format", "artalk", "--flame", str(blocker)], "--flame is used only"),
     }[case]
-    code, out, err = _cli(["export", *args], capsys, monkeypatch)
+    code, out, err = run_cli("export", *args)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and err.strip().count("\n") == 0 and needle in err, err
     assert "Traceback" not in err
 
 
-def test_every_format_is_in_the_help_and_the_doc(capsys, monkeypatch):
-    code, out, _ = _cli(["export", "--help"], capsys, monkeypatch)
+def test_every_format_is_in_the_help_and_the_doc():
+    code, out, _ = run_cli("export", "--help")
     doc = (Path(__file__).resolve().parents[1] / "docs" / "formats.md").read_text()
     assert code == 0
     for name in FORMATS:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
 
 import numpy as np
 import pytest
@@ -176,27 +175,25 @@ def test_quaternions_match_axis_angle():
         np.testing.assert_allclose(Rq, Ri, atol=1e-6)
 
 
-def test_cli_export_gltf_with_audio(tmp_path, monkeypatch, capsys):
-    from ehead_cli.cli import main
+def test_cli_export_gltf_with_audio(tmp_path):
+    from cli_runner import run_cli
 
     m = random_motion(30)
     save_motion(tmp_path / "clip.npz", m)
     sf.write(tmp_path / "voice.wav", np.zeros(int(1.2 * 16000), np.float32), 16000)
 
     def run(*args):
-        monkeypatch.setattr(sys, "argv", ["ehead", "export", str(tmp_path / "clip.npz"), *args])
-        try:
-            main()
-            return 0
-        except SystemExit as e:
-            return e.code
+        return run_cli("export", str(tmp_path / "clip.npz"), *args)
 
-    assert run("--format", "gltf", "--audio", str(tmp_path / "voice.wav")) == 0
+    code, out, _ = run("--format", "gltf", "--audio", str(tmp_path / "voice.wav"))
+    assert code == 0
     glb = Glb((tmp_path / "clip.glb").read_bytes())
     assert glb.doc["accessors"][glb.doc["animations"][0]["samplers"][0]["input"]]["count"] == 30
     assert sf.info(str(tmp_path / "clip.wav")).frames == 30 * 640
-    assert "wrote" in capsys.readouterr().out
-    assert run("--format", "gltf", "--out", str(tmp_path / "x.gltf")) == 2
-    assert "writes a .glb file" in capsys.readouterr().err
-    assert run("--format", "flame-npz", "--audio", str(tmp_path / "voice.wav")) == 2
-    assert "--audio is used only by --format gltf" in capsys.readouterr().err
+    assert "wrote" in out
+    code, _, err = run("--format", "gltf", "--out", str(tmp_path / "x.gltf"))
+    assert code == 2
+    assert "writes a .glb file" in err
+    code, _, err = run("--format", "flame-npz", "--audio", str(tmp_path / "voice.wav"))
+    assert code == 2
+    assert "--audio is used only by --format gltf" in err

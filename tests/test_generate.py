@@ -4,15 +4,14 @@ MP4 output, and the command line's handling of many jobs and bad input."""
 from __future__ import annotations
 
 import shutil
-import sys
 import warnings
 
 import numpy as np
 import pytest
 import soundfile as sf
+from cli_runner import run_cli
 
 from ehead_cli.avatar.identity import Avatar
-from ehead_cli.cli import main
 from ehead_cli.generate.generator import Generator
 from ehead_cli.generate.scheduler import AgentUtterance, schedule_session
 from ehead_cli.io.motionfile import Motion, load_motion, save_motion
@@ -160,18 +159,6 @@ def test_an_unrecorded_session_keeps_only_its_window(gen):
 
 
 # --- the command line --------------------------------------------------------------------------
-def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["ehead", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def write_clip(folder, name: str, seconds: float, seed: int = 0):
     audio = folder / f"{name}.wav"
     sf.write(audio, speech(seconds, seed), RATE)
@@ -180,11 +167,11 @@ def write_clip(folder, name: str, seconds: float, seed: int = 0):
     return audio, states
 
 
-def test_cli_writes_npz_and_mp4(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+def test_cli_writes_npz_and_mp4(tiny_checkpoint, tmp_path):
     audio, states = write_clip(tmp_path, "hello", 3.3)
-    code, out, err = run(monkeypatch, capsys, "generate", "--audio", str(audio), "--states", str(states),
-                         "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "out"), "--size", "64",
-                         "--steps", "1")
+    code, out, err = run_cli("generate", "--audio", str(audio), "--states", str(states),
+                             "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "out"), "--size", "64",
+                             "--steps", "1")
     assert code == 0, err
     m = load_motion(tmp_path / "out" / "hello.npz")
     assert m.n_frames == 83  # ceil(3.3 x 25)
@@ -196,7 +183,7 @@ def test_cli_writes_npz_and_mp4(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["hello.mp4", "hello.npz"]
 
 
-def test_cli_three_jobs_one_broken(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+def test_cli_three_jobs_one_broken(tiny_checkpoint, tmp_path):
     a1, s1 = write_clip(tmp_path, "one", 2.0, 1)
     a2, s2 = write_clip(tmp_path, "two", 2.5, 2)
     broken = tmp_path / "broken.wav"
@@ -204,8 +191,8 @@ def test_cli_three_jobs_one_broken(tiny_checkpoint, tmp_path, monkeypatch, capsy
     jobs = tmp_path / "jobs.csv"
     jobs.write_text(f"audio,states,out\n{a1.name},{s1.name},res/one\n{broken.name},{s1.name},res/broken\n"
                     f"{a2.name},{s2.name},res/two\n")
-    code, out, err = run(monkeypatch, capsys, "generate", "--jobs", str(jobs), "--checkpoint", str(tiny_checkpoint),
-                         "--no-video")
+    code, out, err = run_cli("generate", "--jobs", str(jobs), "--checkpoint", str(tiny_checkpoint),
+                             "--no-video")
     assert code == 1
     assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["one.npz", "two.npz"]
     assert "broken.wav" in err and "Traceback" not in err and "failed" in out
@@ -213,7 +200,7 @@ def test_cli_three_jobs_one_broken(tiny_checkpoint, tmp_path, monkeypatch, capsy
 
 
 @pytest.mark.parametrize("case", ["unreadable", "states_error", "length", "unwritable", "checkpoint", "cuda"])
-def test_cli_bad_input_is_one_line(case, tiny_checkpoint, tmp_path, monkeypatch, capsys):
+def test_cli_bad_input_is_one_line(case, tiny_checkpoint, tmp_path):
     audio, states = write_clip(tmp_path, "clip", 2.0)
     out_dir = tmp_path / "out"
     args = ["generate", "--audio", str(audio), "--states", str(states), "--checkpoint", str(tiny_checkpoint),
@@ -235,7 +222,7 @@ def test_cli_bad_input_is_one_line(case, tiny_checkpoint, tmp_path, monkeypatch,
         if __import__("torch").cuda.is_available():
             pytest.skip("this machine has CUDA")
         args += ["--device", "cuda"]
-    code, out, err = run(monkeypatch, capsys, *args)
+    code, out, err = run_cli(*args)
     assert code != 0 and needle in err, err
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err
@@ -243,14 +230,14 @@ def test_cli_bad_input_is_one_line(case, tiny_checkpoint, tmp_path, monkeypatch,
     assert leftovers == []
 
 
-def test_cli_two_stream_mode(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+def test_cli_two_stream_mode(tiny_checkpoint, tmp_path):
     sf.write(tmp_path / "mic.wav", speech(6.0, 1) * 0.3, RATE)
     agent = np.concatenate([np.zeros(RATE, np.float32), speech(2.0, 2), np.zeros(RATE, np.float32)])
     sf.write(tmp_path / "agent.wav", agent, RATE)
     (tmp_path / "segs.csv").write_text("start,end,available\n1.0,3.0,4.5\n")
-    code, out, err = run(monkeypatch, capsys, "generate", "--user-audio", str(tmp_path / "mic.wav"),
-                         "--agent-audio", str(tmp_path / "agent.wav"), "--agent-segments", str(tmp_path / "segs.csv"),
-                         "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o"), "--no-video")
+    code, out, err = run_cli("generate", "--user-audio", str(tmp_path / "mic.wav"), "--agent-audio",
+                             str(tmp_path / "agent.wav"), "--agent-segments", str(tmp_path / "segs.csv"),
+                             "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o"), "--no-video")
     assert code == 0, err
     m = load_motion(tmp_path / "o" / "mic.npz")
     assert m.n_frames == 200 and (m.states == 1).sum() == 50  # 2 s of agent speech, available at 4.5 s
@@ -283,12 +270,12 @@ def test_two_stream_output_ends_with_its_content(gen, tmp_path):
     assert len(late_states) == 400 and len(late_audio) == 400 * 640
 
 
-def test_cli_render_existing_npz(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+def test_cli_render_existing_npz(tiny_checkpoint, tmp_path):
     m = Motion(np.zeros((30, 115)), np.zeros(300), np.ones(30), 25)
     save_motion(tmp_path / "m.npz", m)
     sf.write(tmp_path / "a.wav", speech(1.2), RATE)
-    code, out, err = run(monkeypatch, capsys, "render", str(tmp_path / "m.npz"), "--audio", str(tmp_path / "a.wav"),
-                         "--size", "48")
+    code, out, err = run_cli("render", str(tmp_path / "m.npz"), "--audio", str(tmp_path / "a.wav"),
+                             "--size", "48")
     assert code == 0, err
     info = probe_mp4(tmp_path / "m.mp4")
     assert info.n_frames == 30 and info.audio_codec == "aac"

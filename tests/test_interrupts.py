@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,35 @@ import soundfile as sf
 
 from ehead_cli.io.atomic import atomic_path, remove_stale_temporaries
 
+# The signal arrives at a known point, not after a guessed delay: the command runs in a child process
+# whose ``write_mp4`` (ehead_cli.io.video, looked up by the generate job when it writes) pauses after
+# the first frame, once the temporary MP4 is open, and says so on stdout; the test sends the signal
+# then. Nothing depends on how fast the machine is.
+PAUSED = "encoding: paused after the first frame"
+CHILD = f"""
+import sys, time
 
-def _long_job(tmp_path: Path, seconds: int = 60) -> list[str]:
+from ehead_cli.cli import main
+from ehead_cli.io import video
+
+write_mp4 = video.write_mp4
+
+
+def paused(frames):
+    frames = iter(frames)
+    yield next(frames)
+    print({PAUSED!r}, flush=True)  # the temporary MP4 is open and holds a frame
+    time.sleep(300)  # the signal ends the sleep; 300 s only bounds a test that never sends it
+    yield from frames
+
+
+video.write_mp4 = lambda path, frames, *args, **kwargs: write_mp4(path, paused(frames), *args, **kwargs)
+sys.argv = ["ehead", *sys.argv[1:]]
+main()
+"""
+
+
+def _long_job(tmp_path: Path, seconds: int = 4) -> list[str]:
     audio, states = tmp_path / "long.wav", tmp_path / "long.csv"
     sf.write(audio, (np.random.default_rng(0).normal(size=16000 * seconds) * 0.1).astype(np.float32), 16000)
     states.write_text(f"start,end,state\n0,{seconds},speak\n")
@@ -28,15 +54,17 @@ def _long_job(tmp_path: Path, seconds: int = 60) -> list[str]:
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
                                              (signal.SIGINT, 130, "interrupted")])
 def test_a_signal_during_encoding_leaves_no_temporary(tmp_path, sig, code, word):
-    proc = subprocess.Popen([sys.executable, "-m", "ehead_cli", *_long_job(tmp_path)], stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)
-    out = tmp_path / "out"
-    deadline = time.monotonic() + 120
-    while not list(out.glob(".long.*.tmp.mp4")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the job ended before its MP4 was being written"
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    with open(tmp_path / "stderr.txt", "w+") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, *_long_job(tmp_path)], stdout=subprocess.PIPE,
+                                stderr=stderr, text=True)
+        line = proc.stdout.readline().strip()  # blocks until the child pauses (or ends: then "")
+        out = tmp_path / "out"
+        assert line == PAUSED and list(out.glob(".long.*.tmp.mp4")), "the job ended before its MP4 was being written"
+        assert proc.poll() is None, "the job ended before its MP4 was being written"
+        proc.send_signal(sig)
+        proc.communicate(timeout=60)
+        stderr.seek(0)
+        err = stderr.read()
     assert proc.returncode == code, err
     assert sorted(p.name for p in out.iterdir()) == ["long.npz"]  # the finished NPZ, no temporary
     last = err.strip().splitlines()[-1]

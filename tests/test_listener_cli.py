@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_runner import run_cli
 from safetensors.torch import load_file
-from test_generate import run
 
 from ehead_cli.io.motionfile import load_motion
 from ehead_cli.layout import LISTEN, MOTION_DIM
@@ -57,20 +57,20 @@ TRAIN = ["train", "--data", "d", "--out", "o"]
     (["bench", "--family", "listener", "--steps", "2"], "--steps applies to --family embodiedhead"),
     (["bench", "--fps", "--checkpoint", "x"], "--checkpoint applies to --family listener"),
 ])
-def test_wrong_combinations_are_one_line_errors(monkeypatch, capsys, args, message):
-    code, _, err = run(monkeypatch, capsys, *args)
+def test_wrong_combinations_are_one_line_errors(args, message):
+    code, _, err = run_cli(*args)
     assert code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1, err
 
 
-def test_resume_finds_the_family_and_stage_in_the_run(monkeypatch, capsys, listener_runs):
+def test_resume_finds_the_family_and_stage_in_the_run(listener_runs):
     vq = str(listener_runs / "vq")
-    code, _, err = run(monkeypatch, capsys, "train", "--resume", vq)  # already at its last step
+    code, _, err = run_cli("train", "--resume", vq)  # already at its last step
     assert code == 0 and "already trained to step 2" in err.replace("\n", " ")
-    code, _, err = run(monkeypatch, capsys, "train", "--resume", vq, "--family", "embodiedhead")
+    code, _, err = run_cli("train", "--resume", vq, "--family", "embodiedhead")
     assert code == 2 and "is a listener run; leave out --family embodiedhead" in err
-    code, _, err = run(monkeypatch, capsys, "train", "--resume", vq, "--stage", "lm")
+    code, _, err = run_cli("train", "--resume", vq, "--stage", "lm")
     assert code == 2 and "is a stage-vq run; leave out --stage lm" in err
-    code, _, err = run(monkeypatch, capsys, "train", "--resume", vq, "--seed", "3")
+    code, _, err = run_cli("train", "--resume", vq, "--seed", "3")
     assert code == 2 and "--seed cannot change a listener run being resumed" in err
 
 
@@ -84,44 +84,44 @@ def test_the_stages_wrote_their_runs(listener_runs):
     assert "stage = \"lm\"" in (listener_runs / "lm" / "config.toml").read_text()
 
 
-def test_generate_batches_pairs_and_reports_a_bad_one(monkeypatch, capsys, tmp_path, listener_runs):
+def test_generate_batches_pairs_and_reports_a_bad_one(tmp_path, listener_runs):
     other = ["--speaker-audio", str(SAMPLE / "clips" / "dyad013_es.ogg"),
              "--speaker-motion", str(SAMPLE / "speaker" / "dyad013_es.npz")]
     missing = ["--speaker-audio", str(tmp_path / "gone.wav"), "--speaker-motion", str(tmp_path / "gone.npz")]
-    code, out, err = run(monkeypatch, capsys, "generate", "--family", "listener", "--checkpoint",
-                         str(listener_runs / "lm"), *PAIR, *other, *missing, "--listener-avatar", "listener02",
-                         "--no-video", "--seed", "1", "--out", str(tmp_path / "out"))
+    code, out, err = run_cli("generate", "--family", "listener", "--checkpoint",
+                             str(listener_runs / "lm"), *PAIR, *other, *missing, "--listener-avatar", "listener02",
+                             "--no-video", "--seed", "1", "--out", str(tmp_path / "out"))
     assert code == 1 and err.strip() == f"error: gone: {tmp_path / 'gone.npz'}: motion file not found"
     for name, T in ((LISTENER_TEST_CLIP, load_motion(PAIR[3]).n_frames), ("dyad013_es", None)):
         m = load_motion(tmp_path / "out" / f"{name}.npz")
         assert m.motion.shape[1] == MOTION_DIM and (m.states == LISTEN).all() and np.isfinite(m.motion).all()
         assert T is None or m.n_frames == T
         assert str(tmp_path / "out" / f"{name}.npz") in out
-    code, _, err = run(monkeypatch, capsys, "generate", "--family", "listener", "--checkpoint",
-                       str(listener_runs / "lm"), *PAIR, "--listener-avatar", "nobody", "--out", str(tmp_path / "x"))
+    code, _, err = run_cli("generate", "--family", "listener", "--checkpoint", str(listener_runs / "lm"), *PAIR,
+                           "--listener-avatar", "nobody", "--out", str(tmp_path / "x"))
     assert code == 2 and "--listener-avatar nobody: neither a motion NPZ nor a trained identity" in err
-    code, _, err = run(monkeypatch, capsys, "generate", "--family", "listener", "--checkpoint",
-                       str(listener_runs / "vq"), *PAIR, "--out", str(tmp_path / "x"))
+    code, _, err = run_cli("generate", "--family", "listener", "--checkpoint",
+                           str(listener_runs / "vq"), *PAIR, "--out", str(tmp_path / "x"))
     assert code == 2 and "has no language model" in err
     clip = REPO / "sample_data" / "clips" / "conv009_fr"
-    code, _, err = run(monkeypatch, capsys, "generate", "--audio", str(clip.with_suffix(".flac")), "--states",
-                       str(clip.with_suffix(".csv")), "--checkpoint", str(listener_runs / "lm"), "--out", str(tmp_path))
+    code, _, err = run_cli("generate", "--audio", str(clip.with_suffix(".flac")), "--states",
+                           str(clip.with_suffix(".csv")), "--checkpoint", str(listener_runs / "lm"),
+                           "--out", str(tmp_path))
     assert code == 2 and "a listener checkpoint; add --family listener" in err
 
 
 @pytest.mark.slow  # renders 11 s of video twice over: about 10 s
-def test_generate_side_by_side_video(monkeypatch, capsys, tmp_path, listener_runs):
+def test_generate_side_by_side_video(tmp_path, listener_runs):
     from ehead_cli.io.video import probe_mp4
 
-    code, _, err = run(monkeypatch, capsys, "generate", "--family", "listener", "--checkpoint",
-                       str(listener_runs / "lm"), *PAIR, "--side-by-side", "--size", "32", "--out", str(tmp_path))
+    code, _, err = run_cli("generate", "--family", "listener", "--checkpoint",
+                           str(listener_runs / "lm"), *PAIR, "--side-by-side", "--size", "32", "--out", str(tmp_path))
     assert code == 0, err
     info = probe_mp4(tmp_path / f"{LISTENER_TEST_CLIP}.mp4")
     assert (info.width, info.height) == (64, 32) and info.audio_codec == "aac"
 
 
-def test_eval_takes_the_speaker_from_a_dyadic_folder_and_reports_the_vq(monkeypatch, capsys, tmp_path,
-                                                                         listener_runs, dyadic_subset):
+def test_eval_takes_the_speaker_from_a_dyadic_folder_and_reports_the_vq(tmp_path, listener_runs, dyadic_subset):
     from ehead_cli.io.motionfile import save_motion
     from ehead_cli.listener.generate import ListenerGenerator, dataset_jobs
 
@@ -129,9 +129,9 @@ def test_eval_takes_the_speaker_from_a_dyadic_folder_and_reports_the_vq(monkeypa
     jobs = dataset_jobs(dyadic_subset, "test", tmp_path / "pred")
     for j, m in zip(jobs, gen.generate(jobs, seed=0), strict=True):
         save_motion(j.out.with_suffix(".npz"), m)
-    code, out, err = run(monkeypatch, capsys, "eval", "--pred", str(tmp_path / "pred"), "--gt", str(dyadic_subset),
-                         "--split", "test", "--metrics", "listening", "--vq-checkpoint", str(listener_runs / "vq"),
-                         "--out", str(tmp_path / "report"))
+    code, out, err = run_cli("eval", "--pred", str(tmp_path / "pred"), "--gt", str(dyadic_subset),
+                             "--split", "test", "--metrics", "listening", "--vq-checkpoint", str(listener_runs / "vq"),
+                             "--out", str(tmp_path / "report"))
     assert code == 0, err
     assert f"P-FD against the speaker's motion in {dyadic_subset / 'speaker'}" in err
     report = json.loads((tmp_path / "report" / "report.json").read_text())
@@ -142,10 +142,10 @@ def test_eval_takes_the_speaker_from_a_dyadic_folder_and_reports_the_vq(monkeypa
     assert "PPL" in out
 
 
-def test_bench_measures_the_listener(monkeypatch, capsys, tmp_path, listener_runs):
-    code, out, err = run(monkeypatch, capsys, "bench", "--family", "listener", "--checkpoint",
-                         str(listener_runs / "lm"), "--batch-sizes", "1,2", "--seconds", "1", "--repeats", "1",
-                         "--threads", "1", "--json", str(tmp_path))
+def test_bench_measures_the_listener(tmp_path, listener_runs):
+    code, out, err = run_cli("bench", "--family", "listener", "--checkpoint",
+                             str(listener_runs / "lm"), "--batch-sizes", "1,2", "--seconds", "1", "--repeats", "1",
+                             "--threads", "1", "--json", str(tmp_path))
     assert code == 0, err
     result = json.loads(next(tmp_path.glob("listener-cpu-*.json")).read_text())
     rows = result["results"]["listener"]
@@ -187,11 +187,17 @@ def test_two_process_ddp_matches_one_process(tmp_path, listener_runs, dyadic_sub
     torch.testing.assert_close(two.vq.quantizer.usage, one.vq.quantizer.usage)
 
 
-def test_the_shipped_listener_or_a_clear_error(monkeypatch, capsys, tmp_path):
+@pytest.mark.parametrize("shipped", [False, True], ids=["no-shipped-listener", "shipped-listener"])
+def test_the_shipped_listener_or_a_clear_error(tmp_path, monkeypatch, request, shipped):
+    """Both branches, each on its own models folder: without a shipped listener a clear error, with one
+    (the fixture's trained tiny listener, checksummed in the manifest) a generated clip."""
     from ehead_cli.listener.generate import default_listener
 
-    code, _, err = run(monkeypatch, capsys, "generate", "--family", "listener", *PAIR, "--no-video",
-                       "--out", str(tmp_path))
+    models = request.getfixturevalue("models_with_listener" if shipped else "models_without_listener")
+    monkeypatch.setenv("EHEAD_MODELS", str(models))
+    assert (default_listener() / "config.json").is_file() == shipped  # the branch this case is meant to run
+    code, _, err = run_cli("generate", "--family", "listener", *PAIR, "--no-video",
+                           "--out", str(tmp_path))
     if not (default_listener() / "config.json").is_file():
         assert code == 2 and "pass --checkpoint" in err
         return

@@ -3,26 +3,14 @@ the Python API: a bad value is one line naming the flag, exit status 2, no trace
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
 from ehead_cli import checks
-from ehead_cli.cli import main
 from ehead_cli.errors import ConfigError, InputError
 
 CLIP = ["--audio", "sample_data/clips/conv009_fr.flac", "--states", "sample_data/clips/conv009_fr.csv"]
-
-
-def run(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["ehead", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    return code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -45,8 +33,8 @@ def run(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     (["eval", "--pred", "p", "--gt", "g", "--threads", "0"], "--threads must be >= 1, got 0"),
     (["train", "--data", "d", "--out", "o", "--threads", "0"], "--threads must be >= 1, got 0"),
 ])
-def test_a_bad_option_is_one_line_naming_the_flag(monkeypatch, capsys, args, message):
-    code, err = run(monkeypatch, capsys, *args)
+def test_a_bad_option_is_one_line_naming_the_flag(args, message):
+    code, _, err = run_cli(*args)
     assert code == 2
     assert err.strip() == f"error: {message}" or (err.startswith(f"error: {message}") and err.count("\n") == 1)
 

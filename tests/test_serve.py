@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 from conftest import REPO
 from serving import close_code, connect, http_json, open_ws, receive_until, running_server, send_audio
 
@@ -89,22 +90,33 @@ def test_frames_over_the_socket_equal_offline_generation(gen, server):
 
 
 def test_concurrent_conversations_share_forward_passes_and_keep_parity(gen, server, monkeypatch):
-    import time
+    """Deterministic batching: the first forward pass is held (on the generation thread) until an
+    event says three sessions have a window waiting; the next pass must then take all three. The event
+    is set from the server's own wake-up call, which follows every message that leaves a window
+    pending, so no sleep or polling decides what ends up in a batch."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
+
+    from serving import TIMEOUT
 
     addr, srv = server
     batches_before = srv.batcher.batches
     windows_before = srv.batcher.windows
-    real, gate = srv.batcher._generate, []
+    real, gate, three_waiting = srv.batcher._generate, [], threading.Event()
+    wake = srv.batcher.wake.set
+
+    def wake_and_count():  # on the event loop, after a message left a window pending
+        if sum(bool(x.pending) for x in list(srv.batcher.sessions.values())) >= 3:
+            three_waiting.set()
+        wake()
 
     def first_waits(pending):  # the first pass waits until the other three have a window ready too
         if not gate:
             gate.append(1)
-            deadline = time.monotonic() + 30
-            while sum(bool(x.pending) for x in list(srv.batcher.sessions.values())) < 3 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            assert three_waiting.wait(TIMEOUT), "three sessions never had a window waiting"
         return real(pending)
 
+    monkeypatch.setattr(srv.batcher.wake, "set", wake_and_count)
     monkeypatch.setattr(srv.batcher, "_generate", first_waits)
 
     def one(seed):
@@ -257,13 +269,9 @@ def test_stopping_the_server_closes_its_conversations(gen):
     assert close_code(ws)[0] == protocol.RESTART
 
 
-def test_the_command_checks_its_options(monkeypatch, capsys):
-    from ehead_cli.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["ehead", "serve", "--port", "70000"])
-    with pytest.raises(SystemExit) as err:
-        main()
-    assert err.value.code == 2 and "--port must be in 1..65535, got 70000" in capsys.readouterr().err
+def test_the_command_checks_its_options():
+    code, _, err = run_cli("serve", "--port", "70000")
+    assert code == 2 and "--port must be in 1..65535, got 70000" in err
 
 
 def test_a_session_counts_as_behind_when_its_motion_lags_a_window_and_more(gen):

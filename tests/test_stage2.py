@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ehead_main
+from cli_runner import run_cli
 from safetensors.torch import load_file
 from stage2_fixtures import frames_dataset
 
@@ -97,8 +97,7 @@ def test_the_mesh_avatar_draws_what_the_builtin_renderer_draws():
     assert torch.equal(mesh.render(np.zeros(300), motion), renderer.render(np.zeros(300), motion))
 
 
-def test_stage2_run_resume_and_generate_with_both_refined_parts(data, tiny_checkpoint, tmp_path, monkeypatch,
-                                                                  capsys):
+def test_stage2_run_resume_and_generate_with_both_refined_parts(data, tiny_checkpoint, tmp_path, monkeypatch):
     full = train(data, tmp_path / "full", tiny_checkpoint, ["builtin"], overrides=FAST, progress=False)
     part = train(data, tmp_path / "part", tiny_checkpoint, ["builtin"], overrides=FAST, stop_after=2, progress=False)
     train(None, part, resume=True, progress=False)
@@ -139,9 +138,10 @@ def test_stage2_run_resume_and_generate_with_both_refined_parts(data, tiny_check
         return real_write(path, iter(frames), *args, **kwargs)
 
     monkeypatch.setattr(video_io, "write_mp4", capture)
-    assert ehead_main("generate", "--audio", str(clip), "--states", str(states), "--checkpoint", str(full),
-                      "--out", str(tmp_path / "out"), "--threads", "1") == 0
-    assert "Stage-II renderer" in capsys.readouterr().err
+    code, _, err = run_cli("generate", "--audio", str(clip), "--states", str(states), "--checkpoint", str(full),
+                           "--out", str(tmp_path / "out"), "--threads", "1")
+    assert code == 0
+    assert "Stage-II renderer" in err
     from ehead_cli.io.motionfile import load_motion
     from ehead_cli.io.video import read_frames
     from ehead_cli.render import Renderer
@@ -166,27 +166,25 @@ def test_stage2_run_resume_and_generate_with_both_refined_parts(data, tiny_check
         checkpoint_avatar(full)
 
 
-def test_stage2_on_a_dataset_without_frames_is_one_line_naming_the_fix(toy_dataset, tiny_checkpoint, tmp_path,
-                                                                        capsys):
-    code = ehead_main("train", "--stage", "2", "--init", str(tiny_checkpoint), "--avatar", "builtin", "--data",
-                      str(toy_dataset), "--out", str(tmp_path / "run"))
-    err = capsys.readouterr().err.strip()
+def test_stage2_on_a_dataset_without_frames_is_one_line_naming_the_fix(toy_dataset, tiny_checkpoint, tmp_path):
+    code, _, err = run_cli("train", "--stage", "2", "--init", str(tiny_checkpoint), "--avatar", "builtin", "--data",
+                           str(toy_dataset), "--out", str(tmp_path / "run"))
+    err = err.strip()
     assert code == 2 and err.count("\n") == 0, err
     assert "frames" in err and "ehead prepare" in err and "--tracker-bias" in err
     assert not (tmp_path / "run").exists()
-    code = ehead_main("train", "--stage", "2", "--data", str(toy_dataset), "--out", str(tmp_path / "run"))
-    assert code == 2 and "--init" in capsys.readouterr().err
-    code = ehead_main("train", "--data", str(toy_dataset), "--out", str(tmp_path / "run"), "--avatar", "builtin")
-    assert code == 2 and "--avatar applies to --stage 2" in capsys.readouterr().err
+    code, _, err = run_cli("train", "--stage", "2", "--data", str(toy_dataset), "--out", str(tmp_path / "run"))
+    assert code == 2 and "--init" in err
+    code, _, err = run_cli("train", "--data", str(toy_dataset), "--out", str(tmp_path / "run"), "--avatar", "builtin")
+    assert code == 2 and "--avatar applies to --stage 2" in err
 
 
-def test_stage2_through_the_command_line_with_a_neural_avatar(data, tiny_checkpoint, tiny_avatar, tmp_path, capsys):
+def test_stage2_through_the_command_line_with_a_neural_avatar(data, tiny_checkpoint, tiny_avatar, tmp_path):
     """ehead avatar fit --data on the frames, then Stage II with it: the checkpoint holds the refined
     neural avatar, which ehead generate uses."""
     avatar_dir, _ = tiny_avatar  # its camera is another view: fit one on the dataset's frames instead
-    assert ehead_main("avatar", "fit", "--data", str(data), "--out", str(tmp_path / "av"), "--steps", "2", "--size",
-                      "32", "--threads", "1") != 0  # 32 px is not an offered size: the message says so
-    capsys.readouterr()
+    assert run_cli("avatar", "fit", "--data", str(data), "--out", str(tmp_path / "av"), "--steps", "2", "--size",
+                   "32", "--threads", "1").code != 0  # 32 px is not an offered size: the message says so
     from avatar_fixtures import TINY, tiny_fit
 
     from ehead_cli.avatar.capture import dataset_capture
@@ -197,9 +195,10 @@ def test_stage2_through_the_command_line_with_a_neural_avatar(data, tiny_checkpo
     fit_avatar(capture, BuiltinHead(), tmp_path / "av", TINY, tiny_fit(steps=2), progress=False)
     cfg = tmp_path / "s2.toml"
     cfg.write_text("[stage2]\nsteps = 2\nval_every = 0\n")
-    assert ehead_main("train", "--stage", "2", "--init", str(tiny_checkpoint), "--avatar", str(tmp_path / "av"),
-                      "--data", str(data), "--config", str(cfg), "--out", str(tmp_path / "run"), "--threads",
-                      "1") == 0, capsys.readouterr().err
+    code, _, err = run_cli("train", "--stage", "2", "--init", str(tiny_checkpoint), "--avatar", str(tmp_path / "av"),
+                           "--data", str(data), "--config", str(cfg), "--out", str(tmp_path / "run"), "--threads",
+                           "1")
+    assert code == 0, err
     meta = json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())["meta"]
     assert meta["renderers"][0]["kind"] == "neural" and meta["renderers"][0]["name"] == "av"
     refined = load_avatar(checkpoint_avatar(tmp_path / "run"))

@@ -201,17 +201,17 @@ def test_train_and_generate_with_a_frozen_hubert_encoder(toy_dataset, tmp_path):
     assert out.motion.shape == (50, 115) and np.isfinite(out.motion).all()
 
 
-def test_generate_accepts_the_run_folder_as_checkpoint(toy_dataset, tmp_path, monkeypatch, capsys):
-    from test_generate import run as run_cli
+def test_generate_accepts_the_run_folder_as_checkpoint(toy_dataset, tmp_path):
+    from cli_runner import run_cli
 
     run = train(toy_dataset, tmp_path / "run", "tiny", overrides={**FAST, "steps": 1}, progress=False)
     clip = next((toy_dataset / "clips").glob("*.flac"))
     csv = tmp_path / "speak.csv"
     csv.write_text("start,end,state\n0,2,speak\n")
-    code, _, err = run_cli(monkeypatch, capsys, "generate", "--audio", str(clip), "--states", str(csv),
+    code, _, err = run_cli("generate", "--audio", str(clip), "--states", str(csv),
                            "--checkpoint", str(run), "--no-video", "--out", str(tmp_path / "out"))
     assert code == 0, err
     assert (tmp_path / "out" / f"{clip.stem}.npz").is_file()
-    code, _, err = run_cli(monkeypatch, capsys, "generate", "--audio", str(clip), "--states", str(csv),
+    code, _, err = run_cli("generate", "--audio", str(clip), "--states", str(csv),
                            "--checkpoint", str(tmp_path), "--no-video", "--out", str(tmp_path / "out"))
     assert code == 2 and "not a checkpoint folder" in err
