@@ -17,12 +17,12 @@ install:
 	$(PYTHON) -m pip install --no-deps "speechtokenizer==1.0.1" "einops>=0.7"
 
 # The default suite (under 3 minutes on 2 cores); `test-all` adds the slow tests (compiled sampler,
-# overfitting, building and installing the wheel).
+# overfitting, building and installing the wheel). -rs lists every skipped test with its reason.
 test:
-	$(PYTHON) -m pytest -q -m "not slow and not browser" --durations=15
+	$(PYTHON) -m pytest -q -rs -m "not slow and not browser" --durations=15
 
 test-all:
-	$(PYTHON) -m pytest -q --durations=15
+	$(PYTHON) -m pytest -q -rs --durations=15
 
 # The ehead serve page in headless Chromium (Debian: apt-get install chromium); skipped without it.
 test-browser:

@@ -33,6 +33,15 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def shared_media(shared_data: Path, folder: str, pattern: str) -> list[Path]:
+    """The files of ``../shared/data/FOLDER`` matching ``pattern``, sorted; skips (naming what is missing)
+    when there are none, so a loop over them never passes without looking at a file."""
+    files = sorted((shared_data / folder).glob(pattern))
+    if not files:
+        pytest.skip(f"../shared/data/{folder} has no {pattern}")
+    return files
+
+
 def write_dataset(root: Path, clips: dict[str, tuple[str, float]], seed: int = 0) -> Path:
     """A small dataset folder in the DATASET layout: per clip (split, seconds). The audio is
     amplitude-modulated noise; the jaw follows its envelope while speaking (a learnable toy)."""

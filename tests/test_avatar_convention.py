@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 from avatar_fixtures import rendered_video, video_camera
 from cli_runner import run_cli
+from conftest import shared_media
 from test_generate import speech, write_clip
 
 from ehead_cli.avatar.identity import Avatar
@@ -155,7 +156,7 @@ def test_prepared_grid_clip_as_avatar_gives_sane_motion(shared_data, tmp_path):
     assert report.ok, report.failed
     clip = load_motion(tmp_path / "prepared" / "clips" / "bbaf2n.npz")
     assert clip.camera is not None and np.abs(clip.motion[:, TRANS]).max() < 0.05
-    speech_file = sorted((shared_data / "librispeech").glob("*.flac"))[0]
+    speech_file = shared_media(shared_data, "librispeech", "*.flac")[0]
     n = -(-sf.info(speech_file).frames // 640)
     (tmp_path / "speak.csv").write_text("frame,state\n" + "".join(f"{i},speak\n" for i in range(n)))
     code, out, err = run_cli("generate", "--audio", str(speech_file), "--states", str(tmp_path / "speak.csv"),

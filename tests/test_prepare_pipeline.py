@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from conftest import shared_media
 from test_prepare_ingest import nearest_source_frame, write_test_video
 
 from ehead_cli.errors import AssetError, ConfigError, InputError
@@ -192,7 +193,7 @@ def test_bad_flags_missing_assets_and_missing_extra_fail_before_any_work(videos,
 def test_grid_videos_become_a_training_dataset_listening_at_both_ends(shared_data, tmp_path):
     """Issue 7's done-when: ``ehead prepare grid/*.mpg --states vad --tracker landmarks``."""
     import mediapipe  # noqa: F401 (the landmarks extra, installed by `make install`: fail, not skip)
-    videos = sorted((shared_data / "grid").glob("*.mpg"))
+    videos = shared_media(shared_data, "grid", "*.mpg")
     report = prepare(videos, tmp_path / "prepared", states="vad", tracker="landmarks", workers=2, progress=False)
     assert report.ok and len(report.done) == len(videos)
     index = load_index(tmp_path / "prepared")
@@ -257,3 +258,23 @@ def test_a_clip_far_shorter_than_declared_or_than_a_second_is_warned_about(tmp_p
     assert "only 0.60 s long" in warned[1]
     whole = IngestedAudio(np.zeros(3 * SAMPLE_RATE, np.float32), Fraction(0), 75)
     assert duration_warnings(probe(3.02), whole, 1.0) == [] and duration_warnings(probe(None), whole, 1.0) == []
+
+
+def test_the_default_tracker_on_a_rendered_face(tmp_path):
+    """``prepare`` with its defaults (``--tracker landmarks``: MediaPipe, then the built-in head's fit)
+    on 1 s of a rendered head: the fast check of the default tracker that `make test` runs."""
+    import mediapipe  # noqa: F401 (the landmarks extra, installed by `make install`: fail, not skip)
+    import torch
+
+    from ehead_cli.render import Renderer
+
+    face = BuiltinHead().eval()
+    motion = torch.zeros(25, 115)
+    motion[:, 100] = torch.linspace(0.0, 0.3, 25)  # the jaw opens
+    images = Renderer(face, size=128).render(torch.zeros(300), motion).numpy()
+    write_test_video(tmp_path / "head.mkv", n_frames=25, images=images, audio="noise")
+    report = prepare([tmp_path / "head.mkv"], tmp_path / "out", progress=False)
+    assert report.ok and report.done == ["head"], report.failed
+    clip = load_motion(tmp_path / "out" / "clips" / "head.npz")
+    assert clip.n_frames == 25 and np.isfinite(clip.motion).all() and clip.camera is not None
+    assert load_index(tmp_path / "out").clips[0].meta["face_found"] == 1.0

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import shared_media
 from safetensors.torch import save_file
 
 from ehead_cli.errors import AssetError
@@ -95,7 +96,7 @@ def test_silence_and_a_tone_are_not_speech():
 
 @pytest.mark.media
 def test_grid_clips_listen_at_both_ends_and_speak_in_the_middle(shared_data):
-    for path in sorted((shared_data / "grid").glob("*.mpg")):
+    for path in shared_media(shared_data, "grid", "*.mpg"):
         wave = load_audio(path)
         T = n_frames_for(wave.shape[0])
         labels = vad_states(wave, T)
@@ -112,7 +113,7 @@ def test_native_network_agrees_with_the_packages_torchscript_model(shared_data):
     import silero_vad  # a dependency of ehead: fail, not skip, without it
     jit = silero_vad.load_silero_vad()  # TorchScript, shipped in the same wheel; used only here
     net = load_silero(silero_weights_path())
-    for path in sorted((shared_data / "grid").glob("*.mpg"))[:2]:
+    for path in shared_media(shared_data, "grid", "*.mpg")[:2]:
         wave = torch.from_numpy(load_audio(path))
         with torch.no_grad():
             ours, theirs = net(wave), jit.audio_forward(wave, SAMPLE_RATE)[0]
