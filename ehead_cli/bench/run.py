@@ -170,9 +170,8 @@ def render_rows(cfg: BenchConfig, device: torch.device) -> list[dict[str, Any]]:
 
 
 def end_to_end_row(cfg: BenchConfig, gen, steps: int) -> dict[str, Any]:
-    from ehead_cli.face import load_face_model
+    from ehead_cli.avatar.renderers import job_renderer
     from ehead_cli.io.video import write_mp4
-    from ehead_cli.render import Renderer
 
     rng = np.random.default_rng(1)
     n = int(cfg.seconds * SAMPLE_RATE)
@@ -180,14 +179,14 @@ def end_to_end_row(cfg: BenchConfig, gen, steps: int) -> dict[str, Any]:
     T = -(-n // SAMPLES_PER_FRAME)
     states = np.where((np.arange(T) // 50) % 2 == 0, 1, -1).astype(np.int8)
     person = _avatar(cfg, gen.device)
-    renderer = person.renderer if person else Renderer(load_face_model(None, device=gen.device), size=cfg.size)
+    renderer = job_renderer(person, size=cfg.size, device=gen.device, frame_clip=False)  # the avatar's or the mesh
     with tempfile.TemporaryDirectory() as tmp:
         def job() -> None:
             m = gen.generate(audio, states, person)
             write_mp4(Path(tmp) / "bench.mp4", renderer.iter_frames(m.shape, m.motion), audio)
 
         times = time_calls(job, gen.device, max(1, cfg.repeats // 5), 1)
-    return {"steps": steps, "size": person.renderer.size if person else cfg.size, "seconds_of_audio": cfg.seconds,
+    return {"steps": steps, "size": renderer.size, "seconds_of_audio": cfg.seconds,
             "renderer": "avatar" if person else "mesh",
             "end_to_end_fps": T / float(np.median(times)), "realtime_factor": cfg.seconds / float(np.median(times))}
 

@@ -71,23 +71,15 @@ def _model(preset_name: str, device: torch.device):
 
 
 def _renderer(cfg: Stage2BenchConfig, device: torch.device):
-    """(kind, renderer, camera): the mesh renderer at ``cfg.size`` or the avatar's neural renderer."""
-    if cfg.avatar:
-        import copy
-
-        from ehead_cli.avatar.folder import load_avatar
-
-        loaded = load_avatar(cfg.avatar, device=device)
-        r = copy.deepcopy(loaded.renderer).train()
-        return "neural", r, r.camera
-    from ehead_cli.avatar.mesh import MeshAvatar, MeshConfig
+    """(kind, renderer, camera): a trainable renderer from the registry (``avatar.renderers``): the
+    mesh kind at ``cfg.size`` (``--avatar builtin`` in training) or a copy of the avatar's."""
+    from ehead_cli.avatar.kinds import kind_of
+    from ehead_cli.avatar.renderers import BUILTIN, builtin_camera, trainable_renderer
     from ehead_cli.face import load_face_model
-    from ehead_cli.render import Renderer
-    from ehead_cli.render.clip_camera import ClipCamera
 
     face = load_face_model(None, device=device)
-    camera = ClipCamera.from_camera(Renderer(face, size=cfg.size).mesh.camera, cfg.size, cfg.size)
-    return "mesh", MeshAvatar(face, camera, MeshConfig(cfg.size)).to(device), camera
+    r, _loaded = trainable_renderer(cfg.avatar or BUILTIN, face, builtin_camera(face, cfg.size), device)
+    return kind_of(r), r, r.camera
 
 
 def _batch(head, B: int, K: int, S: int, device: torch.device, seed: int = 0):

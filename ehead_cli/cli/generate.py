@@ -147,10 +147,9 @@ def _renderer(o: Options, device):
     """The default renderer of the jobs' videos (None with --no-video); a job's avatar folder brings its own."""
     if not o.video:
         return None
-    from ehead_cli.face import load_face_model
-    from ehead_cli.render import Renderer
+    from ehead_cli.avatar.renderers import builtin_renderer
 
-    return Renderer(load_face_model(o.flame, device=device), size=o.size)
+    return builtin_renderer(o.size, o.flame, device)
 
 
 def _kept(job_list) -> str:

@@ -9,7 +9,6 @@ import typer
 
 from ehead_cli.cli import options as opt
 from ehead_cli.cli.shell import console, set_threads
-from ehead_cli.errors import InputError
 
 Flame = opt.flame("render with it instead of the built-in head")
 
@@ -40,21 +39,9 @@ def render(
 
 
 def _renderer(m, avatar: Path | None, flame: str | None, size: int, device: str | None):
-    """The renderer and the identity it draws: the avatar folder's own, else the mesh renderer of the face
-    model framed by the clip's camera (when the NPZ has one) and the clip's shape."""
+    """The renderer and the identity it draws (``avatar.renderers.motion_renderer``): the avatar folder's
+    own, else the mesh renderer framed by the clip's camera (when the NPZ has one) and the clip's shape."""
+    from ehead_cli.avatar.renderers import motion_renderer
     from ehead_cli.devices import resolve_device
 
-    dev = resolve_device(device)
-    if avatar is not None:  # the avatar's own identity: its renderer was fitted on it
-        from ehead_cli.avatar.identity import Avatar
-
-        person = Avatar.load(avatar, device=dev, flame=flame)
-        if person.renderer is None:
-            raise InputError(f"{avatar}: not an avatar folder (--avatar takes the output of ehead avatar fit)")
-        return person.renderer, person.shape
-    from ehead_cli.avatar.rendering import framed
-    from ehead_cli.face import load_face_model
-    from ehead_cli.render import Renderer
-
-    renderer = Renderer(load_face_model(flame, device=dev), size=size)
-    return (framed(renderer, m.camera) if m.camera is not None else renderer), m.shape
+    return motion_renderer(m.shape, m.camera, avatar, flame, size, resolve_device(device))
