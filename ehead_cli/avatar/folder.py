@@ -34,14 +34,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ehead_cli.avatar.kinds import kind_of_section
 from ehead_cli.avatar.neural import NeuralAvatar
 from ehead_cli.errors import AssetError, ConfigError, InputError
 from ehead_cli.face.base import FaceModel
 from ehead_cli.io.atomic import atomic_dir, sha256_file
+from ehead_cli.io.checkpoint import check_state, load_weights
 from ehead_cli.layout import MOTION_DIM, N_SHAPE
 from ehead_cli.render.clip_camera import ClipCamera
 
@@ -191,19 +191,8 @@ def _load_cached(p: Path, _stamp: int, device: str, flame: str | None) -> Loaded
         raise InputError(f"{p / CONFIG}: invalid renderer or camera section ({err})") from None
     face = _face_model(p, config, flame)
     avatar = kind.build(face, camera, cfg)
-    try:
-        state = load_file(str(p / WEIGHTS))
-    except (SafetensorError, OSError) as err:
-        raise InputError(f"{p / WEIGHTS}: unreadable safetensors file ({err})") from None
-    expected = avatar.trainable_state_dict()
-    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
-    if missing or unexpected:
-        detail = f"missing {sorted(missing)[:3]}" if missing else f"unexpected {sorted(unexpected)[:3]}"
-        raise InputError(f"{p / WEIGHTS}: weights do not match the config ({detail})")
-    for k, v in state.items():
-        if v.shape != expected[k].shape:
-            raise InputError(f"{p / WEIGHTS}: {k} has shape {tuple(v.shape)}, the config expects "
-                             f"{tuple(expected[k].shape)}")
+    state = load_weights(p / WEIGHTS)
+    check_state(avatar.trainable_state_dict(), state, p / WEIGHTS)
     avatar.load_state_dict(state, strict=False)
     try:
         with np.load(p / IDENTITY, allow_pickle=False) as z:

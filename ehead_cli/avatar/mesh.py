@@ -99,8 +99,5 @@ class MeshAvatar(FrameSource, nn.Module):
     def needs(self) -> str:
         return self.face.name
 
-    def frame_inputs(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return check_frames(shape, motion, self.device)
-
     def frame_images(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         return self.images(shape, motion).image

@@ -140,5 +140,5 @@ def check_state(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor
         raise InputError(f"{path}: {part}weights do not match the config ({detail})")
     for k, v in state.items():
         if v.shape != expected[k].shape:
-            raise InputError(f"{path}: {prefix}{k} has shape {tuple(v.shape)}, config expects "
+            raise InputError(f"{path}: {prefix}{k} has shape {tuple(v.shape)}, the config expects "
                              f"{tuple(expected[k].shape)}")

@@ -55,14 +55,18 @@ class FrameRenderer(Protocol):
 
 class FrameSource:
     """Uint8 video frames from a renderer's float images, ``batch_size`` frames per call. A
-    subclass gives ``size``, ``batch_size``, ``frame_inputs`` (checked (N|1, 300), (N, 115) on its
-    device) and ``frame_images`` ((n, S, S, 3) float in [0, 1])."""
+    subclass gives ``size``, ``device``, ``batch_size`` and ``frame_images`` ((n, S, S, 3) float in
+    [0, 1]); ``frame_inputs`` (checked (N|1, 300), (N, 115) on its device) is float32 unless it says
+    otherwise."""
 
     batch_size: int
     size: int
 
+    device: torch.device
+
     def frame_inputs(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """float32 on ``device`` by default; a renderer computing in another dtype overrides it."""
+        return check_frames(shape, motion, self.device)
 
     def frame_images(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -174,9 +174,6 @@ class Renderer(FrameSource):
     def needs(self) -> str:
         return self.face_model.name
 
-    def frame_inputs(self, shape: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return check_frames(shape, motion, self.device)
-
     def frame_images(self, shape: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         return self._images(shape, motion).image
 
