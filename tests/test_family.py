@@ -35,6 +35,9 @@ def listener_checkpoint(tmp_path_factory) -> Path:
 
 def test_both_families_are_registered_with_their_stages_and_formats():
     assert family_names() == ("embodiedhead", "listener")
+    # the --family choices (kept in cli.options so --help stays light) are the registry's names
+    from ehead_cli.cli.options import FAMILIES
+    assert FAMILIES == family_names()
     assert get_family() is EMBODIEDHEAD and get_family("listener") is LISTENER
     assert EMBODIEDHEAD.stage_names() == ("1", "2") and LISTENER.stage_names() == ("vq", "tokens", "lm")
     assert EMBODIEDHEAD.format_name == "ehead-checkpoint" and LISTENER.format_name == "ehead-listener-checkpoint"

@@ -150,7 +150,8 @@ def test_worker_processes_give_the_same_clips(videos, tmp_path):
     for clip_id in serial.done:
         a = load_motion(tmp_path / "serial" / "clips" / f"{clip_id}.npz")
         b = load_motion(tmp_path / "parallel" / "clips" / f"{clip_id}.npz")
-        np.testing.assert_array_equal(a.motion, b.motion)
+        # a worker runs torch on one thread, the serial run on several: sums reorder (~1e-10)
+        np.testing.assert_allclose(a.motion, b.motion, rtol=0, atol=1e-6)
         np.testing.assert_array_equal(a.states, b.states)
 
 
