@@ -23,6 +23,9 @@ from ehead_cli.avatar.renderers import (
     builtin_renderer,
     job_renderer,
     motion_renderer,
+    SOURCES,
+    RendererSource,
+    register_source,
     renderer_from,
     source_of,
     trainable_renderer,
@@ -67,6 +70,20 @@ def test_each_source_gives_its_renderer_at_its_size(tmp_path, tiny_checkpoint, t
         frames = r.render(torch.zeros(300), talking_motion(3))
         assert frames.shape == (3, r.size, r.size, 3) and frames.dtype == torch.uint8
         assert [f.shape for f in r.iter_frames(torch.zeros(300), talking_motion(2))] == [(r.size, r.size, 3)] * 2
+
+
+def test_a_new_source_is_one_registration_tried_before_the_folder_fallback(monkeypatch):
+    """The seam a new renderer comes in by: a source registered after the built-in ones is found
+    (not swallowed by the avatar-folder fallback) and every command's renderer_from gives it."""
+    monkeypatch.setattr("ehead_cli.avatar.renderers.SOURCES", list(SOURCES))
+    tiny = RendererSource("tiny-mesh", lambda v: v.startswith("tiny:"),
+                          lambda v, size, device, flame: builtin_renderer(int(v.split(":")[1]), flame, device),
+                          "the built-in head at the size after tiny:")
+    register_source(tiny)
+    assert source_of("tiny:32") is tiny and source_of("some/folder").name == "avatar"
+    assert renderer_from("tiny:32").size == 32
+    with pytest.raises(ValueError, match="'tiny-mesh' is registered already"):
+        register_source(tiny)
 
 
 def test_a_bad_source_is_one_line_naming_the_path(tmp_path, tiny_checkpoint, tiny_avatar):

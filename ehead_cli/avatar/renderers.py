@@ -80,10 +80,13 @@ class RendererSource:
     describe: str
 
 
-SOURCES: list[RendererSource] = []
+SOURCES: list[RendererSource] = []  # tried in order, then FALLBACK
 
 
 def register_source(source: RendererSource) -> RendererSource:
+    """Add a source, tried after those registered before it and before the avatar-folder fallback."""
+    if any(s.name == source.name for s in SOURCES):
+        raise ValueError(f"a renderer source named {source.name!r} is registered already")
     SOURCES.append(source)
     return source
 
@@ -118,16 +121,16 @@ register_source(RendererSource(
     "checkpoint", _is_checkpoint,
     lambda v, size, device, flame: load_avatar(checkpoint_folder_avatar(v), device, flame).renderer,
     "a Stage-II checkpoint's refined renderer (its avatars/ folder)"))
-register_source(RendererSource(
+FALLBACK = RendererSource(
     "avatar", lambda v: True,  # anything else is read as an avatar folder: load_avatar names what is wrong
     lambda v, size, device, flame: load_avatar(v, device, flame).renderer,
-    "an avatar folder's fitted renderer, at its own size"))
+    "an avatar folder's fitted renderer, at its own size")
 
 
 def source_of(value: str | os.PathLike) -> RendererSource:
-    """The registered source ``value`` names (the last, an avatar folder, takes anything)."""
+    """The registered source ``value`` names; anything no source claims is read as an avatar folder."""
     value = str(value)
-    return next(s for s in SOURCES if s.matches(value))
+    return next((s for s in SOURCES if s.matches(value)), FALLBACK)
 
 
 def renderer_from(source: str | os.PathLike, size: int = DEFAULT_SIZE, device: str | torch.device = "cpu",
