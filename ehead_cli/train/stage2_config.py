@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ehead_cli.errors import ConfigError
+from ehead_cli.io.config import Layer, file_layer, flag_layer, merge_config
 from ehead_cli.model.config import check_fields, load_toml, models_dir
 from ehead_cli.train.config import TrainConfig
 
@@ -52,27 +53,21 @@ class RefineConfig:
         return cls(**d).validate()
 
 
+SCHEMA = {SECTION: TrainConfig, f"{SECTION}.{REFINE}": RefineConfig}  # Stage II's sections
+
+
 def resolve_stage2_config(preset_name: str, config_file: Path | None,
                           overrides: dict[str, Any]) -> tuple[TrainConfig, RefineConfig]:
     """The preset's [stage2] (a TrainConfig: the schedule) and [stage2.refine] -> ``--config FILE.toml``'s
-    -> flags, later wins."""
+    -> flags, later wins (``ehead_cli.io.config.merge_config``, as Stage I and the listener)."""
     path = models_dir() / "presets" / f"{preset_name}.toml"
     if not path.is_file():
         raise ConfigError(f"unknown preset {preset_name!r} for --preset")
-    sched = dict(load_toml(path).get(SECTION, {}))
+    sched = load_toml(path).get(SECTION, {})
     if not sched:
         raise ConfigError(f"{path}: the preset has no [{SECTION}] section (Stage II's schedule)")
+    layers = [Layer({SECTION: sched}, str(path)), *file_layer(config_file), *flag_layer(SECTION, overrides)]
+    merged, source = merge_config(layers, SCHEMA, context=" for --stage 2")
+    sched = dict(merged[SECTION])
     refine = dict(sched.pop(REFINE, {}))
-    source = str(path)
-    if config_file is not None:
-        extra = load_toml(config_file)
-        bad = set(extra) - {SECTION}
-        if bad:
-            raise ConfigError(f"{config_file}: unknown section(s) {', '.join(sorted(bad))} for --stage 2; "
-                              f"use [{SECTION}] and [{SECTION}.{REFINE}]")
-        more = dict(extra.get(SECTION, {}))
-        refine.update(more.pop(REFINE, {}))
-        sched.update(more)
-        source = str(config_file)
-    sched.update({k: v for k, v in overrides.items() if v is not None})
     return (TrainConfig.from_dict(sched, source, section=SECTION), RefineConfig.from_dict(refine, source))
