@@ -19,12 +19,12 @@ from ehead_cli.avatar.kinds import KINDS, build_renderer, kind_of, kind_of_secti
 from ehead_cli.avatar.mesh import MeshAvatar
 from ehead_cli.avatar.neural import NeuralAvatar
 from ehead_cli.avatar.renderers import (
+    SOURCES,
+    RendererSource,
     builtin_camera,
     builtin_renderer,
     job_renderer,
     motion_renderer,
-    SOURCES,
-    RendererSource,
     register_source,
     renderer_from,
     source_of,

@@ -180,6 +180,32 @@ def resolve_config(preset_name: str, config_file: Path | None, overrides: dict[s
             "train": TrainConfig.from_dict(merged["train"], source=source)}
 
 
+@dataclass(frozen=True)
+class Resumed:
+    """What ``--resume`` continues with, read from the run's own record (one source: never the preset
+    again): the record itself, the model config, the motion statistics and the schedule with the
+    command line's flags over it."""
+
+    record: dict[str, Any]
+    model: ModelConfig
+    stats: Any  # model.stats.MotionStats
+    train: TrainConfig
+
+
+def resumed_run(run_dir: Path, overrides: dict[str, Any] | None = None) -> Resumed:
+    """The record of the run in ``run_dir`` (Stage I or II) and its configs; flags in ``overrides`` (None
+    = not given) go over the recorded schedule through the one merge."""
+    from ehead_cli.model.stats import MotionStats
+    from ehead_cli.train.state import STATE_DIR, read_record
+
+    record = read_record(run_dir)
+    source = str(run_dir / STATE_DIR)
+    merged, source = merge_config([Layer({"train": record["train"]}, source),
+                                   *flag_layer("train", overrides or {})], {"train": TrainConfig})
+    return Resumed(record, ModelConfig.from_dict(record["model"], source=str(run_dir / STATE_DIR)),
+                   MotionStats.from_dict(record["stats"]), TrainConfig.from_dict(merged["train"], source=source))
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

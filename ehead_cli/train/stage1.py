@@ -24,20 +24,17 @@ import torch
 from torch import nn
 
 from ehead_cli.errors import ConfigError, InputError
-from ehead_cli.io.config import Layer, flag_layer, merge_config
 from ehead_cli.io.dataset import Clip, face_model_of, load_index
 from ehead_cli.model.checkpoint import save_checkpoint
-from ehead_cli.model.config import ModelConfig
 from ehead_cli.model.encoders import FeatureCache
 from ehead_cli.model.flow import LOSS_TERMS, PathSample, flow_loss
 from ehead_cli.model.network import EmbodiedHead
-from ehead_cli.model.stats import MotionStats
 from ehead_cli.model.windows import WindowBatch
-from ehead_cli.train.config import TrainConfig, resolve_config
+from ehead_cli.train.config import TrainConfig, resolve_config, resumed_run
 from ehead_cli.train.data import WindowDataset, fit_stats
 from ehead_cli.train.distributed import setup_processes
 from ehead_cli.train.loop import Run, fit, param_groups, stderr_console
-from ehead_cli.train.state import STATE_DIR, read_record
+from ehead_cli.train.state import STATE_DIR
 
 
 class TrainStep(nn.Module):
@@ -100,12 +97,8 @@ def train(data: str | Path | None, out: str | Path, preset_name: str = "small", 
 
     stats = None
     if resume:  # the model config, statistics and schedule the run was trained with: one source
-        record = read_record(out)
-        model_cfg = ModelConfig.from_dict(record["model"], source=str(out / STATE_DIR))
-        stats = MotionStats.from_dict(record["stats"])
-        tcfg, source = merge_config([Layer({"train": record["train"]}, str(out / STATE_DIR)),
-                                     *flag_layer("train", overrides or {})], {"train": TrainConfig})
-        train_cfg = TrainConfig.from_dict(tcfg["train"], source=source)
+        resumed = resumed_run(out, overrides)
+        record, model_cfg, stats, train_cfg = resumed.record, resumed.model, resumed.stats, resumed.train
         data = Path(data) if data else Path(record["data"]["dir"])
     else:
         resolved = resolve_config(preset_name, Path(config_file) if config_file else None, overrides or {})

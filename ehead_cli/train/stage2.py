@@ -66,8 +66,7 @@ from ehead_cli.model.checkpoint import (
 )
 from ehead_cli.model.encoders import FeatureCache
 from ehead_cli.model.network import EmbodiedHead
-from ehead_cli.model.stats import MotionStats
-from ehead_cli.train.config import TrainConfig
+from ehead_cli.train.config import TrainConfig, resumed_run
 from ehead_cli.train.data import WindowDataset
 from ehead_cli.train.distributed import setup_processes
 from ehead_cli.train.loop import Run, fit, param_groups, stderr_console
@@ -182,16 +181,10 @@ def train(data: str | Path | None, out: str | Path, init: str | Path | None = No
     dd, dev = setup_processes(device)
     console = stderr_console()
     if resume:
-        record = read_record(out)
-        if record.get("stage") != STAGE:
+        if read_record(out).get("stage") != STAGE:
             raise InputError(f"{out}: a Stage-I run; --resume continues it with ehead train --resume {out}")
-        from ehead_cli.model.config import ModelConfig
-
-        model_cfg = ModelConfig.from_dict(record["model"], source=str(out / STATE_DIR))
-        stats = MotionStats.from_dict(record["stats"])
-        tcfg = dict(record["train"])
-        tcfg.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        train_cfg = TrainConfig.from_dict(tcfg, source=str(out / STATE_DIR))
+        resumed = resumed_run(out, overrides)
+        record, model_cfg, stats, train_cfg = resumed.record, resumed.model, resumed.stats, resumed.train
         refine = RefineConfig.from_dict(record[SECTION]["refine"], str(out / STATE_DIR))
         data = Path(data) if data else Path(record["data"]["dir"])
         head = EmbodiedHead(model_cfg, stats, hubert_path=hubert_path).to(dev)
