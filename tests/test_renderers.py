@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from io import BytesIO
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,3 +203,27 @@ def test_serve_streams_jpeg_frames_of_the_fitted_avatar(tiny_checkpoint, tiny_av
     head = builtin_renderer(TINY.size).render(person.shape, m).numpy().astype(np.float32)
     err_own, err_head = np.abs(got - own).mean(), np.abs(got - head).mean()
     assert err_own < 6.0 and err_head > 5 * err_own, (err_own, err_head)  # JPEG noise vs another picture
+
+
+def test_a_stage_two_checkpoint_without_avatar_animates_its_refined_renderer(tmp_path, monkeypatch, capsys,
+                                                                               tiny_checkpoint, tiny_avatar):
+    """ehead serve and ehead generate with a Stage-II checkpoint and no --avatar draw its refined
+    renderer (the checkpoint's avatars/ folder); a given --avatar wins; Stage I animates the built-in head."""
+    from ehead_cli.avatar.identity import Avatar
+    from ehead_cli.avatar.renderers import avatar_or_refined
+    from tests.conftest import ehead_main
+
+    avatar_dir, _ = tiny_avatar
+    ckpt = stage2_checkpoint(tmp_path, tiny_checkpoint, avatar_dir)
+    assert avatar_or_refined(None, ckpt) == ckpt / "avatars" / "person"
+    assert avatar_or_refined(avatar_dir, ckpt) == avatar_dir and avatar_or_refined(None, tiny_checkpoint) is None
+    asked = {}
+
+    def load(path, device="cpu", flame=None):
+        asked["path"] = Path(path)
+        raise InputError("stop before serving")
+
+    monkeypatch.setattr(Avatar, "load", staticmethod(load))
+    assert ehead_main("serve", "--checkpoint", str(ckpt), "--threads", "1") == 2
+    assert asked["path"] == ckpt / "avatars" / "person"
+    assert "serving the checkpoint's Stage-II renderer" in capsys.readouterr().err

@@ -140,6 +140,15 @@ def renderer_from(source: str | os.PathLike, size: int = DEFAULT_SIZE, device: s
     return source_of(source).open(str(source), size, device, flame)
 
 
+def avatar_or_refined(avatar: str | os.PathLike | None, checkpoint: str | os.PathLike | None) -> Path | None:
+    """Who a command animates when ``--avatar`` is not given: the refined renderer's folder of a
+    Stage-II ``checkpoint`` (what ``ehead generate`` and ``ehead serve`` render with), else None (the
+    built-in head); a given ``avatar`` wins."""
+    if avatar is not None:
+        return Path(avatar)
+    return checkpoint_avatar(checkpoint) if checkpoint is not None else None
+
+
 # --- what the commands ask for --------------------------------------------------------------------------------
 def job_renderer(avatar=None, flame: Flame = None, size: int = DEFAULT_SIZE, device: str | torch.device = "cpu",
                  frame_clip: bool = True):
@@ -195,6 +204,6 @@ def trainable_renderer(source: str | os.PathLike, face: FaceModel, camera: ClipC
     return copy.deepcopy(loaded.renderer).train(), loaded
 
 
-__all__ = ["BUILTIN", "SOURCES", "RendererSource", "builtin_camera", "builtin_renderer",
+__all__ = ["avatar_or_refined", "BUILTIN", "SOURCES", "RendererSource", "builtin_camera", "builtin_renderer",
            "checkpoint_folder_avatar", "framed", "job_renderer", "motion_renderer", "register_source",
            "renderer_for", "renderer_from", "source_of", "trainable_renderer"]

@@ -103,13 +103,11 @@ def _embodiedhead(o: Options) -> None:
     set_threads(o.threads)
     gen = Generator.from_checkpoint(o.checkpoint, device=o.device, hubert_path=o.audio_encoder, steps=o.steps,
                                     magnitude=o.magnitude, batch_size=o.batch_size)
-    avatar = o.avatar
-    if avatar is None and o.checkpoint is not None:  # a Stage-II checkpoint renders with its refined renderer
-        from ehead_cli.avatar.folder import checkpoint_avatar
+    from ehead_cli.avatar.renderers import avatar_or_refined
 
-        avatar = checkpoint_avatar(o.checkpoint)
-        if avatar is not None:
-            say(f"rendering with the checkpoint's Stage-II renderer {avatar}")
+    avatar = avatar_or_refined(o.avatar, o.checkpoint)  # a Stage-II checkpoint renders with its refined renderer
+    if avatar is not None and o.avatar is None:
+        say(f"rendering with the checkpoint's Stage-II renderer {avatar}")
     if o.jobs is not None:
         job_list = jobs_lib.jobs_from_csv(o.jobs, o.out, avatar)
     elif o.user_audio:

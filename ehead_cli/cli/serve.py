@@ -44,6 +44,7 @@ def serve(
     except ImportError as err:
         raise ConfigError(f"ehead serve needs {err.name}: pip install starlette uvicorn websockets") from None
     from ehead_cli.avatar.identity import Avatar
+    from ehead_cli.avatar.renderers import avatar_or_refined
     from ehead_cli.generate.generator import Generator
     from ehead_cli.serve.session import ServeConfig
 
@@ -51,7 +52,10 @@ def serve(
         say(f"warning: serving on {host} without --token: anyone who can reach port {port} can connect")
     set_threads(threads)
     gen = Generator.from_checkpoint(checkpoint, device=device, hubert_path=audio_encoder, steps=steps)
-    person = Avatar.load(avatar, device=gen.device, flame=flame) if avatar else None
+    served = avatar_or_refined(avatar, checkpoint)  # a Stage-II checkpoint serves its refined renderer
+    if served is not None and avatar is None:
+        say(f"serving the checkpoint's Stage-II renderer {served}")
+    person = Avatar.load(served, device=gen.device, flame=flame) if served else None
     server = EheadServer(gen, avatar=person, token=token, config=ServeConfig(jpeg_size=size))
     shown = f"[{host}]" if ":" in host else host
     console.print(f"ehead serve: http://{shown}:{port}/ (the page), ws://{shown}:{port}/ws, /health, /stats"
