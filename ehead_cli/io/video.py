@@ -169,20 +169,20 @@ def probe_mp4(path: str | os.PathLike) -> MediaInfo:
         v = container.streams.video[0] if container.streams.video else None
         a = container.streams.audio[0] if container.streams.audio else None
         n_frames = sum(1 for _ in container.decode(video=0)) if v is not None else 0
-    return MediaInfo(
-        stream_kinds=kinds,
-        video_codec=v.codec_context.name if v is not None else None,
-        pix_fmt=v.codec_context.pix_fmt if v is not None else None,
-        fps=float(v.average_rate) if v is not None and v.average_rate else None,
-        width=v.codec_context.width if v is not None else None,
-        height=v.codec_context.height if v is not None else None,
-        n_frames=n_frames,
-        video_duration=_seconds(v),
-        audio_codec=a.codec_context.name if a is not None else None,
-        sample_rate=a.codec_context.sample_rate if a is not None else None,
-        audio_duration=_seconds(a),
-        faststart=_moov_before_mdat(path),
-    )
+        return MediaInfo(  # inside the block: PyAV 18 refuses to read a closed container's streams
+            stream_kinds=kinds,
+            video_codec=v.codec_context.name if v is not None else None,
+            pix_fmt=v.codec_context.pix_fmt if v is not None else None,
+            fps=float(v.average_rate) if v is not None and v.average_rate else None,
+            width=v.codec_context.width if v is not None else None,
+            height=v.codec_context.height if v is not None else None,
+            n_frames=n_frames,
+            video_duration=_seconds(v),
+            audio_codec=a.codec_context.name if a is not None else None,
+            sample_rate=a.codec_context.sample_rate if a is not None else None,
+            audio_duration=_seconds(a),
+            faststart=_moov_before_mdat(path),
+        )
 
 
 def read_frames(path: str | os.PathLike) -> np.ndarray:
