@@ -64,7 +64,7 @@ bench:
 # ehead serve under load: N = 1, 8, 32 real-time clients on 127.0.0.1, small and paper presets
 # (random weights, built-in audio encoder); writes benchmarks/serve-<device>.json.
 bench-serve:
-	$(PYTHON) benchmarks/serve_load.py --presets small,paper --clients 1,8,32 --threads 2
+	$(PYTHON) benchmarks/serve_load.py --presets small,paper --hops 4,10,100 --clients 1,8 --threads 2
 
 # Rebuild the page's vendored three.js bundle from the npm registry (needs Node.js and npm).
 vendor-js:

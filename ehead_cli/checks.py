@@ -57,6 +57,33 @@ def device(value: str | None, flag: str = "--device") -> str | None:
     return value
 
 
+def _whole(value, flag: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{flag} must be a whole number of frames, got {value!r}")
+    return int(value)
+
+
+def hop(value: int | None, window: int, flag: str = "--hop") -> int:
+    """Frames a live window advances by: 1..T (T = the model's window; None: T, the paper's streaming)."""
+    if value is None:
+        return int(window)
+    value = _whole(value, flag)
+    if not 1 <= value <= window:
+        raise ConfigError(f"{flag} must be in 1..{window} (the model's window), got {value}")
+    return value
+
+
+def lookahead(value: int | None, hop_frames: int, window: int, flag: str = "--lookahead") -> int:
+    """Frames of right context past a hop's frames: 0..T - H (None: 0)."""
+    if value is None:
+        return 0
+    value = _whole(value, flag)
+    if not 0 <= value <= window - hop_frames:
+        raise ConfigError(f"{flag} must be in 0..{window - hop_frames} (the window {window} less the hop "
+                          f"{hop_frames}), got {value}")
+    return value
+
+
 def port(value: int, flag: str = "--port") -> int:
     """A TCP port, 1..65535."""
     if not 1 <= value <= 65535:

@@ -21,8 +21,8 @@ def audio(source: int, samples: np.ndarray) -> bytes:
 
 
 with connect(url, max_size=None) as ws:
-    ws.send(json.dumps({"type": "hello", "protocol": 1, "seed": 0}))  # add "token": ... if the server has one
-    print(json.loads(ws.recv()))  # {"type": "ready", "session": 1, "window": 100, ...}
+    ws.send(json.dumps({"type": "hello", "protocol": 2, "seed": 0}))  # add "token": ... if the server has one
+    print(json.loads(ws.recv()))  # {"type": "ready", "session": 1, "window": 100, "hop": 4, ...}
 
     agent, rate = sf.read("sample_data/clips/conv000_en.flac", dtype="float32")  # 16 kHz mono
     for second in range(4):  # 4 s of the agent's speech, as a TTS delivers it (at most 2 s a message)
@@ -31,7 +31,7 @@ with connect(url, max_size=None) as ws:
     mic = np.zeros(9 * rate, np.float32)  # 9 s of a quiet microphone, in 20 ms chunks
     for start in range(0, len(mic), 320):
         ws.send(audio(0, mic[start:start + 320]))
-    ws.send(json.dumps({"type": "flush"}))  # the end of the conversation: the last partial window
+    ws.send(json.dumps({"type": "flush"}))  # the end of the conversation: the frames not yet sent
 
     frames = []
     while True:

@@ -89,6 +89,52 @@ def test_frames_over_the_socket_equal_offline_generation(gen, server):
     np.testing.assert_array_equal(rec["motion"], expected)
 
 
+@pytest.mark.parametrize("hop,lookahead", [(10, 0), (4, 3)])
+def test_a_hop_streams_over_the_socket_as_the_library_session_does(gen, server, hop, lookahead):
+    addr, srv = server
+    pushes = conversation(2)
+    session = gen.stream(seed=5, hop=hop, lookahead=lookahead)
+    expected = []
+    for kind, x in pushes:
+        if kind == "eou":
+            session.push(np.zeros(0, np.float32), "agent", end_of_utterance=True)
+        else:
+            expected += session.push(pcm(x), kind)
+    expected.append(session.flush())
+    expected = np.concatenate(expected)
+    ws, ready = connect(addr, seed=5, hop=hop, lookahead=lookahead)
+    assert (ready["protocol"], ready["hop"], ready["lookahead"]) == (2, hop, lookahead)
+    play(ws, pushes)
+    rec, texts = receive_until(ws, len(expected), "flushed")
+    code, stats = http_json(addr, "/stats")
+    live = srv.batcher.sessions[ready["session"]]
+    assert len(live._marks) <= 2 and not live.pending  # arrival times are forgotten once their frames are sent
+    ws.close()
+    np.testing.assert_array_equal(rec["frame"], np.arange(len(expected)))
+    np.testing.assert_array_equal(rec["state"], session.states)
+    np.testing.assert_array_equal(rec["motion"], expected)
+    assert texts[-1]["frames"] > 0
+    mine = next(s for s in stats["per_session"] if s["id"] == ready["session"])
+    assert (mine["hop"], mine["lookahead"]) == (hop, lookahead) and mine["latency_ms"]["n"] == len(expected)
+
+
+def test_a_version_1_client_gets_whole_windows_from_a_server_with_a_hop(gen):
+    with running_server(gen, config=ServeConfig(hop=10)) as (addr, _):
+        ws = open_ws(addr)
+        ws.send(json.dumps({"type": "hello", "protocol": 1, "seed": 3}))
+        ready = json.loads(ws.recv(timeout=30))
+        assert ready["protocol"] == 1 and "hop" not in ready
+        send_audio(ws, "mic", speech(4.2, 3), chunk=4000)
+        rec, _ = receive_until(ws, 100)
+        ws2, ready2 = connect(addr, seed=3)  # a version-2 client on the same server gets its hop
+        assert ready2["hop"] == 10
+        send_audio(ws2, "mic", speech(0.4, 3), chunk=6400)
+        rec2, _ = receive_until(ws2, 10)
+        ws.close()
+        ws2.close()
+    assert len(rec) == 100 and len(rec2) == 10
+
+
 def test_concurrent_conversations_share_forward_passes_and_keep_parity(gen, server, monkeypatch):
     """Deterministic batching: the first forward pass is held (on the generation thread) until an
     event says three sessions have a window waiting; the next pass must then take all three. The event
@@ -211,7 +257,11 @@ def test_stats_report_latency_and_who_falls_behind(server):
     assert code == 200
     mine = next(s for s in stats["per_session"] if s["id"] == ready["session"])
     assert mine["windows"] == 2 and mine["frames_sent"] == 200 and mine["audio_s"] == 8.0
-    assert mine["latency_ms"]["n"] == 2 and mine["latency_ms"]["p50"] > 0 and mine["lag_s"] == 0.0
+    assert mine["latency_ms"]["n"] == 200 and mine["latency_ms"]["p50"] > 0 and mine["lag_s"] == 0.0
+    assert mine["window_latency_ms"]["n"] == 2
+    # a frame's latency counts from its microphone time's arrival, so never less than its window's
+    assert mine["latency_ms"]["p50"] >= mine["window_latency_ms"]["p50"] - 1e-6
+    assert (mine["hop"], mine["lookahead"], mine["protocol"]) == (100, 0, protocol.PROTOCOL_VERSION)
     assert mine["behind"] is False
     assert {"sessions", "batches", "windows", "mean_batch", "latency_ms", "behind", "rss_mb"} <= set(stats)
 
@@ -269,9 +319,15 @@ def test_stopping_the_server_closes_its_conversations(gen):
     assert close_code(ws)[0] == protocol.RESTART
 
 
-def test_the_command_checks_its_options():
+def test_the_command_checks_its_options(tiny_checkpoint):
     code, _, err = run_cli("serve", "--port", "70000")
     assert code == 2 and "--port must be in 1..65535, got 70000" in err
+    for args, message in ((["--hop", "0"], "--hop must be in 1..100 (the model's window), got 0"),
+                          (["--hop", "fast"], "--hop must be a whole number of frames or auto, got 'fast'"),
+                          (["--hop", "10", "--lookahead", "95"],
+                           "--lookahead must be in 0..90 (the window 100 less the hop 10), got 95")):
+        code, _, err = run_cli("serve", "--checkpoint", str(tiny_checkpoint), *args)
+        assert code == 2 and message in err, err
 
 
 def test_a_session_counts_as_behind_when_its_motion_lags_a_window_and_more(gen):
@@ -283,3 +339,8 @@ def test_a_session_counts_as_behind_when_its_motion_lags_a_window_and_more(gen):
     assert s.lag_s() == 5.0 and not s.behind()  # one window (4 s) + 1 s is still in time
     s.stats.mic_samples += 320
     assert s.behind() and s.summary()["behind"] is True
+    hop = ServeSession(2, gen, Hello(None, 0, None, False, hop=10, lookahead=5), None, ServeConfig(behind_s=1.0))
+    hop.stats.mic_samples, hop.stats.frames_sent = int(1.6 * RATE), 0  # 1.6 s heard, nothing sent yet
+    assert not hop.behind()  # a window waits 15 frames (0.6 s) + 1 s
+    hop.stats.mic_samples += 320
+    assert hop.behind()

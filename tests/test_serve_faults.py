@@ -93,6 +93,14 @@ def open_sessions(addr: str, expected: int) -> int:
     (['{"type": "hello", "protocol": 1, "sample_rate": 48000}'], protocol.UNSUPPORTED, "send 16000 Hz mono pcm16"),
     (['{"type": "hello", "protocol": 1, "channels": 2}'], protocol.UNSUPPORTED, "unsupported sample format"),
     (['{"type": "hello", "protocol": 1, "seed": -1}'], protocol.INVALID, "hello: seed must be an integer"),
+    (['{"type": "hello", "protocol": 2, "hop": 0}'], protocol.INVALID,
+     "hello: hop must be in 1..100 (the model's window), got 0"),
+    (['{"type": "hello", "protocol": 2, "hop": 101}'], protocol.INVALID, "hello: hop must be in 1..100"),
+    (['{"type": "hello", "protocol": 2, "hop": 2.5}'], protocol.INVALID, "hello: hop must be a whole number"),
+    (['{"type": "hello", "protocol": 2, "hop": "5"}'], protocol.INVALID, "hello: hop must be a whole number"),
+    (['{"type": "hello", "protocol": 2, "hop": 10, "lookahead": 91}'], protocol.INVALID,
+     "hello: lookahead must be in 0..90 (the window 100 less the hop 10), got 91"),
+    (['{"type": "hello", "protocol": 1, "hop": 10}'], protocol.INVALID, "hello: hop and lookahead need protocol 2"),
     ([HELLO, bytes([0, 0, 1, 2, 3])], protocol.INVALID, "PCM16 samples take 2 bytes each"),
     ([HELLO, bytes([0])], protocol.INVALID, "shorter than its 2-byte header"),
     ([HELLO, bytes([7, 0, 0, 0])], protocol.UNSUPPORTED, "unknown audio source 7"),
@@ -222,9 +230,12 @@ def test_a_hundred_connect_disconnect_cycles_leave_no_session_behind(server, bys
 def test_the_serve_command_keeps_its_memory_over_hundreds_of_cycles(tiny_checkpoint):
     """The real command in its own process (its memory is its own), EHEAD_TOKEN set: after 100 warm-up
     cycles (the allocator settles: +14 MB over the first 100, measured), 200 more leave the resident
-    memory within 8 MB and no session open."""
+    memory within 8 MB and no session open. Whole windows (``--hop 100``): the cycles' clients never
+    read, and at a small hop more motion messages than the client's queue holds (16) would keep it
+    from seeing the server's close (a 30 s close timeout per cycle); a hop session's own state is
+    bounded in test_serve.py."""
     token = "t0ken"
-    with serve_process(tiny_checkpoint, env={"EHEAD_TOKEN": token}) as (addr, banner):
+    with serve_process(tiny_checkpoint, "--hop", "100", env={"EHEAD_TOKEN": token}) as (addr, banner):
         assert banner.startswith(f"ehead serve: http://{addr}/") and "token required" in banner
         auth = {"Authorization": f"Bearer {token}"}
         cycles(addr, 100, token)

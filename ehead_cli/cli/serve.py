@@ -34,6 +34,13 @@ def serve(
     audio_encoder: opt.AudioEncoder = None,
     flame: Flame = None,
     threads: opt.Threads = None,
+    hop: Annotated[str, typer.Option(
+        help="Frames each live window sends, 1..the model's window (100): a frame leaves at most hop frames plus "
+        "a window's compute after its speech. auto: the smallest hop this device keeps up with, timed at start "
+        "(a client's hello may ask for its own).", metavar="FRAMES|auto")] = "auto",
+    lookahead: Annotated[int, typer.Option(
+        help="Frames of right context (audio past the frames sent) each live window waits for; adds its length "
+        "to the latency.", metavar="FRAMES")] = 0,
 ) -> None:
     """Live conversations over WebSocket (/ws: audio in, motion and JPEG frames out) and a page that talks
     with the avatar (/). The protocol: docs/serve-protocol.md."""
@@ -56,9 +63,31 @@ def serve(
     if served is not None and avatar is None:
         say(f"serving the checkpoint's Stage-II renderer {served}")
     person = Avatar.load(served, device=gen.device, flame=flame) if served else None
-    server = EheadServer(gen, avatar=person, token=token, config=ServeConfig(jpeg_size=size))
+    hop_frames, lookahead = live_hop(gen, hop, lookahead)
+    server = EheadServer(gen, avatar=person, token=token,
+                         config=ServeConfig(jpeg_size=size, hop=hop_frames, lookahead=lookahead))
     shown = f"[{host}]" if ":" in host else host
     console.print(f"ehead serve: http://{shown}:{port}/ (the page), ws://{shown}:{port}/ws, /health, /stats"
                   f"{'; token required' if token else ''}; Ctrl-C stops", markup=False, highlight=False)
     note_interruption(lambda: "server stopped")
     uvicorn.Server(uvicorn_config(server, host, port)).run()
+
+
+def live_hop(gen, hop: str, lookahead: int) -> tuple[int, int]:
+    """``--hop`` (a whole number or auto) and ``--lookahead`` checked against the model's window."""
+    from ehead_cli.layout import MOTION_FPS
+    from ehead_cli.serve.hop import choose_hop, measure_window_ms
+
+    T = gen.cfg.window
+    if hop.strip().lower() == "auto":
+        ms = measure_window_ms(gen)
+        frames = choose_hop(ms, T)
+        say(f"hop {frames} frames ({1000 * frames / MOTION_FPS:.0f} ms): a window takes {ms:.0f} ms on {gen.device} "
+            "(--hop sets it)")
+    else:
+        try:
+            frames = int(hop)
+        except ValueError:
+            raise ConfigError(f"--hop must be a whole number of frames or auto, got {hop!r}") from None
+        frames = checks.hop(frames, T)
+    return frames, checks.lookahead(lookahead, frames, T)

@@ -132,10 +132,13 @@ class Generator:
         """Windows that cover ``n_frames`` frames (the last one padded)."""
         return -(-n_frames // self.cfg.window)
 
-    def stream(self, avatar: Avatar | None = None, seed: int = 0, record: bool = True) -> StreamingSession:
-        """A live ``StreamingSession`` (``ehead_cli.generate.streaming``) on this generator; ``record``
-        keeps every window's audio and states (False: only the current window)."""
-        return StreamingSession(self, avatar, seed, record)
+    def stream(self, avatar: Avatar | None = None, seed: int = 0, record: bool = True, hop: int | None = None,
+               lookahead: int | None = None) -> StreamingSession:
+        """A live ``StreamingSession`` (``ehead_cli.generate.streaming``) on this generator: a window
+        every ``hop`` frames (1..T, default T), ``lookahead`` frames of right context (0..T - hop,
+        default 0); ``record`` keeps the audio and states of every frame sent (False: only the
+        current window)."""
+        return StreamingSession(self, avatar, seed, record, hop=hop, lookahead=lookahead)
 
     def compile(self, mode: str | None = None) -> Generator:
         """``torch.compile`` the audio encoder and the whole sampler of a window (its condition and
@@ -229,19 +232,21 @@ class Generator:
             torch.compiler.cudagraph_mark_step_begin()
         return fn(*args).clone()
 
-    def step(self, jobs: list[Job], k: int | Sequence[int]) -> torch.Tensor:
+    def step(self, jobs: list[Job], k: int | Sequence[int], advance: Sequence[int] | None = None) -> torch.Tensor:
         """Generate window k of every job in ``jobs`` (one batch; ``k`` one index for all, or one per
-        job) and extend their histories.
+        job) and extend their histories by the first ``advance[i]`` frames of each (default all T: a
+        live session with a hop H < T keeps only the H frames it sends).
         Returns the (B, T, 115) normalised windows on the CPU (also appended to each ``keep`` job's ``out``)."""
         b = self.window_batch(jobs, k)
         x = self.sample_windows(self.encode_audio(b.wave), b).cpu()
         states = b.states.cpu()
-        L = self.cfg.history_frames
+        L, T = self.cfg.history_frames, self.cfg.window
         for i, j in enumerate(jobs):
+            n = T if advance is None else int(advance[i])
             if j.keep:
                 j.out.append(x[i])
-            j.hist = torch.cat([j.hist, x[i]])[-L:]
-            j.hist_states = torch.cat([j.hist_states, states[i]])[-L:]
+            j.hist = torch.cat([j.hist, x[i, :n]])[-L:]
+            j.hist_states = torch.cat([j.hist_states, states[i, :n]])[-L:]
         return x
 
     def denormalize(self, x: torch.Tensor) -> np.ndarray:

@@ -16,6 +16,12 @@ Each tick emits exactly T frames:
 
 At the start the microphone buffer may hold fewer frames than asked for; the missing (oldest)
 frames are silence. At inference the states come from audio provenance alone.
+
+Hop streaming (past the paper, ``generate.streaming``) ticks n = H <= T frames at a time, the same
+three branches over n frames, and reads what is known past them without consuming it (``ahead``):
+the most recent microphone frames of a look-ahead and the agent audio already queued. With a
+look-ahead of A frames a tick fires A frames after its frames end, so its listening frames are the
+microphone frames A before the newest (``tick(n, skip=A)``).
 """
 
 from __future__ import annotations
@@ -94,22 +100,26 @@ class StreamingAudioScheduler:
         self.c_S += n
         return out
 
-    def _slice_tail(self, n: int) -> np.ndarray:
-        """The most recent n microphone frames; silence where the buffer is shorter."""
+    def _slice_tail(self, n: int, skip: int = 0) -> np.ndarray:
+        """The n microphone frames that end ``skip`` frames before the newest; silence where the
+        buffer is shorter."""
         self._join_mic()
-        have = self._mic[len(self._mic) - min(n, len(self._mic)):] if n > 0 else self._mic[:0]
+        end = max(0, len(self._mic) - skip)
+        have = self._mic[end - min(n, end):end] if n > 0 else self._mic[:0]
         if len(have) < n:
             have = np.concatenate([np.zeros((n - len(have), SAMPLES_PER_FRAME), np.float32), have])
         return have
 
     # --- Algorithm 1 ------------------------------------------------------------------------------
-    def tick(self) -> Tick:
-        T, U = self.T, self.unconsumed
+    def tick(self, n: int | None = None, skip: int = 0) -> Tick:
+        """Emit the next n frames (default T: the paper's tick); ``skip``: microphone frames newer
+        than the emitted ones (a look-ahead), left for ``ahead``."""
+        T, U = (self.T if n is None else int(n)), self.unconsumed
         if U >= T:
             a, q = self._slice_head(T), np.full(T, SPEAK, np.int8)
             self.m_prev, branch, order = SPEAK_MODE, "speak", "speak"
         elif U > 0:
-            x_s, x_l = self._slice_head(U), self._slice_tail(T - U)
+            x_s, x_l = self._slice_head(U), self._slice_tail(T - U, skip)
             q_s, q_l = np.full(U, SPEAK, np.int8), np.full(T - U, LISTEN, np.int8)
             if self.m_prev == SPEAK_MODE:
                 a, q, order = np.concatenate([x_s, x_l]), np.concatenate([q_s, q_l]), "speak|listen"
@@ -118,12 +128,38 @@ class StreamingAudioScheduler:
             self.m_prev = LISTEN_MODE if self.m_prev == SPEAK_MODE else SPEAK_MODE
             branch = "mixed"
         else:
-            a, q = self._slice_tail(T), np.full(T, LISTEN, np.int8)
+            a, q = self._slice_tail(T, skip), np.full(T, LISTEN, np.int8)
             self.m_prev, branch, order = LISTEN_MODE, "listen", "listen"
         # trim the consumed part of Q_S so memory stays bounded over long sessions
-        if self.c_S > 4 * T:
+        if self.c_S > 4 * self.T:
             self._speak, self.c_S = self._speak[self.c_S:], 0
         return Tick(a.reshape(-1).astype(np.float32), q, branch, order)
+
+
+    def ahead(self, lookahead: int, room: int) -> tuple[np.ndarray, np.ndarray]:
+        """What is known past the emitted frames, up to ``room`` frames, consuming nothing: the next
+        ``lookahead`` frames as a tick would emit them now (the newest microphone frames or queued
+        agent audio), then the agent audio still queued after them (speaking). Returns (audio
+        (m * 640,), states (m,)), m <= room; the window's frames past them are end padding."""
+        room = max(0, int(room))
+        if room == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int8)
+        saved = (self.c_S, self.m_prev, self._speak)
+        try:
+            parts, states = [], []
+            if lookahead > 0:
+                t = self.tick(min(lookahead, room))
+                parts.append(t.audio)
+                states.append(t.states)
+            more = min(self.unconsumed, room - sum(len(q) for q in states))
+            if more > 0:
+                parts.append(self._speak[self.c_S:self.c_S + more].reshape(-1))
+                states.append(np.full(more, SPEAK, np.int8))
+        finally:
+            self.c_S, self.m_prev, self._speak = saved
+        if not states:
+            return np.zeros(0, np.float32), np.zeros(0, np.int8)
+        return np.concatenate(parts).astype(np.float32), np.concatenate(states)
 
 
 @dataclass(frozen=True)

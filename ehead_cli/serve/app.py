@@ -5,8 +5,8 @@ Routes:
 * ``/ws``: one WebSocket per conversation (``ehead_cli.serve.protocol``); needs the token when the
   server has one (in the first message, ``hello``), compared in constant time;
 * ``GET /health``: ``{"status": "ok", "sessions": n}``;
-* ``GET /stats``: the batcher's and every session's counters (windows, latency p50/p95, lag, who
-  falls behind); needs ``Authorization: Bearer TOKEN`` when the server has a token;
+* ``GET /stats``: the batcher's and every session's counters (hop, look-ahead, windows, per-frame
+  latency p50/p95/max, lag, who falls behind); needs ``Authorization: Bearer TOKEN`` when the server has a token;
 * ``GET /``: the page that talks with the avatar (``static/index.html``), ``/static/...`` its
   scripts, ``GET /head.glb``: the built-in head with the server's avatar shape as glTF (the model
   the page drives), built once on first use.
@@ -34,8 +34,9 @@ from ehead_cli.avatar.identity import Avatar
 from ehead_cli.generate.generator import Generator
 from ehead_cli.layout import MOTION_FPS
 from ehead_cli.serve import protocol
+from ehead_cli.serve.batcher import Batcher
 from ehead_cli.serve.protocol import ProtocolError
-from ehead_cli.serve.session import Batcher, Outgoing, ServeConfig, ServeSession
+from ehead_cli.serve.session import Outgoing, ServeConfig, ServeSession
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("ehead.serve")
@@ -123,16 +124,17 @@ class EheadServer:
                 raise ProtocolError(protocol.POLICY, "invalid or missing token")
             if len(self.batcher.sessions) >= self.config.max_sessions:
                 raise ProtocolError(protocol.TRY_AGAIN, f"server full ({self.config.max_sessions} sessions)")
+            s = self.batcher.open(hello, self.avatar)  # a hop or look-ahead out of range: INVALID
         except asyncio.TimeoutError:
             return await self._close(ws, protocol.POLICY, f"no hello within {self.config.hello_timeout_s:g} s")
         except ProtocolError as err:
             return await self._close(ws, err.code, err.reason)
         except Exception:  # the client left before its hello
             return
-        s = self.batcher.open(hello, self.avatar)
         sender = asyncio.get_running_loop().create_task(self._send(ws, s))
         try:
-            s.outbox.put_nowait(Outgoing(protocol.ready_message(s.id, s.stream.T, MOTION_FPS)))
+            s.outbox.put_nowait(Outgoing(protocol.ready_message(s.id, s.stream.T, MOTION_FPS, version=s.protocol,
+                                                                hop=s.stream.hop, lookahead=s.stream.lookahead)))
             await self._receive(ws, s)
         except ProtocolError as err:
             self.closes[err.code] = self.closes.get(err.code, 0) + 1

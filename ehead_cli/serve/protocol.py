@@ -4,7 +4,8 @@ parsing and validation, and the close codes.
 Client -> server:
 
 * text: JSON control messages, ``{"type": ...}``. The first message must be ``hello`` (protocol
-  version, the token when the server has one, the sample format, optional settings); then
+  version 1 or 2, the token when the server has one, the sample format, optional settings; version 2
+  adds ``hop`` and ``lookahead``, a version-1 session streams whole windows as it always did); then
   ``end_of_utterance``, ``reset``, ``flush``, ``magnitude``, ``seed``, ``frames``.
 * binary: audio, ``[source u8][reserved u8 = 0][PCM16 little-endian samples...]``, 16 kHz mono;
   source 0 is the microphone (the user), 1 the agent (the LLM's speech); at most
@@ -36,7 +37,8 @@ from ehead_cli import checks
 from ehead_cli.errors import ConfigError, EheadError
 from ehead_cli.layout import MOTION_DIM, SAMPLE_RATE
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the hello's ``hop`` and ``lookahead``; a version-1 hello streams whole windows
+PROTOCOLS = (1, 2)  # the versions a hello may name
 SOURCES = {0: "mic", 1: "agent"}
 AUDIO_HEADER = 2  # bytes: source, reserved
 MAX_AUDIO_SAMPLES = 32000  # per message: 2 s at 16 kHz, less than a window
@@ -79,6 +81,9 @@ class Hello:
     seed: int
     magnitude: tuple[float, float] | None  # None: the server's default
     frames: bool
+    protocol: int = PROTOCOL_VERSION
+    hop: int | None = None  # frames per live window sent (version 2); None: the server's
+    lookahead: int | None = None  # frames of right context past them (version 2); None: the server's
 
 
 def parse_audio(data: bytes) -> tuple[str, np.ndarray]:
@@ -136,9 +141,10 @@ def parse_hello(text: str) -> Hello:
     msg = parse_control(text)
     if msg["type"] != "hello":
         raise ProtocolError(POLICY, f'the first message must be {{"type": "hello"}}, got {msg["type"]!r}')
-    if msg.get("protocol") != PROTOCOL_VERSION:
-        raise ProtocolError(UNSUPPORTED, f"protocol {msg.get('protocol')!r} not supported; this server speaks "
-                                         f"protocol {PROTOCOL_VERSION}")
+    version = msg.get("protocol")
+    if isinstance(version, bool) or version not in PROTOCOLS:
+        raise ProtocolError(UNSUPPORTED, f"protocol {version!r} not supported; this server speaks protocol "
+                                         f"{' or '.join(map(str, PROTOCOLS))}")
     fmt = (msg.get("format", "pcm16"), msg.get("sample_rate", SAMPLE_RATE), msg.get("channels", 1))
     if fmt != ("pcm16", SAMPLE_RATE, 1):
         raise ProtocolError(UNSUPPORTED, f"unsupported sample format {fmt[0]!r} at {fmt[1]!r} Hz, {fmt[2]!r} "
@@ -150,7 +156,14 @@ def parse_hello(text: str) -> Hello:
         magnitude = msg.get("magnitude")
         magnitude = None if magnitude is None else checks.magnitude(_number_list(magnitude, "magnitude"),
                                                                    "magnitude")
-        hello = Hello(token, seed_value(msg.get("seed", 0)), magnitude, _bool(msg.get("frames", False), "frames"))
+        hop, lookahead = msg.get("hop"), msg.get("lookahead")
+        if version == 1 and (hop is not None or lookahead is not None):
+            raise _value_error("hop and lookahead need protocol 2")
+        for name, value in (("hop", hop), ("lookahead", lookahead)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise _value_error(f"{name} must be a whole number of frames, got {value!r}"[:100])
+        hello = Hello(token, seed_value(msg.get("seed", 0)), magnitude, _bool(msg.get("frames", False), "frames"),
+                      version, hop, lookahead)
     except EheadError as err:
         raise ProtocolError(INVALID, f"hello: {err}") from None
     return hello
@@ -179,10 +192,15 @@ def _value_error(text: str) -> EheadError:
     return ConfigError(text)
 
 
-def ready_message(session: int, window: int, fps: float, motion_dim: int = MOTION_DIM) -> str:
-    return json.dumps({"type": "ready", "protocol": PROTOCOL_VERSION, "session": session, "window": window,
-                       "fps": fps, "sample_rate": SAMPLE_RATE, "motion_dim": motion_dim,
-                       "record_bytes": MOTION_RECORD.itemsize, "max_audio_samples": MAX_AUDIO_SAMPLES})
+def ready_message(session: int, window: int, fps: float, motion_dim: int = MOTION_DIM, version: int = PROTOCOL_VERSION,
+                  hop: int | None = None, lookahead: int = 0) -> str:
+    """The answer to a hello, in the hello's protocol version (version 2 adds the session's hop and look-ahead)."""
+    msg = {"type": "ready", "protocol": version, "session": session, "window": window, "fps": fps,
+           "sample_rate": SAMPLE_RATE, "motion_dim": motion_dim, "record_bytes": MOTION_RECORD.itemsize,
+           "max_audio_samples": MAX_AUDIO_SAMPLES}
+    if version >= 2:
+        msg.update(hop=window if hop is None else hop, lookahead=lookahead)
+    return json.dumps(msg)
 
 
 def motion_message(k: int, first_frame: int, states: np.ndarray, motion: np.ndarray) -> bytes:

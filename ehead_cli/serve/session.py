@@ -1,4 +1,5 @@
-"""Conversations and the shared model: one ``ServeSession`` per WebSocket, one ``Batcher`` per server.
+"""Conversations: one ``ServeSession`` per WebSocket (the shared model, one ``Batcher`` per server, is
+``serve.batcher``).
 
 A session owns its ``StreamingSession`` (``record=False``: it holds only the current window), so its
 scheduler and job are its own; audio it receives forms windows (``StreamingSession.form``), which
@@ -7,6 +8,11 @@ one and generates them in one forward pass (``generate_windows``) on a worker th
 loop keeps reading and writing sockets meanwhile; windows that become ready during a pass go into
 the next one, and windows that become ready while the model is idle are gathered for
 ``gather_s`` first (clients that started together tick together).
+
+Each session streams with its hop and look-ahead (``ServeConfig.hop``, or its protocol-2 hello's;
+a protocol-1 session whole windows): a window every H frames of its microphone, H frames sent. Its
+latency is kept per frame, from the arrival of the message that completed the frame's microphone
+time to the motion message written (``frame_latencies_ms``), and per window (formed -> written).
 
 Bounds and policies (docs/serve-protocol.md):
 
@@ -27,20 +33,23 @@ Bounds and policies (docs/serve-protocol.md):
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ehead_cli.generate.generator import Generator
-from ehead_cli.generate.streaming import StreamingSession, Window, generate_windows
-from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE
+from ehead_cli import checks
+from ehead_cli.errors import EheadError
+from ehead_cli.generate.streaming import StreamingSession, Window
+from ehead_cli.layout import MOTION_FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from ehead_cli.serve import protocol
 from ehead_cli.serve.protocol import Hello, ProtocolError
+
+if TYPE_CHECKING:
+    from ehead_cli.generate.generator import Generator
 
 log = logging.getLogger("ehead.serve")
 
@@ -56,8 +65,10 @@ class ServeConfig:
     gather_s: how long an idle model waits for more windows once one is ready
     max_agent_backlog_s: agent audio not yet played, per session
     hello_timeout_s: time to send the hello after connecting
-    behind_s: lag beyond one window after which a session counts as falling behind
-    latency_window: windows per session kept for the latency percentiles
+    hop: frames per live window sent, 1..T (None: T, whole windows); a protocol-2 hello may choose its own
+    lookahead: frames of right context past the hop's frames, 0..T - hop
+    behind_s: lag beyond a window's delay (hop + look-ahead) after which a session counts as falling behind
+    latency_window: frames per session kept for the latency percentiles
     jpeg_size, jpeg_quality: server-rendered frames, pixels (square; an avatar folder's renderer draws at
         its own size) and JPEG quality
     """
@@ -70,7 +81,9 @@ class ServeConfig:
     max_agent_backlog_s: float = 120.0
     hello_timeout_s: float = 10.0
     behind_s: float = 1.0
-    latency_window: int = 200
+    hop: int | None = None
+    lookahead: int = 0
+    latency_window: int = 2000
     jpeg_size: int = 256
     jpeg_quality: int = 85
 
@@ -91,11 +104,13 @@ class Pending:
 
 @dataclass
 class Outgoing:
-    """One message for the client; ``formed_at`` marks a motion window (its latency is taken when sent)."""
+    """One message for the client; ``formed_at`` marks a motion window (its latencies are taken when
+    sent: the window's, and each frame's from the arrival of its microphone time)."""
 
     payload: bytes | str | None  # None with ``close``: close the connection
     formed_at: float | None = None
     n_frames: int = 0
+    first_frame: int = 0
     close: tuple[int, str] | None = None
 
 
@@ -108,19 +123,34 @@ class SessionStats:
     mic_samples: int = 0  # since the last reset: the session clock
     agent_samples: int = 0
     max_pending_seen: int = 0
-    latencies_ms: deque = field(default_factory=deque)
+    latencies_ms: deque = field(default_factory=deque)  # per frame: sent - its microphone time arrived
+    window_ms: deque = field(default_factory=deque)  # per window: sent - formed
 
 
 class ServeSession:
     """One conversation: its streaming session, pending windows, outgoing queue and counters."""
 
     def __init__(self, sid: int, gen: Generator, hello: Hello, avatar, config: ServeConfig):
+        """Raises ``ProtocolError`` (INVALID) for a hello's hop or look-ahead out of range."""
         self.id, self.gen, self.avatar, self.config = sid, gen, avatar, config
         self.seed = hello.seed
         self.magnitude = hello.magnitude or gen.magnitude
         self.frames = hello.frames
+        self.protocol = hello.protocol
+        if hello.protocol == 1:  # version 1: whole windows, as before hops existed
+            self.hop, self.lookahead = None, 0
+        else:
+            self.hop = config.hop if hello.hop is None else hello.hop
+            self.lookahead = config.lookahead if hello.lookahead is None else hello.lookahead
         self.epoch = 0
-        self.stream = gen.stream(avatar, self.seed, record=False)
+        try:
+            T = gen.cfg.window
+            self.hop = checks.hop(self.hop, T, flag="hop")
+            self.lookahead = checks.lookahead(self.lookahead, self.hop, T, flag="lookahead")
+            self.stream = self._new_stream()
+        except EheadError as err:
+            raise ProtocolError(protocol.INVALID, f"hello: {err}") from None
+        self._marks: deque[tuple[int, float]] = deque()  # (microphone samples received, time.perf_counter())
         self.pending: deque[Pending] = deque()
         self.in_flight = False  # a window of this session is being generated
         self.unsent = 0  # motion windows in the outbox
@@ -130,7 +160,8 @@ class ServeSession:
         self.can_receive.set()
         self.closed = False
         self.opened = time.monotonic()
-        self.stats = SessionStats(latencies_ms=deque(maxlen=config.latency_window))
+        self.stats = SessionStats(latencies_ms=deque(maxlen=config.latency_window),
+                                  window_ms=deque(maxlen=config.latency_window))
 
     # --- input (event loop) ---------------------------------------------------------------------
     def receive_audio(self, source: str, samples: np.ndarray, now: float) -> None:
@@ -142,6 +173,7 @@ class ServeSession:
             self.stats.agent_samples += len(samples)
         else:
             self.stats.mic_samples += len(samples)
+            self._marks.append((self.stats.mic_samples, now))
         for w in self.stream.form(samples, source):
             self._queue(w, now)
 
@@ -155,16 +187,18 @@ class ServeSession:
         elif kind == "reset":
             self.epoch += 1
             self.pending.clear()
-            self.stream = self.gen.stream(self.avatar, self.seed, record=False)
+            self.stream = self._new_stream()
             self.stats.mic_samples = self.stats.agent_samples = 0
+            self._marks.clear()
             self._update_backpressure()
             return '{"type": "reset"}'
         elif kind == "flush":
-            w = self.stream.form_flush()
-            reply = f'{{"type": "flushed", "frames": {0 if w is None else len(w.states)}}}'
-            if w is None:
+            windows = self.stream.form_flush()
+            reply = f'{{"type": "flushed", "frames": {sum(w.n_send for w in windows)}}}'
+            if not windows:
                 return reply
-            self._queue(w, now, then=reply)
+            for i, w in enumerate(windows):
+                self._queue(w, now, then=reply if i == len(windows) - 1 else None)
         elif kind == "magnitude":
             self.magnitude = msg["value"]
         elif kind == "seed":
@@ -172,6 +206,22 @@ class ServeSession:
         elif kind == "frames":
             self.frames = msg["value"]
         return None
+
+    def _new_stream(self):
+        return self.gen.stream(self.avatar, self.seed, record=False, hop=self.hop, lookahead=self.lookahead)
+
+    def frame_latencies_ms(self, first: int, n: int, sent_at: float) -> list[float]:
+        """Frames ``first`` .. ``first + n - 1`` sent at ``sent_at``: each one's time since its
+        microphone time had arrived (the message that completed the frame's 640 samples; a flushed
+        frame past the microphone, since the last message). Forgets the arrivals no later frame needs."""
+        out, marks = [], self._marks
+        for f in range(first, first + n):
+            need = (f + 1) * SAMPLES_PER_FRAME
+            while len(marks) > 1 and marks[0][0] < need:
+                marks.popleft()
+            if marks:
+                out.append(1000 * (sent_at - marks[0][1]))
+        return out
 
     def _queue(self, w: Window, now: float, then: str | None = None) -> None:
         self.pending.append(Pending(self.stream, w, self.seed, self.magnitude, self.frames, self.epoch, now, then))
@@ -194,15 +244,17 @@ class ServeSession:
         self._update_backpressure()
         return p
 
-    def deliver(self, p: Pending, frames: np.ndarray, batcher: Batcher) -> None:
+    def deliver(self, p: Pending, frames: np.ndarray, batcher) -> None:
+        """Window ``p``'s motion is ready: queue it (and its JPEG rendering on ``batcher``, a
+        ``serve.batcher.Batcher``: not imported, the batcher imports this module)."""
         self.in_flight = False
         if self.closed or p.epoch != self.epoch:
             return  # the client left or reset while the window was generated
-        T = self.stream.T
-        msg = protocol.motion_message(p.window.k, p.window.k * T, p.window.states, frames)
+        w = p.window
+        msg = protocol.motion_message(w.k, w.start, w.sent_states, frames)
         self.unsent += 1
         self.stats.windows += 1
-        self.outbox.put_nowait(Outgoing(msg, formed_at=p.formed_at, n_frames=len(frames)))
+        self.outbox.put_nowait(Outgoing(msg, formed_at=p.formed_at, n_frames=len(frames), first_frame=w.start))
         if p.frames:
             if self.renders:
                 self.stats.jpeg_skipped += len(frames)
@@ -225,161 +277,25 @@ class ServeSession:
         return self.stats.mic_samples / SAMPLE_RATE - self.stats.frames_sent / MOTION_FPS
 
     def behind(self) -> bool:
-        return self.lag_s() > self.stream.T / MOTION_FPS + self.config.behind_s
+        """The lag is over a window's delay (hop + look-ahead frames) plus ``behind_s``: the model does not keep up."""
+        return self.lag_s() > self.stream.delay_frames / MOTION_FPS + self.config.behind_s
 
     def summary(self) -> dict:
         lat = np.array(self.stats.latencies_ms, np.float64)
         return {
-            "id": self.id, "connected_s": round(time.monotonic() - self.opened, 3), "windows": self.stats.windows,
+            "id": self.id, "protocol": self.protocol, "hop": self.stream.hop, "lookahead": self.stream.lookahead,
+            "connected_s": round(time.monotonic() - self.opened, 3), "windows": self.stats.windows,
             "frames_sent": self.stats.frames_sent, "audio_s": round(self.stats.mic_samples / SAMPLE_RATE, 3),
             "agent_audio_s": round(self.stats.agent_samples / SAMPLE_RATE, 3),
             "lag_s": round(self.lag_s(), 3), "behind": self.behind(), "pending": len(self.pending),
             "max_pending": self.stats.max_pending_seen, "jpeg_frames": self.stats.jpeg_frames,
             "jpeg_skipped": self.stats.jpeg_skipped, "latency_ms": percentiles(lat),
+            "window_latency_ms": percentiles(np.array(self.stats.window_ms, np.float64)),
         }
 
 
 def percentiles(ms: np.ndarray) -> dict:
     if not len(ms):
-        return {"p50": None, "p95": None, "n": 0}
+        return {"p50": None, "p95": None, "max": None, "n": 0}
     return {"p50": round(float(np.percentile(ms, 50)), 2), "p95": round(float(np.percentile(ms, 95)), 2),
-            "n": int(len(ms))}
-
-
-class Batcher:
-    """The shared model: sessions' ready windows -> one forward pass; JPEG rendering beside it."""
-
-    def __init__(self, gen: Generator, config: ServeConfig, shape: np.ndarray, avatar=None, flame=None):
-        """``avatar`` (an ``avatar.identity.Avatar``): whose renderer draws the JPEG frames (module
-        docstring); ``flame``: FLAME's path for the mesh renderer when it has no renderer."""
-        self.gen, self.config, self.shape = gen, config, shape
-        self.avatar, self.flame = avatar, flame
-        self.sessions: dict[int, ServeSession] = {}
-        self.wake = asyncio.Event()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ehead-generate")
-        self._render_pool = ThreadPoolExecutor(1, thread_name_prefix="ehead-render")
-        self._renderer = None
-        self.batches = 0
-        self.windows = 0
-        self.failures = 0
-        self.batch_sizes: deque[int] = deque(maxlen=1000)
-        self.latencies_ms: deque[float] = deque(maxlen=2000)  # all sessions, most recent
-        self._next_id = 0
-        self._tasks: set[asyncio.Task] = set()
-
-    def spawn(self, coro) -> None:
-        """Run ``coro`` as a task, held until it ends (the event loop keeps only weak references)."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def open(self, hello: Hello, avatar) -> ServeSession:
-        self._next_id += 1
-        s = ServeSession(self._next_id, self.gen, hello, avatar, self.config)
-        self.sessions[s.id] = s
-        return s
-
-    def remove(self, s: ServeSession) -> None:
-        s.closed = True
-        s.pending.clear()
-        self.sessions.pop(s.id, None)
-
-    def _ready(self) -> list[ServeSession]:
-        ready = [s for s in self.sessions.values() if s.ready()]
-        ready.sort(key=lambda s: s.pending[0].formed_at)
-        return ready[: self.config.max_batch]
-
-    async def run(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            if self.config.gather_s > 0:
-                await asyncio.sleep(self.config.gather_s)
-            while batch := self._ready():
-                await self._run_batch(batch)  # its own frame: no session outlives its batch here
-
-    async def _run_batch(self, batch: list[ServeSession]) -> None:
-        items = [(s, s.take()) for s in batch]
-        try:
-            frames = await asyncio.get_running_loop().run_in_executor(self._pool, self._generate,
-                                                                      [p for _, p in items])
-        except Exception as err:  # a bug, not the client's fault: its sessions end, the server goes on
-            log.exception("generation failed")
-            self.failures += 1
-            for s, _ in items:
-                s.in_flight = False
-                s.close(protocol.INTERNAL, f"generation failed: {type(err).__name__}")
-            return
-        self.batches += 1
-        self.windows += len(items)
-        self.batch_sizes.append(len(items))
-        for (s, p), f in zip(items, frames, strict=True):
-            s.deliver(p, f, self)
-
-    def _generate(self, pending: list[Pending]) -> list[np.ndarray]:
-        """On the worker thread: each window with the settings it was formed under."""
-        for p in pending:
-            p.stream.job.seed, p.stream.job.magnitude = p.seed, p.magnitude
-        return generate_windows(self.gen, [(p.stream, p.window) for p in pending])
-
-    def sent(self, s: ServeSession, item: Outgoing) -> None:
-        """The sender wrote ``item``: count it, take a motion window's latency, let generation go on."""
-        if item.formed_at is None:
-            return
-        ms = 1000 * (time.perf_counter() - item.formed_at)
-        s.stats.latencies_ms.append(ms)
-        self.latencies_ms.append(ms)
-        s.unsent -= 1
-        s.stats.frames_sent += item.n_frames
-        self.wake.set()
-
-    # --- JPEG frames ------------------------------------------------------------------------------
-    async def render(self, s: ServeSession, p: Pending, frames: np.ndarray) -> None:
-        try:
-            jpegs = await asyncio.get_running_loop().run_in_executor(self._render_pool, self._jpegs, frames)
-        except Exception:
-            log.exception("rendering failed")
-            jpegs = []
-        finally:
-            s.renders -= 1
-        if s.closed or p.epoch != s.epoch:
-            return
-        first = p.window.k * s.stream.T
-        for i, data in enumerate(jpegs):
-            s.outbox.put_nowait(Outgoing(protocol.jpeg_message(first + i, data)))
-        s.stats.jpeg_frames += len(jpegs)
-
-    @property
-    def renderer(self):
-        """The renderer of the JPEG frames (module docstring), made on first use."""
-        if self._renderer is None:
-            from ehead_cli.avatar.renderers import job_renderer
-
-            self._renderer = job_renderer(self.avatar, self.flame, self.config.jpeg_size, frame_clip=False)
-        return self._renderer
-
-    def _jpegs(self, frames: np.ndarray) -> list[bytes]:
-        """On the render thread: (n, 115) motion -> n JPEG files drawn by ``renderer``."""
-        from PIL import Image
-
-        out = []
-        for img in self.renderer.iter_frames(self.shape, frames):
-            buf = io.BytesIO()
-            Image.fromarray(img).save(buf, "JPEG", quality=self.config.jpeg_quality)
-            out.append(buf.getvalue())
-        return out
-
-    def summary(self) -> dict:
-        sessions = [s.summary() for s in self.sessions.values()]
-        return {
-            "sessions": len(sessions), "batches": self.batches, "windows": self.windows,
-            "mean_batch": round(float(np.mean(self.batch_sizes)), 3) if self.batch_sizes else None,
-            "generation_failures": self.failures,
-            "latency_ms": percentiles(np.array(self.latencies_ms, np.float64)),
-            "behind": [s["id"] for s in sessions if s["behind"]],
-            "per_session": sessions,
-        }
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._render_pool.shutdown(wait=False, cancel_futures=True)
+            "max": round(float(ms.max()), 2), "n": int(len(ms))}

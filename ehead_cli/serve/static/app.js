@@ -87,7 +87,8 @@ function connect() {
     ws.binaryType = "arraybuffer";
     ws.onopen = () => {
       const token = $("token").value || new URLSearchParams(location.hash.slice(1)).get("token") || undefined;
-      ws.send(JSON.stringify({ type: "hello", protocol: 1, token, frames: $("jpeg").checked,
+      // protocol 2: the server's hop (ehead serve --hop): windows of a few frames, each out soon after its speech
+      ws.send(JSON.stringify({ type: "hello", protocol: 2, token, frames: $("jpeg").checked,
                                format: "pcm16", sample_rate: RATE, channels: 1 }));
     };
     ws.onmessage = (ev) => {
