@@ -344,3 +344,14 @@ def test_a_session_counts_as_behind_when_its_motion_lags_a_window_and_more(gen):
     assert not hop.behind()  # a window waits 15 frames (0.6 s) + 1 s
     hop.stats.mic_samples += 320
     assert hop.behind()
+    # backpressure hides the lag (the server stops reading what it cannot serve): the last frame's
+    # latency, or a socket not read for behind_s, still says so
+    late = ServeSession(3, gen, Hello(None, 0, None, False, hop=10), None, ServeConfig(behind_s=1.0))
+    late.stats.latencies_ms.append(1300.0)
+    assert not late.behind()  # within 0.4 s + 1 s
+    late.stats.latencies_ms.append(1500.0)
+    assert late.behind()
+    blocked = ServeSession(4, gen, Hello(None, 0, None, False, hop=10), None, ServeConfig(behind_s=1.0, max_pending=1))
+    blocked._queue(blocked.stream.form(np.zeros(6400, np.float32), "mic")[0], 0.0)
+    assert not blocked.can_receive.is_set() and blocked.blocked_since is not None
+    assert not blocked.behind(now=blocked.blocked_since + 0.9) and blocked.behind(now=blocked.blocked_since + 1.1)

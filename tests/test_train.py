@@ -104,6 +104,46 @@ def test_window_audio_is_the_windows_own(toy_dataset):
     assert matches and torch.equal(item.x1, torch.from_numpy(ds._norm[ci][matches[0]:matches[0] + 100]))
 
 
+def test_a_streaming_cut_pads_the_window_as_a_live_one_and_masks_past_the_cut(toy_dataset):
+    cfg = preset("tiny")
+    clips = load_index(toy_dataset, min_frames=100).split("train")
+    enc = MelEncoder(cfg.audio)
+    stats = fit_stats(clips, 100)
+    plain = WindowDataset(clips, stats, 100, 75, enc, stride=10, seed=0)
+    always = WindowDataset(clips, stats, 100, 75, enc, stride=10, seed=0, stream_cut=1.0)
+    cuts = []
+    for i in range(len(always)):
+        item = always[i]
+        c = int(item.mask.sum())  # every frame before the cut counts, none after
+        assert 1 <= c < 100 and item.mask[:c].eq(1).all() and item.mask[c:].eq(0).all()
+        assert (item.states[c:] == LISTEN).all()
+        ci, lo, hi = always.slots[i]
+        s = next(s for s in range(lo, hi + 1) if torch.equal(item.x1, torch.from_numpy(always._norm[ci][s:s + 100])))
+        # the front end is that of the window's audio with silence from the cut, as a live window's
+        wave = sf.read(clips[ci].audio_path, dtype="float32", start=640 * s, stop=640 * (s + 100))[0]
+        wave[640 * c:] = 0.0
+        torch.testing.assert_close(item.front, enc.frontend(torch.from_numpy(wave)[None])[0])
+        np.testing.assert_array_equal(item.states[:c].numpy(), clips[ci].states[s:s + c])
+        cuts.append(c)
+    assert len(set(cuts)) > len(cuts) // 2  # cut frames drawn, not fixed
+    # never cut: the examples of a run without cuts are the ones it always had
+    some = WindowDataset(clips, stats, 100, 75, enc, stride=10, seed=0, stream_cut=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(plain[4].tensors().values(), some[4].tensors().values(), strict=True))
+    half = WindowDataset(clips, stats, 100, 75, enc, stride=10, seed=0, stream_cut=0.5)
+    cut_share = np.mean([half[i].mask.sum().item() < 100 for i in range(len(half))])
+    assert 0.2 < cut_share < 0.8
+
+
+def test_stream_cut_is_a_probability_and_on_in_the_shipped_presets():
+    from ehead_cli.errors import ConfigError
+    from ehead_cli.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"train.stream_cut is a probability in \[0, 1\], got 1.5"):
+        TrainConfig(stream_cut=1.5).validate()
+    for name in ("tiny", "small", "paper"):
+        assert resolve_config(name, None, {})["train"].stream_cut == 0.3
+
+
 def test_data_problems_name_the_clip(tmp_path, capsys):
     with pytest.raises(InputError, match="data folder not found"):
         load_index(tmp_path / "none")

@@ -157,6 +157,7 @@ class ServeSession:
         self.renders = 0  # windows being rendered to JPEG
         self.outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         self.can_receive = asyncio.Event()
+        self.blocked_since: float | None = None  # time.perf_counter() since the socket is not read
         self.can_receive.set()
         self.closed = False
         self.opened = time.monotonic()
@@ -230,8 +231,11 @@ class ServeSession:
 
     def _update_backpressure(self) -> None:
         if len(self.pending) >= self.config.max_pending:
+            if self.blocked_since is None:
+                self.blocked_since = time.perf_counter()
             self.can_receive.clear()
         else:
+            self.blocked_since = None
             self.can_receive.set()
 
     # --- generation (the batcher) ------------------------------------------------------------------
@@ -276,9 +280,18 @@ class ServeSession:
         """Microphone time received minus motion time sent since the last reset."""
         return self.stats.mic_samples / SAMPLE_RATE - self.stats.frames_sent / MOTION_FPS
 
-    def behind(self) -> bool:
-        """The lag is over a window's delay (hop + look-ahead frames) plus ``behind_s``: the model does not keep up."""
-        return self.lag_s() > self.stream.delay_frames / MOTION_FPS + self.config.behind_s
+    def behind(self, now: float | None = None) -> bool:
+        """The model does not keep up with this session: its lag is over a window's delay (hop +
+        look-ahead frames) plus ``behind_s``, or so is the latency of the last frame sent, or the
+        socket has not been read for ``behind_s`` because formed windows wait (backpressure hides
+        the lag from the first two: the server stops reading the microphone it cannot serve)."""
+        allowed = self.stream.delay_frames / MOTION_FPS + self.config.behind_s
+        if self.lag_s() > allowed:
+            return True
+        if self.stats.latencies_ms and self.stats.latencies_ms[-1] > 1000 * allowed:
+            return True
+        now = time.perf_counter() if now is None else now
+        return self.blocked_since is not None and now - self.blocked_since > self.config.behind_s
 
     def summary(self) -> dict:
         lat = np.array(self.stats.latencies_ms, np.float64)

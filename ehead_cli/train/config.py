@@ -62,6 +62,10 @@ class TrainConfig:
                     when not given
     keep_best:      also keep RUN_DIR/best/: the checkpoint of the validation with the lowest value of
                     the task's selection term (``Task.select``, the total loss by default)
+    stream_cut:     probability that a training window's audio and states are cut at a random frame and
+                    end-padded from there, as hop streaming presents a live window (past the paper: 0
+                    there; the shipped presets use 0.3); the frames past the cut are masked out of the
+                    loss (``ehead_cli.train.data``'s docstring says why). Validation windows are never cut
     """
 
     steps: int = 80_000
@@ -86,11 +90,14 @@ class TrainConfig:
     loss_reduction: str = "mean"
     phases: tuple[Phase, ...] = ()
     keep_best: bool = False
+    stream_cut: float = 0.0
 
     def validate(self) -> TrainConfig:
         for p in self.phases:
             if not isinstance(p.steps, int) or p.steps < 1 or not p.lr > 0 or not isinstance(p.objective, str):
                 raise ConfigError(f"train.phases: each phase needs steps >= 1, lr > 0 and a string objective; got {p}")
+        if not 0.0 <= self.stream_cut <= 1.0:
+            raise ConfigError(f"train.stream_cut is a probability in [0, 1], got {self.stream_cut}")
         for name in ("steps", "batch_size", "window_stride", "log_every", "ckpt_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")

@@ -12,6 +12,16 @@ Short clips: a clip shorter than a window gives one window at its start whose mi
 padded the way generation pads its last, partial window (silent audio, listening states) and masked
 out of the loss, so every frame of the clip is learnt and the model sees at training time exactly
 the padding it meets at the end of every generated clip.
+
+Streaming cuts (``stream_cut``, the ``[train]`` option): with that probability a window is cut at a
+random frame c (1 <= c < T, uniform) and end-padded from there exactly as a live window of hop
+streaming is (``generate.streaming``: what is not known yet is silence and listening): its audio from
+frame c is silence (the front end computed from the cut audio) and its states listening. The frames
+past the cut are masked out of the loss, as a short clip's padding is: their true motion follows audio
+the model is not given, so learning it would teach the model to move to speech it cannot hear, and a
+live window never sends them (only its first H frames go out, H <= c in the cases this trains for).
+The frames before the cut keep their loss: they are what a live window sends, now learnt with
+the padded right context they are generated with. History, reference and magnitude are unchanged.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from torch.utils.data import Dataset
 from ehead_cli.errors import InputError
 from ehead_cli.io.audio import load_audio
 from ehead_cli.io.dataset import Clip
-from ehead_cli.layout import N_SHAPE_REF, SAMPLE_RATE, SAMPLES_PER_FRAME
+from ehead_cli.layout import LISTEN, N_SHAPE_REF, SAMPLE_RATE, SAMPLES_PER_FRAME
 from ehead_cli.model.stats import MotionStats, motion_magnitude
 from ehead_cli.model.windows import WindowBatch, pad_history, window_audio, window_states
 
@@ -53,11 +63,12 @@ class WindowDataset(Dataset):
 
     def __init__(self, clips: list[Clip], stats: MotionStats, window: int, history: int,
                  encoder: torch.nn.Module | None = None, stride: int = 10, seed: int = 0,
-                 feature_cache=None):
+                 feature_cache=None, stream_cut: float = 0.0):
         if not clips:
             raise InputError("no usable clips for this split")
         self.clips, self.stats, self.T, self.L = clips, stats, window, history
         self.stride, self.seed, self.epoch = stride, seed, 0
+        self.stream_cut = float(stream_cut)
         self.window_local = bool(getattr(encoder, "window_local", False))
         # a private CPU copy of a window-local front end (a few kB for the log-mel): DataLoader workers
         # compute front ends with it and never touch the training device
@@ -135,11 +146,28 @@ class WindowDataset(Dataset):
         hist, hist_states = pad_history(norm, c.states, s, self.L, ref)
         states, n = window_states(c.states, s, T)  # n real frames; the rest is end padding
         raw = torch.from_numpy(c.motion[s:s + n])
+        # a streaming cut (module docstring); nothing is drawn without them, so runs with stream_cut 0
+        # see the examples they always saw
+        cut = int(rng.integers(1, T)) if self.stream_cut > 0 and rng.random() < self.stream_cut else None
         x1 = np.empty((T, norm.shape[1]), np.float32)
         x1[:n] = norm[s:s + n]
         x1[n:] = norm[s + n - 1]  # masked out of the loss
         mask = np.zeros(T, np.float32)
         mask[:n] = 1.0
+        wave = front = None
+        if cut is not None and cut < n:
+            states = states.copy()
+            states[cut:] = LISTEN
+            mask[cut:] = 0.0
+            wave = self._wave(c, s)
+            wave[cut * SAMPLES_PER_FRAME:] = 0.0
+            if self.window_local:
+                front = self.encoder.frontend(wave[None])[0].float()
+                wave = None
+        elif self.window_local:
+            front = self._clip_front(ci)[2 * s: 2 * (s + T)].float()
+        else:
+            wave = self._wave(c, s)
         window = WindowBatch(
             states=torch.from_numpy(states),
             history=torch.from_numpy(hist),
@@ -148,8 +176,8 @@ class WindowDataset(Dataset):
             ref=torch.from_numpy(ref.copy()),
             magnitude=self.stats.normalize_magnitude(motion_magnitude(raw)).float(),
             x0=torch.from_numpy(rng.standard_normal((T, norm.shape[1]), dtype=np.float32)),
-            front=self._clip_front(ci)[2 * s: 2 * (s + T)].float() if self.window_local else None,
-            wave=None if self.window_local else self._wave(c, s),
+            front=front,
+            wave=wave,
             x1=torch.from_numpy(x1),
             t=torch.tensor(rng.random(dtype=np.float32)),
             mask=torch.from_numpy(mask),

@@ -68,7 +68,8 @@ class Stage1Task:
         mc = model.cfg
         cache = FeatureCache() if model.encoder.window_local else None
         self.train_set = WindowDataset(train_clips, model.stats, mc.window, mc.history_frames, model.encoder,
-                                       stride=cfg.window_stride, seed=cfg.seed, feature_cache=cache)
+                                       stride=cfg.window_stride, seed=cfg.seed, feature_cache=cache,
+                                       stream_cut=cfg.stream_cut)
         self.val_set = None
         if val_clips and cfg.val_every and cfg.val_windows:
             self.val_set = WindowDataset(val_clips, model.stats, mc.window, mc.history_frames, model.encoder,
