@@ -152,6 +152,24 @@ def test_magnitude_scales_head_motion_but_not_the_mouth():
     np.testing.assert_array_equal(large[:, JAW], small[:, JAW])
 
 
+def test_head_motion_speed_varies_widely_between_windows_of_one_clip():
+    import torch
+
+    from ehead_cli.model.stats import motion_magnitude
+
+    wave = np.concatenate([syllables(20), silence(20.0), syllables(20), silence(20.0)])
+    T = frames(wave)
+    states = np.where((np.arange(T) // 150) % 2 == 0, SPEAK, LISTEN).astype(np.int8)
+    m = torch.from_numpy(gt.ground_truth_motion(wave, states, seed=7))
+    speeds = np.array([motion_magnitude(m[s:s + 100]).numpy() for s in range(0, T - 100, 50)])
+    for k in range(2):  # rotation and translation speed: the fastest windows at least 4x the slowest
+        assert speeds[:, k].max() > 4 * speeds[:, k].min()
+    profile = gt.speed_profile(2000, np.random.default_rng(1))
+    lo, hi = gt.SPEED_FACTOR
+    assert lo - 1e-9 <= profile.min() and profile.max() <= hi + 1e-9 and profile.max() / profile.min() > 3
+    assert np.abs(np.diff(profile)).max() <= (hi - lo) / gt.SPEED_RAMP_FRAMES + 1e-9  # ramps, no jumps
+
+
 def test_beats_follow_the_avatar_and_nods_follow_the_interlocutors_pause():
     loud = 2.0 * syllables(8)  # +6 dB: every syllable stressed
     wave = np.concatenate([loud, silence(2.0), syllables(8), silence(2.0)])

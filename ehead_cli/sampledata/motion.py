@@ -25,7 +25,10 @@ lip rounding and stretch are zero. When the interlocutor stops
 (an audible frame followed by PAUSE_FRAMES quiet frames) a slow nod, at most one per
 NOD_REFRACTORY frames. A smile rises while listening and relaxes while speaking.
 Both states: blinks at pseudo-random times, gaze saccades and drift, slow head drift and
-translation sway; rotation and translation (not the rest pose) scale with the clip's magnitude.
+translation sway; rotation and translation (not the rest pose) scale with the clip's magnitude times
+a speed profile (``speed_profile``: a factor drawn log-uniformly in SPEED_FACTOR for each segment of
+SPEED_SEGMENT_S seconds, with SPEED_RAMP_FRAMES ramps between them), so the windows of one clip span
+a wide range of head-motion speeds and the model's magnitude control has something to learn.
 
 Ranges: jaw 0 to JAW_OPEN_RAD (0.18 rad), expression coefficients within [0, 1.2] (blink 1 closes
 the eyes), head rotation a few degrees, translation a few millimetres.
@@ -135,6 +138,9 @@ DRIFT_HZ = (0.04, 0.2)  # frequency range of the slow drifts
 HEAD_DRIFT_DEG = np.array([1.2, 2.0, 0.8])  # pitch, yaw, roll amplitude
 SWAY_MM = np.array([1.5, 1.0, 2.0])  # x, y, z amplitude
 REST_POSE_DEG = np.array([2.0, 4.0, 1.5])  # per-clip constant head pose, uniform +-
+SPEED_SEGMENT_S = (2.0, 6.0)  # uniform length of a segment of the head-motion speed profile
+SPEED_FACTOR = (0.25, 3.0)  # log-uniform factor of each segment (x the clip's magnitude)
+SPEED_RAMP_FRAMES = 12  # moving-average ramp between segments
 SMILE_BASE = (0.0, 0.4)  # per-clip resting smile, uniform
 
 # --- identity -------------------------------------------------------------------------------------------
@@ -336,6 +342,23 @@ def drift(T: int, rng: np.random.Generator, amplitude: np.ndarray) -> np.ndarray
     return waves * amplitude
 
 
+def speed_profile(T: int, rng: np.random.Generator) -> np.ndarray:
+    """(T,) head-motion speed factor: piecewise constant over segments of SPEED_SEGMENT_S seconds,
+    each drawn log-uniformly in SPEED_FACTOR, joined by SPEED_RAMP_FRAMES-frame ramps."""
+    out = np.empty(T)
+    t = 0
+    lo, hi = np.log(SPEED_FACTOR)
+    while t < T:
+        n = max(1, int(round(rng.uniform(*SPEED_SEGMENT_S) * MOTION_FPS)))
+        out[t:t + n] = np.exp(rng.uniform(lo, hi))
+        t += n
+    if T > 1:
+        k = SPEED_RAMP_FRAMES
+        padded = np.pad(out, (k // 2, k - 1 - k // 2), mode="edge")
+        out = np.convolve(padded, np.ones(k) / k, mode="valid")
+    return out
+
+
 def smile_track(states: np.ndarray, base: float) -> np.ndarray:
     """(T,) EXPR_SMILE: approaches ``base`` (+ SMILE_LISTEN while listening) exponentially."""
     target = base + SMILE_LISTEN * (np.asarray(states) == LISTEN)
@@ -350,7 +373,7 @@ def smile_track(states: np.ndarray, base: float) -> np.ndarray:
 
 def ground_truth_motion(wave: np.ndarray, states: np.ndarray, seed: int, magnitude: float = 1.0) -> np.ndarray:
     """(N,) 16 kHz single-stream audio, (T,) states (T = ceil(N / 640)), the clip's seed and motion
-    magnitude (scales head rotation and translation) -> (T, 115) float32 motion."""
+    magnitude (scales head rotation and translation, with the speed profile) -> (T, 115) float32 motion."""
     states = np.asarray(states)
     T = n_frames_for(len(wave))
     if states.shape != (T,):
@@ -388,8 +411,10 @@ def ground_truth_motion(wave: np.ndarray, states: np.ndarray, seed: int, magnitu
     head[:, 0] += BEAT_NOD_DEG * DEG * speak_beat + NOD_DEG * DEG * listen_nod  # +x: chin down
     head[:, 1] += BEAT_TURN_DEG * DEG * speak_turn
     head[:, 2] += BEAT_ROLL_DEG * DEG * speak_turn
-    motion[:, ROT] = rest + magnitude * head  # small angles: (pitch, yaw, roll) is the axis-angle
-    motion[:, TRANS] = magnitude * drift(T, rng, SWAY_MM * MM)
+    sway = drift(T, rng, SWAY_MM * MM)
+    speed = magnitude * speed_profile(T, rng)[:, None]  # drawn last: the other tracks do not depend on it
+    motion[:, ROT] = rest + speed * head  # small angles: (pitch, yaw, roll) is the axis-angle
+    motion[:, TRANS] = speed * sway
     return motion.astype(np.float32)
 
 
