@@ -272,7 +272,9 @@ the avatar last spoke), and opens a little in the 3 frames before the avatar's n
 slow nod when the interlocutor
 pauses and a gentle smile; blinks, gaze saccades, slow head drift and translation sway in both
 states. Identities (8 shapes, each with its own avatar voice) and the per-clip motion magnitude
-(`magnitude` column, 0.5-1.6) vary between clips.
+(`magnitude` column, 0.5-1.6) vary between clips; within a clip the head's rotation and translation
+also follow a speed profile (x0.25 to x3, a new factor every 2-6 s), so the windows of one clip span a
+wide range of head-motion speeds.
 
 ## Manifest columns
 `id`, `split`, `duration` (s), `n_frames` (25 fps), `language`, `identity`, `avatar_voice` and
