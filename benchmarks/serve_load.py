@@ -148,13 +148,13 @@ async def load_run(addr: str, n: int, seconds: float, seed: int, hop: int, looka
 
 
 def run_preset(preset: str, hops: list[int], clients: list[int], seconds: float, threads: int, folder: Path,
-               lookahead: int) -> list[dict]:
+               lookahead: int, steps: int) -> list[dict]:
     ckpt = random_checkpoint(preset, folder)
     port = free_port()
     addr = f"127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen([sys.executable, "-m", "ehead_cli", "serve", "--checkpoint", str(ckpt), "--port",
-                             str(port), "--threads", str(threads), "--hop", "100"], env=env,
+                             str(port), "--threads", str(threads), "--hop", "100", "--steps", str(steps)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = []
     try:
@@ -177,7 +177,7 @@ def run_preset(preset: str, hops: list[int], clients: list[int], seconds: float,
                 mem = proc_memory(proc.pid)
                 batches = stats["batches"] - stats_before["batches"]
                 row.update({
-                    "preset": preset, "threads": threads, "seconds_per_client": seconds,
+                    "preset": preset, "steps": steps, "threads": threads, "seconds_per_client": seconds,
                     "mean_batch": (stats["windows"] - stats_before["windows"]) / max(1, batches),
                     "rss_mb_before": round(mem_before["VmRSS"], 1), "rss_mb_after": round(mem["VmRSS"], 1),
                     "rss_mb_peak": round(mem["VmHWM"], 1),
@@ -207,13 +207,13 @@ def environment(threads: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| preset | hop | clients | frames/s served (needed) | mean windows per pass | per-frame latency p50 / "
+    out = ["| preset | steps | hop | clients | frames/s served (needed) | mean windows per pass | per-frame latency p50 / "
            "p95 / max, ms (client) | server, ms: median session p50 / worst p95 / window p50 | behind (/stats) | "
            "server RSS before -> after (peak), MB |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lat, srv = r["latency_ms"], r["server_latency_ms"]
-        out.append(f"| {r['preset']} | {r['hop']} | {r['clients']} | {r['frames_per_s']:.0f} "
+        out.append(f"| {r['preset']} | {r['steps']} | {r['hop']} | {r['clients']} | {r['frames_per_s']:.0f} "
                    f"({r['needed_frames_per_s']:.0f}) | {r['mean_batch']:.1f} | "
                    f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['max']:.0f} | "
                    f"{srv['median_session_p50']:.0f} / {srv['worst_session_p95']:.0f} / "
@@ -230,6 +230,7 @@ def main() -> None:
     ap.add_argument("--clients", default="1,8")
     ap.add_argument("--seconds", type=float, default=12.0, help="audio per client")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=4, help="Euler steps of the server (ehead serve --steps)")
     ap.add_argument("--json", type=Path, default=REPO / "benchmarks")
     args = ap.parse_args()
     env = environment(args.threads)
@@ -237,7 +238,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for item in args.presets.split(","):
             rows += run_preset(item, [int(h) for h in args.hops.split(",")], [int(n) for n in args.clients.split(",")],
-                               args.seconds, args.threads, Path(tmp), args.lookahead)
+                               args.seconds, args.threads, Path(tmp), args.lookahead, args.steps)
     from ehead_cli.bench.run import device_slug
 
     result = {"environment": env, "rows": rows}

@@ -84,6 +84,13 @@ def lookahead(value: int | None, hop_frames: int, window: int, flag: str = "--lo
     return value
 
 
+def probability(value: float | None, flag: str) -> float | None:
+    """A probability in [0, 1] (None passes: not given)."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{flag} is a probability in [0, 1], got {value:g}")
+    return value
+
+
 def port(value: int, flag: str = "--port") -> int:
     """A TCP port, 1..65535."""
     if not 1 <= value <= 65535:

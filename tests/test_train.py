@@ -144,6 +144,17 @@ def test_stream_cut_is_a_probability_and_on_in_the_shipped_presets():
         assert resolve_config(name, None, {})["train"].stream_cut == 0.3
 
 
+def test_the_stream_cut_flag_is_checked_and_reaches_the_run(tiny_checkpoint, tmp_path):
+    from cli_runner import run_cli
+
+    code, _, err = run_cli("train", "--data", "sample_data", "--out", str(tmp_path / "r"), "--stream-cut", "1.5")
+    assert code == 2 and "--stream-cut is a probability in [0, 1], got 1.5" in err
+    code, _, err = run_cli("train", "--stage", "2", "--data", "sample_data", "--out", str(tmp_path / "r"),
+                           "--init", str(tiny_checkpoint), "--avatar", "builtin", "--stream-cut", "0.1")
+    assert code == 2 and "--stream-cut applies to Stage I (--stage 1)" in err
+    assert resolve_config("tiny", None, {"stream_cut": 0.0})["train"].stream_cut == 0.0  # the paper's, one flag away
+
+
 def test_data_problems_name_the_clip(tmp_path, capsys):
     with pytest.raises(InputError, match="data folder not found"):
         load_index(tmp_path / "none")

@@ -20,7 +20,7 @@ LISTENER = ("vq", "lm", "speech_tokenizer", "emoca")
 TRAIN_FLAGS: FlagTable = {
     "listener": (
         Excluded(STAGE2, "applies to --family embodiedhead --stage 2"),
-        Excluded(("steps", "lr"), "applies to --family embodiedhead; a listener's schedule is its preset's phases "
+        Excluded(("steps", "lr", "stream_cut"), "applies to --family embodiedhead; a listener's schedule is its preset's phases "
                  "(change them with --config FILE.toml: [train_vq] / [train_lm] phases)"),
         Excluded(("audio_encoder",), "applies to --family embodiedhead (the listener hears through its speech "
                  "tokens: --speech-tokenizer for presets that use SpeechTokenizer)")),
@@ -32,7 +32,7 @@ TRAIN_FLAGS: FlagTable = {
     "listener lm": (),
     "embodiedhead": (Excluded(LISTENER, "applies to --family listener"),),
     "embodiedhead 1": (Excluded(STAGE2, "applies to --stage 2"),),
-    "embodiedhead 2": (),
+    "embodiedhead 2": (Excluded(("stream_cut",), "applies to Stage I (--stage 1)"),),
     "embodiedhead 2 resume": (Excluded(("preset", "config", "seed", "batch_size", "lr", "init", "avatar"),
                                        "cannot change a Stage-II run being resumed; only --steps, --workers, "
                                        "--device, --threads"),),
@@ -63,6 +63,10 @@ def train(
     = None,
     device: opt.Device = None,
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
+    stream_cut: Annotated[float | None, typer.Option(
+        help="Stage I: probability a training window is cut at a random frame and end-padded, as a live window of "
+        "ehead serve --hop is (default: the preset's, 0.3; 0: the paper's training).", metavar="P",
+        callback=lambda v: checks.probability(v, "--stream-cut"))] = None,
     audio_encoder: opt.AudioEncoder = None,
     threads: opt.Threads = None,
     family: opt.Family = None,
@@ -110,7 +114,7 @@ def train(
 def _overrides(o: Options) -> dict:
     """The [train] values given on the command line (None: the preset's or the resumed run's)."""
     return {"steps": o.steps, "batch_size": o.batch_size, "lr": o.lr, "seed": o.seed, "workers": o.workers,
-            "compile": True if o.compile else None}
+            "compile": True if o.compile else None, "stream_cut": o.stream_cut}
 
 
 def _stage1(o: Options) -> None:
@@ -124,7 +128,7 @@ def _stage1(o: Options) -> None:
     note_interruption(lambda: None)  # the training loop says where the state is saved
     if o.resume is not None:  # by value: --preset small (the default) given again is no change
         for name, value in (("--preset", o.preset != "small"), ("--config", o.config), ("--seed", o.seed),
-                            ("--batch-size", o.batch_size), ("--lr", o.lr)):
+                            ("--batch-size", o.batch_size), ("--lr", o.lr), ("--stream-cut", o.stream_cut is not None)):
             if value:
                 raise ConfigError(f"{name} cannot change a run being resumed; only --steps, --workers, --device")
     run = run_train(o.data, o.resume or o.out, o.preset, o.config, _overrides(o), resume=o.resume is not None,
@@ -138,6 +142,7 @@ def _stage2(o: Options) -> None:
     from ehead_cli.assets import ASSETS
     from ehead_cli.train.stage2 import train as run_stage2
 
+    o.refuse(TRAIN_FLAGS, "embodiedhead 2")
     if o.resume is not None:
         o.refuse(TRAIN_FLAGS, "embodiedhead 2 resume")
     elif o.data is None or o.out is None or o.init is None or not o.avatar:
@@ -173,7 +178,7 @@ def _listener(o: Options, record: dict | None) -> None:
     if record is None and stage != "vq" and o.vq is None:
         raise ConfigError(f"--stage {stage} needs --vq VQ_RUN (a stage-vq run folder or a listener checkpoint)")
     set_threads(o.threads)
-    train_over = {k: v for k, v in _overrides(o).items() if k not in ("steps", "lr") and v is not None}
+    train_over = {k: v for k, v in _overrides(o).items() if k not in ("steps", "lr", "stream_cut") and v is not None}
     overrides = {"train_vq" if stage == "vq" else "train_lm": train_over} if train_over else None
     # stages lm and tokens take their non-VQ sections from --vq's config unless --preset is given
     preset = o.preset if stage == "vq" or o.gave("preset") else None
