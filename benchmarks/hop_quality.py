@@ -134,7 +134,8 @@ def main() -> None:
     face = load_face_model(None)
     convs = conversations(args.data, args.conversations)
     runs = [(h, 0) for h in map(int, args.hops.split(","))]
-    runs += [(args.lookahead_hop, a) for a in map(int, args.lookaheads.split(",")) if (args.lookahead_hop, a) not in runs]
+    extra = [(args.lookahead_hop, a) for a in map(int, args.lookaheads.split(","))]
+    runs += [r for r in extra if r not in runs]
     rows = []
     for hop, la in runs:
         per = []
@@ -170,7 +171,8 @@ def table(rows: list[dict]) -> str:
         s, o = r["streamed"], r["offline"]
         out.append(f"| {r['hop']} | {r['lookahead']} | {s['jaw_r']:.3f} ({o['jaw_r']:.3f}) | "
                    f"{s['listen_jaw_ratio']:.3f} ({o['listen_jaw_ratio']:.3f}) | "
-                   f"{s['upper_face_mm']:.3f} ({o['upper_face_mm']:.3f}) | {s['seam_ratio']:.2f} ({o['seam_ratio']:.2f}) |")
+                   f"{s['upper_face_mm']:.3f} ({o['upper_face_mm']:.3f}) | "
+                   f"{s['seam_ratio']:.2f} ({o['seam_ratio']:.2f}) |")
     return "\n".join(out)
 
 

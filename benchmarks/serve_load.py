@@ -207,7 +207,8 @@ def environment(threads: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| preset | steps | hop | clients | frames/s served (needed) | mean windows per pass | per-frame latency p50 / "
+    out = ["| preset | steps | hop | clients | frames/s served (needed) | mean windows per pass | "
+           "per-frame latency p50 / "
            "p95 / max, ms (client) | server, ms: median session p50 / worst p95 / window p50 | behind (/stats) | "
            "server RSS before -> after (peak), MB |",
            "|---|---|---|---|---|---|---|---|---|---|"]

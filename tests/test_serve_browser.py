@@ -21,6 +21,7 @@ from conftest import REPO
 from serving import running_server
 
 from ehead_cli.generate.generator import Generator
+from ehead_cli.serve.session import ServeConfig
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -106,7 +107,7 @@ def test_the_page_talks_with_the_avatar(tmp_path):
     sf.write(agent, load_audio(REPO / "sample_data" / "clips" / "conv000_en.flac")[: 6 * 16000], 16000,
              subtype="PCM_16")
     gen = Generator.from_checkpoint()  # the shipped demo model: it listens and speaks visibly
-    with running_server(gen) as (addr, srv):
+    with running_server(gen, config=ServeConfig(hop=5)) as (addr, srv):
         proc, dt = start_chromium(tmp_path / "profile", tmp_path / "mic.wav")
         try:
             dt.call("Page.enable")
@@ -130,6 +131,12 @@ def test_the_page_talks_with_the_avatar(tmp_path):
             moves = [np.abs(a - b).mean() for a, b in zip(seen, seen[1:], strict=False)]
             assert max(moves) > 0.05, moves  # the head moves while the frames play
             screenshot(dt, "")
+            # speech to drawn frame, on the page, against the server's receipt-to-send figure: never less,
+            # and at most the page's jitter buffer (LEAD_S, 250 ms) and two frames more
+            page = dt.js("ehead.latency()")
+            server = srv.batcher.summary()["per_session"][0]["latency_ms"]
+            assert page["n"] > 20 and server["n"] > 20, (page, server)
+            assert server["p50"] - 20 <= page["p50"] <= server["p95"] + 250 + 80 + 50, (page, server)
             dt.wait_for("ehead.status().state === -1 && ehead.status().frames >= 200", "listening after speaking")
             dt.js("document.getElementById('jpeg').click()")
             dt.wait_for("ehead.status().jpegs >= 50", "server-rendered JPEG frames")

@@ -20,7 +20,8 @@ LISTENER = ("vq", "lm", "speech_tokenizer", "emoca")
 TRAIN_FLAGS: FlagTable = {
     "listener": (
         Excluded(STAGE2, "applies to --family embodiedhead --stage 2"),
-        Excluded(("steps", "lr", "stream_cut"), "applies to --family embodiedhead; a listener's schedule is its preset's phases "
+        Excluded(("steps", "lr", "stream_cut"), "applies to --family embodiedhead; a listener's schedule is its "
+                 "preset's phases "
                  "(change them with --config FILE.toml: [train_vq] / [train_lm] phases)"),
         Excluded(("audio_encoder",), "applies to --family embodiedhead (the listener hears through its speech "
                  "tokens: --speech-tokenizer for presets that use SpeechTokenizer)")),

@@ -22,6 +22,8 @@ const st = {
   mic: null, micNode: null, silence: null,
   agentQueue: [], agentTail: new Float32Array(0),  // agent frames (640 samples) sent, not yet played
   agentSending: null, error: "", jpegShown: false,
+  micSent: 0, micMarks: [],  // microphone samples sent; [samples sent so far, performance.now()] per chunk
+  drawLatency: [],          // ms from sending the chunk that completed a frame's audio to drawing that frame
 };
 
 // --- the 3D head --------------------------------------------------------------------------------
@@ -119,6 +121,24 @@ function sendAudio(source, pcm16) {  // source 0 = mic, 1 = agent
   msg[0] = source;
   msg.set(new Uint8Array(pcm16.buffer, pcm16.byteOffset, pcm16.byteLength), 2);
   st.ws.send(msg);
+  if (source === 0) {
+    st.micSent += pcm16.length;
+    st.micMarks.push([st.micSent, performance.now()]);
+  }
+}
+
+function noteDrawn(frame) {  // the latency of a frame drawn now, from its microphone time's chunk
+  const need = (frame + 1) * SAMPLES_PER_FRAME;
+  while (st.micMarks.length > 1 && st.micMarks[0][0] < need) st.micMarks.shift();
+  if (!st.micMarks.length || st.micMarks[0][0] < need) return;
+  st.drawLatency.push(performance.now() - st.micMarks[0][1]);
+  if (st.drawLatency.length > 2000) st.drawLatency.shift();
+}
+
+function percentile(values, p) {
+  if (!values.length) return null;
+  const v = [...values].sort((a, b) => a - b);
+  return v[Math.min(v.length - 1, Math.floor((p / 100) * v.length))];
 }
 
 function onMotion(buf) {
@@ -180,6 +200,9 @@ function clearPlayback() {
   st.shown = -1;
   st.agentQueue = [];
   st.agentTail = new Float32Array(0);
+  st.micSent = 0;  // the server's session clock restarts too
+  st.micMarks = [];
+  st.drawLatency = [];
 }
 
 // --- audio in ------------------------------------------------------------------------------------
@@ -263,6 +286,7 @@ function tick() {
     if (show > st.shown) {
       const rec = st.frames.get(show);
       applyMotion(rec.motion);
+      noteDrawn(show);
       st.shown = show;
       st.shownState = rec.state;
       for (const k of st.frames.keys()) if (k < show - 2 * FPS) st.frames.delete(k);
@@ -281,6 +305,8 @@ function tick() {
     `session     ${st.session ?? "-"}${st.connected ? "" : " (closed)"}`,
     `windows     ${st.windows}   frames ${st.framesReceived}   jpegs ${st.jpegsReceived}`,
     `showing     frame ${st.shown}`,
+    `latency     ${st.drawLatency.length ? `${percentile(st.drawLatency, 50).toFixed(0)} ms p50, ` +
+                 `${percentile(st.drawLatency, 95).toFixed(0)} ms p95 (speech to drawn frame)` : "-"}`,
     `agent audio ${(st.agentQueue.length / FPS).toFixed(1)} s queued`,
     st.error,
   ].join("\n");
@@ -317,6 +343,8 @@ window.ehead = {
   ready: false,
   status: () => ({ connected: st.connected, windows: st.windows, frames: st.framesReceived, shown: st.shown,
                    jpegs: st.jpegsReceived, state: st.shownState, error: st.error }),
+  latency: () => ({ p50: percentile(st.drawLatency, 50), p95: percentile(st.drawLatency, 95),
+                    n: st.drawLatency.length }),
   signature: () => {  // a coarse fingerprint of the canvas: changes when the head moves
     const c = document.createElement("canvas");
     c.width = c.height = 64;
