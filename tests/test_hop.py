@@ -147,3 +147,19 @@ def test_the_default_hop_is_the_smallest_the_device_keeps_up_with(gen):
     assert choose_hop(66.0, 3) == 3 and set(LADDER) <= set(range(1, 101))
     ms = measure_window_ms(gen, repeats=2, warmup=1)
     assert 0.0 < ms < 10_000.0
+
+
+def test_a_hops_first_frames_cross_fade_from_the_previous_windows_prediction(gen):
+    mic = speech(1.2, seed=11)
+    plain, faded = gen.stream(seed=3, hop=10, blend=0), gen.stream(seed=3, hop=10)
+    assert faded.blend == 3
+    a1, b1 = plain.push(mic[:10 * F], "mic")[0], faded.push(mic[:10 * F], "mic")[0]
+    np.testing.assert_array_equal(a1, b1)  # the first window has no previous prediction
+    predicted = gen.denormalize(plain._tail[:3])  # window 1's frames 10-12, not sent
+    a2, b2 = plain.push(mic[10 * F:20 * F], "mic")[0], faded.push(mic[10 * F:20 * F], "mic")[0]
+    np.testing.assert_array_equal(a2[3:], b2[3:])  # the same window (same history), only its first 3 frames fade
+    for i, w in enumerate((0.25, 0.5, 0.75)):  # linear in the normalised space, so in raw motion too
+        np.testing.assert_allclose(b2[i], (1 - w) * predicted[i] + w * a2[i], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gen.denormalize(faded.job.hist[-20:]), np.concatenate([b1, b2]), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="blend must be a whole number"):
+        gen.stream(blend=-1)

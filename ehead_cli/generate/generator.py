@@ -133,12 +133,12 @@ class Generator:
         return -(-n_frames // self.cfg.window)
 
     def stream(self, avatar: Avatar | None = None, seed: int = 0, record: bool = True, hop: int | None = None,
-               lookahead: int | None = None) -> StreamingSession:
+               lookahead: int | None = None, **options) -> StreamingSession:
         """A live ``StreamingSession`` (``ehead_cli.generate.streaming``) on this generator: a window
         every ``hop`` frames (1..T, default T), ``lookahead`` frames of right context (0..T - hop,
         default 0); ``record`` keeps the audio and states of every frame sent (False: only the
-        current window)."""
-        return StreamingSession(self, avatar, seed, record, hop=hop, lookahead=lookahead)
+        current window); ``options``: the session's others (``blend``)."""
+        return StreamingSession(self, avatar, seed, record, hop=hop, lookahead=lookahead, **options)
 
     def compile(self, mode: str | None = None) -> Generator:
         """``torch.compile`` the audio encoder and the whole sampler of a window (its condition and
