@@ -15,7 +15,7 @@ paper's offline generation). Measured on each, then streamed against offline:
 * ``listen_jaw_ratio``: the jaw's standard deviation over listening frames / over speaking frames;
 * ``upper_face_mm``: the mean over the built-in head's upper-face vertices of their standard
   deviation over time, head pose removed (mm);
-* ``seam_ratio``: the mean third difference (L2 over the lip and upper-face vertices, mm) of the
+* ``seam_ratio`` (sessions cross-fade ``--blend`` frames at each hop, 3 by default): the mean third difference (L2 over the lip and upper-face vertices, mm) of the
   stencils centred on a hop boundary (frames b - 2 .. b + 1) over that of all other stencils; 1 is
   seamless. Offline's is measured at the same frames.
 
@@ -66,9 +66,9 @@ def conversations(data: Path, n: int) -> list[tuple[np.ndarray, list[tuple[float
 
 
 def stream(gen: Generator, mic: np.ndarray, agent: list[tuple[float, np.ndarray]], hop: int, lookahead: int,
-           realtime_tts: bool, seed: int):
+           realtime_tts: bool, seed: int, blend: int = 3):
     """A live session over the conversation: (streamed motion, the session's audio and states)."""
-    s = gen.stream(seed=seed, hop=hop, lookahead=lookahead)
+    s = gen.stream(seed=seed, hop=hop, lookahead=lookahead, blend=blend)
     frames = []
     queued = [(int(t * SAMPLE_RATE), a) for t, a in agent]
     playing: list[tuple[int, np.ndarray]] = []
@@ -126,6 +126,7 @@ def main() -> None:
     ap.add_argument("--tts", choices=("ahead", "realtime"), default="ahead")
     ap.add_argument("--conversations", type=int, default=3)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--blend", type=int, default=3, help="frames cross-faded at each hop (StreamingSession blend)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -141,12 +142,12 @@ def main() -> None:
         per = []
         t0 = time.perf_counter()
         for i, (mic, agent) in enumerate(convs):
-            motion, audio, states = stream(gen, mic, agent, hop, la, args.tts == "realtime", seed=i)
+            motion, audio, states = stream(gen, mic, agent, hop, la, args.tts == "realtime", seed=i, blend=args.blend)
             ref = gen.generate(audio, states, seed=i).motion
             per.append({"streamed": measures(face, motion, audio, states, hop),
                         "offline": measures(face, ref, audio, states, hop),
                         "frames": len(motion), "speaking": int((states == 1).sum())})
-        row = {"hop": hop, "lookahead": la, "tts": args.tts, "seconds": time.perf_counter() - t0,
+        row = {"hop": hop, "lookahead": la, "tts": args.tts, "blend": args.blend, "seconds": time.perf_counter() - t0,
                "frames": sum(p["frames"] for p in per)}
         for side in ("streamed", "offline"):
             row[side] = {k: float(np.mean([p[side][k] for p in per])) for k in per[0][side]}
@@ -157,7 +158,7 @@ def main() -> None:
                           "upper_mm": [round(s["upper_face_mm"], 3), round(o["upper_face_mm"], 3)],
                           "seam": [round(s["seam_ratio"], 3), round(o["seam_ratio"], 3)]}), flush=True)
     model = Path(args.checkpoint).name if args.checkpoint else "ehead-small-mel"
-    target = args.json or REPO / "benchmarks" / f"hop-quality-{model}-tts-{args.tts}.json"
+    target = args.json or REPO / "benchmarks" / f"hop-quality-{model}-tts-{args.tts}-blend{args.blend}.json"
     target.write_text(json.dumps({"model": model, "steps": args.steps, "conversations": args.conversations,
                                   "rows": rows}, indent=2) + "\n")
     print(table(rows))
