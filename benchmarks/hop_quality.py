@@ -15,9 +15,10 @@ paper's offline generation). Measured on each, then streamed against offline:
 * ``listen_jaw_ratio``: the jaw's standard deviation over listening frames / over speaking frames;
 * ``upper_face_mm``: the mean over the built-in head's upper-face vertices of their standard
   deviation over time, head pose removed (mm);
-* ``seam_ratio`` (sessions cross-fade ``--blend`` frames at each hop, 3 by default): the mean third difference (L2 over the lip and upper-face vertices, mm) of the
+* ``seam_ratio``: the mean third difference (L2 over the lip and upper-face vertices, mm) of the
   stencils centred on a hop boundary (frames b - 2 .. b + 1) over that of all other stencils; 1 is
-  seamless. Offline's is measured at the same frames.
+  seamless. Offline's is measured at the same frames. Sessions cross-fade ``--blend`` frames at
+  each hop (3, the default of ``StreamingSession``; 0: none).
 
 Run from a checkout: python benchmarks/hop_quality.py --data ../shared/data (LibriSpeech and GRID
 folders there) [--checkpoint DIR]; writes benchmarks/hop-quality-<model>.json and prints a table.
