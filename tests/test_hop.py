@@ -163,3 +163,22 @@ def test_a_hops_first_frames_cross_fade_from_the_previous_windows_prediction(gen
     np.testing.assert_allclose(gen.denormalize(faded.job.hist[-20:]), np.concatenate([b1, b2]), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="blend must be a whole number"):
         gen.stream(blend=-1)
+
+
+def test_sessions_with_different_hops_batch_together_as_they_run_alone(gen):
+    from ehead_cli.generate.streaming import generate_windows
+
+    mic_a, mic_b = speech(2.0, seed=21), speech(2.0, seed=22)
+    alone = [gen.stream(seed=1, hop=10, lookahead=2), gen.stream(seed=2, hop=4)]
+    together = [gen.stream(seed=1, hop=10, lookahead=2), gen.stream(seed=2, hop=4)]
+    expected = [[s.generate(w) for w in s.form(m, "mic")] for s, m in zip(alone, (mic_a, mic_b), strict=True)]
+    queues = [s.form(m, "mic") for s, m in zip(together, (mic_a, mic_b), strict=True)]
+    got = [[], []]
+    while any(queues):  # one forward pass takes the next window of every session that has one
+        live = [i for i in range(2) if queues[i]]
+        for i, frames in zip(live, generate_windows(gen, [(together[i], queues[i].pop(0)) for i in live]), strict=True):
+            got[i].append(frames)
+    for e, g in zip(expected, got, strict=True):
+        assert len(e) == len(g) > 3
+        for x, y in zip(e, g, strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
