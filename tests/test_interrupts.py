@@ -51,6 +51,7 @@ def _long_job(tmp_path: Path, seconds: int = 4) -> list[str]:
             "--threads", "1"]
 
 
+@pytest.mark.slow  # a child process signalled mid-encoding, twice: ~11 s
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
                                              (signal.SIGINT, 130, "interrupted")])
 def test_a_signal_during_encoding_leaves_no_temporary(tmp_path, sig, code, word):

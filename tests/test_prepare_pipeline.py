@@ -142,6 +142,7 @@ def test_resume_does_not_redo_finished_clips(videos, tmp_path):
     assert len(pd.read_csv(out / "manifest.csv")) == 2
 
 
+@pytest.mark.slow  # a worker pool over the videos: ~8 s
 def test_worker_processes_give_the_same_clips(videos, tmp_path):
     src, tracks = videos
     serial = run(src, tracks, tmp_path / "serial")

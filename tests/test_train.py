@@ -217,6 +217,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(toy_dataset, tmp_path):
         train(toy_dataset, part, "tiny", overrides=ov, progress=False)
 
 
+@pytest.mark.slow  # two processes (gloo) and a reference run: ~11 s
 def test_two_process_ddp_matches_one_process(toy_dataset, tmp_path):
     args = ["train", "--data", str(toy_dataset), "--preset", "tiny", "--steps", "2", "--batch-size", "4",
             "--workers", "0"]
