@@ -183,7 +183,8 @@ def test_two_process_ddp_matches_one_process(tmp_path, listener_runs, dyadic_sub
         x, y = one.vq(batch["motion"], batch["stats"]), two.vq(batch["motion"], batch["stats"])
     assert torch.equal(x["codes"], y["codes"])
     torch.testing.assert_close(y["recon"], x["recon"], atol=3e-4, rtol=0)
-    torch.testing.assert_close(two.vq.quantizer.codebook, one.vq.quantizer.codebook, atol=1e-5, rtol=0)
+    # codebook entries are EMA sums all-reduced in another order by gloo: rounding of up to 1.7e-5 measured
+    torch.testing.assert_close(two.vq.quantizer.codebook, one.vq.quantizer.codebook, atol=5e-5, rtol=0)
     torch.testing.assert_close(two.vq.quantizer.usage, one.vq.quantizer.usage)
 
 
