@@ -305,8 +305,8 @@ function tick() {
     `session     ${st.session ?? "-"}${st.connected ? "" : " (closed)"}`,
     `windows     ${st.windows}   frames ${st.framesReceived}   jpegs ${st.jpegsReceived}`,
     `showing     frame ${st.shown}`,
-    `latency     ${st.drawLatency.length ? `${percentile(st.drawLatency, 50).toFixed(0)} ms p50, ` +
-                 `${percentile(st.drawLatency, 95).toFixed(0)} ms p95 (speech to drawn frame)` : "-"}`,
+    `latency     ${st.drawLatency.length ? `${percentile(st.drawLatency, 50).toFixed(0)} / ` +
+                 `${percentile(st.drawLatency, 95).toFixed(0)} ms p50 / p95, speech to face` : "-"}`,
     `agent audio ${(st.agentQueue.length / FPS).toFixed(1)} s queued`,
     st.error,
   ].join("\n");
