@@ -232,21 +232,23 @@ class Generator:
             torch.compiler.cudagraph_mark_step_begin()
         return fn(*args).clone()
 
-    def step(self, jobs: list[Job], k: int | Sequence[int], advance: Sequence[int] | None = None) -> torch.Tensor:
+    def step(self, jobs: list[Job], k: int | Sequence[int],
+             sent: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """Generate window k of every job in ``jobs`` (one batch; ``k`` one index for all, or one per
-        job) and extend their histories by the first ``advance[i]`` frames of each (default all T: a
-        live session with a hop H < T keeps only the H frames it sends).
+        job) and extend their histories by the frames each sends: ``sent(i, x_i)`` gives them for job
+        i's (T, 115) window (a live session with a hop H < T sends its first H, cross-faded), default
+        the whole window.
         Returns the (B, T, 115) normalised windows on the CPU (also appended to each ``keep`` job's ``out``)."""
         b = self.window_batch(jobs, k)
         x = self.sample_windows(self.encode_audio(b.wave), b).cpu()
         states = b.states.cpu()
-        L, T = self.cfg.history_frames, self.cfg.window
+        L = self.cfg.history_frames
         for i, j in enumerate(jobs):
-            n = T if advance is None else int(advance[i])
             if j.keep:
                 j.out.append(x[i])
-            j.hist = torch.cat([j.hist, x[i, :n]])[-L:]
-            j.hist_states = torch.cat([j.hist_states, states[i, :n]])[-L:]
+            frames = x[i] if sent is None else sent(i, x[i])
+            j.hist = torch.cat([j.hist, frames])[-L:]
+            j.hist_states = torch.cat([j.hist_states, states[i, :len(frames)]])[-L:]
         return x
 
     def denormalize(self, x: torch.Tensor) -> np.ndarray:

@@ -23,7 +23,7 @@ The session depends only on the per-window API (``WindowGenerator``), not on the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -51,7 +51,8 @@ class WindowGenerator(Protocol):
     def begin(self, audio: np.ndarray, states: np.ndarray, avatar: Avatar | None = None,
               seed: int = 0) -> Any: ...
 
-    def step(self, jobs: list[Any], k: int | Sequence[int], advance: Sequence[int] | None = None) -> torch.Tensor: ...
+    def step(self, jobs: list[Any], k: int | Sequence[int],
+             sent: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor: ...
 
     def denormalize(self, x: torch.Tensor) -> np.ndarray: ...
 
@@ -210,20 +211,24 @@ def generate_windows(gen: WindowGenerator, items: list[tuple[StreamingSession, W
         j = session.job
         j.audio, j.states, j.first_window = w.audio, w.states, w.k
         jobs.append(j)
-    x = gen.step(jobs, [w.k for _, w in items], advance=[w.n_send for _, w in items])
-    out = []
-    for i, (session, w) in enumerate(items):
+    sent: list[torch.Tensor] = []
+
+    def frames_sent(i: int, x: torch.Tensor) -> torch.Tensor:
+        session, w = items[i]
+        sent.append(_blend(session, x, w.n_send))
+        return sent[-1]
+
+    gen.step(jobs, [w.k for _, w in items], sent=frames_sent)
+    for session, _ in items:
         session.generated += 1
-        sent = _blend(session, x[i], w.n_send)
-        out.append(gen.denormalize(sent))
-    return out
+    return [gen.denormalize(x) for x in sent]
 
 
 def _blend(session: StreamingSession, x: torch.Tensor, n_send: int) -> torch.Tensor:
     """The frames of window ``x`` (T, 115, normalised) that are sent: its first ``session.blend``
     frames cross-faded linearly from the previous window's prediction of the same frames (made with
-    less audio, but continuous with what was sent), so a hop's first frame does not jump; the job's
-    history becomes the frames sent. Whole windows (H = T) have no previous prediction: unchanged."""
+    less audio, but continuous with what was sent), so a hop's first frame does not jump (they become
+    the job's history). Whole windows (H = T) have no previous prediction: unchanged."""
     sent = x[:n_send]
     tail, session._tail = session._tail, x[n_send:].clone()
     b = min(session.blend, n_send, 0 if tail is None else len(tail))
@@ -232,6 +237,4 @@ def _blend(session: StreamingSession, x: torch.Tensor, n_send: int) -> torch.Ten
     sent = sent.clone()
     w = torch.arange(1, b + 1, dtype=sent.dtype)[:, None] / (b + 1)
     sent[:b] = (1 - w) * tail[:b] + w * sent[:b]
-    hist, L = session.job.hist, len(session.job.hist)
-    hist[-min(n_send, L):] = sent[max(0, n_send - L):]
     return sent

@@ -159,9 +159,7 @@ def parse_hello(text: str) -> Hello:
         hop, lookahead = msg.get("hop"), msg.get("lookahead")
         if version == 1 and (hop is not None or lookahead is not None):
             raise _value_error("hop and lookahead need protocol 2")
-        for name, value in (("hop", hop), ("lookahead", lookahead)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise _value_error(f"{name} must be a whole number of frames, got {value!r}"[:100])
+        # their values are checked against the model's window when the session opens (checks.hop)
         hello = Hello(token, seed_value(msg.get("seed", 0)), magnitude, _bool(msg.get("frames", False), "frames"),
                       version, hop, lookahead)
     except EheadError as err:

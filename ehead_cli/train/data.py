@@ -156,8 +156,7 @@ class WindowDataset(Dataset):
         mask[:n] = 1.0
         wave = front = None
         if cut is not None and cut < n:
-            states = states.copy()
-            states[cut:] = LISTEN
+            states[cut:] = LISTEN  # window_states gave a new array
             mask[cut:] = 0.0
             wave = self._wave(c, s)
             wave[cut * SAMPLES_PER_FRAME:] = 0.0
